@@ -1,0 +1,91 @@
+"""Smoke-profile targets: a short warm-up measures the backend so LoadGen's expected latency and QPS fit."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_mlperf.backends.base import Backend
+from pytest_mlperf.config import SMOKE_MIN_DURATION_MS, SMOKE_MIN_QUERIES, Overrides
+from pytest_mlperf.datasets.base import Dataset
+
+#: Expected latency is set below the measured one so LoadGen pre-generates enough queries; running out
+#: of queries before min_duration makes a run INVALID, while surplus queries are simply never issued.
+LATENCY_HEADROOM = 0.5
+#: Offline's expected QPS is set above the measured one: too low ends the run before min_duration.
+OFFLINE_HEADROOM = 1.5
+#: Server's target is a fraction of capacity, leaving room for queueing. Capacity is the lower of batch
+#: throughput and single-query throughput: for tiny models the per-query dispatch, not the math, is the limit.
+SERVER_LOAD = 0.5
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Medians of short timed runs; seconds per call and samples per second."""
+
+    single_s: float
+    multi_s: float
+    batch_qps: float
+
+
+def _median_time(fn: Callable[[], object], budget_s: float, max_runs: int = 200) -> float:
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < 3 or (time.perf_counter() < deadline and len(times) < max_runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(backend: Backend, dataset: Dataset, batch_size: int, budget_s: float = 0.25) -> Calibration:
+    """Time batch-1, batch-8 and full batches on already-loaded samples (a few hundred ms in all)."""
+    loaded = min(dataset.performance_count, max(batch_size, 8))
+    one = dataset.one(0)
+    eight = dataset.batch([i % loaded for i in range(8)])
+    full = dataset.batch([i % loaded for i in range(batch_size)])
+    backend.warmup(one)
+    single = _median_time(lambda: dataset.postprocess(backend.run(one)), budget_s / 3)
+    multi = _median_time(lambda: dataset.postprocess(backend.run(eight)), budget_s / 3)
+    batch = _median_time(lambda: dataset.postprocess(backend.run(full)), budget_s / 3)
+    return Calibration(single_s=single, multi_s=multi, batch_qps=batch_size / max(batch, 1e-9))
+
+
+def smoke_values(scenario: str, mode: str, cal: Calibration, overrides: Overrides) -> dict[str, Any]:
+    """TestSettings values of the smoke profile; explicit overrides always win over calibration."""
+    values: dict[str, Any] = {}
+    if mode == "performance":
+        values["min_duration_ms"] = (
+            overrides.min_duration_ms if overrides.min_duration_ms is not None else SMOKE_MIN_DURATION_MS
+        )
+        values["min_query_count"] = (
+            overrides.min_query_count if overrides.min_query_count is not None else SMOKE_MIN_QUERIES[scenario]
+        )
+    if scenario == "SingleStream":
+        values["single_stream_expected_latency_ns"] = max(1_000, int(cal.single_s * LATENCY_HEADROOM * 1e9))
+    elif scenario == "MultiStream":
+        values["multi_stream_expected_latency_ns"] = max(1_000, int(cal.multi_s * LATENCY_HEADROOM * 1e9))
+    elif scenario == "Offline":
+        values["offline_expected_qps"] = overrides.target_qps or cal.batch_qps * OFFLINE_HEADROOM
+    elif scenario == "Server":
+        capacity = min(cal.batch_qps, 1.0 / max(cal.single_s, 1e-9))
+        values["server_target_qps"] = overrides.target_qps or capacity * SERVER_LOAD
+    return values
+
+
+def official_values(scenario: str, mode: str, overrides: Overrides) -> dict[str, Any]:
+    """The official profile changes only what the user explicitly overrode."""
+    values: dict[str, Any] = {}
+    if overrides.min_duration_ms is not None:
+        values["min_duration_ms"] = overrides.min_duration_ms
+    if overrides.min_query_count is not None:
+        values["min_query_count"] = overrides.min_query_count
+    if overrides.target_qps is not None:
+        if scenario == "Offline":
+            values["offline_expected_qps"] = overrides.target_qps
+        elif scenario == "Server":
+            values["server_target_qps"] = overrides.target_qps
+    return values

@@ -1,0 +1,378 @@
+"""Options, ini values, marker kwargs and user.conf -> one frozen run configuration; UsageError on bad input."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pytest_mlperf.errors import ConfigError
+
+SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+MODES = ("performance", "accuracy")
+MODE_CHOICES = ("performance", "accuracy", "both")
+PROFILES = ("smoke", "official")
+
+#: The percentile each scenario's latency is judged at (MLPerf Inference rules).
+LATENCY_PERCENTILE = {"SingleStream": "p90", "MultiStream": "p99", "Server": "p99", "Offline": None}
+
+#: Keys LoadGen accepts in user.conf (``model.scenario.key = value``).
+USER_CONF_KEYS = frozenset(
+    {
+        "target_qps", "target_latency", "target_latency_percentile", "target_duration",
+        "min_duration", "max_duration", "min_query_count", "max_query_count", "qsl_rng_seed",
+        "sample_index_rng_seed", "schedule_rng_seed", "accuracy_log_rng_seed",
+        "accuracy_log_probability", "accuracy_log_sampling_target", "print_timestamps",
+        "performance_issue_unique", "performance_issue_same", "performance_issue_same_index",
+        "performance_sample_count_override", "sample_concatenate_permutation", "test05",
+        "test05_qsl_rng_seed", "test05_sample_index_rng_seed", "test05_schedule_rng_seed",
+        "coalesce_queries", "max_async_queries", "samples_per_query", "use_token_latencies",
+        "ttft_latency", "tpot_latency", "infer_token_latencies", "token_latency_scaling_factor",
+        "server_num_issue_query_threads", "offline_expected_qps", "single_stream_expected_latency_ns",
+        "multi_stream_expected_latency_ns", "enable_trace", "mode",
+    }
+)  # fmt: skip
+
+#: Smoke-profile minimum query counts: enough for LoadGen's early-stopping estimate at each
+#: scenario's percentile (MultiStream needs 662 queries at p99), no more.
+SMOKE_MIN_QUERIES = {"SingleStream": 100, "MultiStream": 662, "Server": 270, "Offline": 1}
+SMOKE_MIN_DURATION_MS = 1000
+
+#: Marker kwargs accepted by ``@pytest.mark.mlperf(...)``.
+MARKER_KWARGS = frozenset({"accuracy", "latency_ms", "min_qps", "model_name"})
+
+
+class UsageProblem(ValueError):
+    """A bad option value; the plugin turns it into ``pytest.UsageError``."""
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One ``--mlperf-*`` flag and its ini twin, declared once and wired by the plugin."""
+
+    name: str  # e.g. "min-duration-ms" -> --mlperf-min-duration-ms / mlperf_min_duration_ms
+    help: str
+    default: Any = None
+    kind: str = "string"  # string | int | float | bool | list
+    metavar: str | None = None
+    multiple: bool = False
+
+    @property
+    def flag(self) -> str:
+        return f"--mlperf-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return "mlperf_" + self.name.replace("-", "_")
+
+    @property
+    def ini(self) -> str:
+        return self.dest
+
+
+# Help rule: one sentence saying what the option sets, then the accepted values, then the default.
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("scenarios", "LoadGen scenarios to run, comma-separated: SingleStream, MultiStream, Server, "
+               "Offline. Default: all four.", metavar="LIST"),
+    OptionSpec("mode", "What to measure: performance, accuracy or both. Default: both.", metavar="MODE"),
+    OptionSpec("profile", "Run rules: smoke (short runs with declared overrides and calibrated targets) or "
+               "official (mlperf.conf unchanged). Default: smoke.", metavar="NAME"),
+    OptionSpec("min-duration-ms", "Override LoadGen's min_duration for every case, in ms. Default: 1000 in "
+               "smoke, mlperf.conf in official.", kind="int", metavar="MS"),
+    OptionSpec("min-query-count", "Override LoadGen's min_query_count for every case. Default: per scenario "
+               "in smoke, mlperf.conf in official.", kind="int", metavar="N"),
+    OptionSpec("target-qps", "Set Server target QPS and Offline expected QPS. Default: calibrated by a "
+               "short warm-up in smoke.", kind="float", metavar="QPS"),
+    OptionSpec("target-latency-ms", "Set Server's target latency (its p99 bound), in ms. Default: the "
+               "case's latency bound, else mlperf.conf.", kind="float", metavar="MS"),
+    OptionSpec("user-conf", "A LoadGen user.conf applied after mlperf.conf (lines `model.scenario.key = "
+               "value`). Default: none.", metavar="PATH"),
+    OptionSpec("results", "Where to write the session's results JSON. Default: mlperf-results/results.json.",
+               default="mlperf-results/results.json", metavar="PATH"),
+    OptionSpec("log-dir", "Directory for each case's LoadGen logs (one sub-directory per case). Default: "
+               "mlperf-results/logs.", default="mlperf-results/logs", metavar="DIR"),
+    OptionSpec("accuracy-target", "Minimum top-1 accuracy for accuracy cases, as a fraction (0.97) or "
+               "percent (97). Default: the case's marker.", kind="float", metavar="X"),
+    OptionSpec("latency-bound-ms", "Latency bound at the scenario's percentile (SingleStream p90, "
+               "MultiStream and Server p99), in ms. Default: the case's marker.", kind="float",
+               metavar="MS"),
+    OptionSpec("min-qps", "Throughput floor in samples/s for Offline, Server and SingleStream. Default: the "
+               "case's marker.", kind="float", metavar="QPS"),
+    OptionSpec("backend", "Inference backend: onnxruntime or noop (harness cost only). Default: "
+               "onnxruntime.", metavar="NAME"),
+    OptionSpec("providers", "ONNX Runtime execution providers in priority order, comma-separated, e.g. "
+               "CUDAExecutionProvider,CPUExecutionProvider. Default: CPUExecutionProvider.", metavar="LIST"),
+    OptionSpec("threads", "Intra-op threads per inference session; 0 means one per usable core. Default: 0.",
+               kind="int", metavar="N"),
+    OptionSpec("batch-size", "Largest batch for Offline and Server. Default: 32.", kind="int", metavar="N"),
+    OptionSpec("server-max-wait-us", "How long the Server batcher may hold a query to fill a batch, in "
+               "microseconds; 0 batches only what is already queued. Default: 0.", kind="int", metavar="US"),
+    OptionSpec("cache-dir", "Where models, datasets and built artefacts are cached. Default: $PYTEST_MLPERF_CACHE, "
+               "else the user cache dir (~/.cache/pytest-mlperf).", metavar="DIR"),
+    OptionSpec("workers", "Inference threads for Offline and Server. Default: 1.", kind="int", metavar="N"),
+)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass/fail limits of one case; None means not enforced."""
+
+    accuracy: float | None = None  # fraction, 0..1
+    latency_ms: float | None = None  # at the scenario's percentile
+    min_qps: float | None = None
+
+    def merged(self, other: Thresholds) -> Thresholds:
+        """Values of *other* win where set (command line over marker over suite default)."""
+        return Thresholds(
+            accuracy=other.accuracy if other.accuracy is not None else self.accuracy,
+            latency_ms=other.latency_ms if other.latency_ms is not None else self.latency_ms,
+            min_qps=other.min_qps if other.min_qps is not None else self.min_qps,
+        )
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """LoadGen settings the user forced; None leaves the profile's choice."""
+
+    min_duration_ms: int | None = None
+    min_query_count: int | None = None
+    target_qps: float | None = None
+    target_latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything the session needs, validated once at configure time."""
+
+    scenarios: tuple[str, ...] = SCENARIOS
+    modes: tuple[str, ...] = MODES
+    profile: str = "smoke"
+    overrides: Overrides = field(default_factory=Overrides)
+    user_conf: Path | None = None
+    results_path: Path = Path("mlperf-results/results.json")
+    log_dir: Path = Path("mlperf-results/logs")
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    backend: str = "onnxruntime"
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    threads: int = 0
+    batch_size: int = 32
+    server_max_wait_us: int = 0
+    workers: int = 1
+    cache_dir: Path = field(default_factory=lambda: default_cache_dir())
+
+    def with_(self, **changes: Any) -> RunConfig:
+        return replace(self, **changes)
+
+
+def default_cache_dir() -> Path:
+    """$PYTEST_MLPERF_CACHE, else $XDG_CACHE_HOME/pytest-mlperf, else ~/.cache/pytest-mlperf."""
+    import os
+
+    explicit = os.environ.get("PYTEST_MLPERF_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "pytest-mlperf"
+
+
+def _split_list(raw: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[,\s]+", raw) if part.strip()]
+
+
+def parse_scenarios(raw: str | Sequence[str], source: str = "--mlperf-scenarios") -> tuple[str, ...]:
+    items = _split_list(raw) if isinstance(raw, str) else [s.strip() for s in raw if s.strip()]
+    lookup = {s.lower(): s for s in SCENARIOS}
+    out: list[str] = []
+    for item in items:
+        canonical = lookup.get(item.lower())
+        if canonical is None:
+            raise UsageProblem(
+                f"{source}: unknown scenario {item!r}; valid scenarios are {', '.join(SCENARIOS)}"
+            )
+        if canonical not in out:
+            out.append(canonical)
+    if not out:
+        raise UsageProblem(f"{source}: no scenario given; use any of {', '.join(SCENARIOS)}")
+    return tuple(out)
+
+
+def parse_mode(raw: str, source: str = "--mlperf-mode") -> tuple[str, ...]:
+    value = raw.strip().lower()
+    if value == "both":
+        return MODES
+    if value in MODES:
+        return (value,)
+    raise UsageProblem(f"{source}: unknown mode {raw!r}; valid modes are {', '.join(MODE_CHOICES)}")
+
+
+def parse_accuracy(value: float, source: str) -> float:
+    """Accept 0.97 or 97 (percent); anything outside 0..100 is a mistake worth naming."""
+    if not math.isfinite(value) or value < 0 or value > 100:
+        raise UsageProblem(f"{source}: accuracy target {value} is not a fraction (0..1) or percent (0..100)")
+    return value / 100.0 if value > 1 else value
+
+
+def _positive(value: float | None, source: str, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        need = "zero or more" if allow_zero else "greater than zero"
+        raise UsageProblem(f"{source}: {value} is not valid; it must be {need}")
+
+
+def build_run_config(get: Callable[[OptionSpec], Any]) -> RunConfig:
+    """Validate raw option values (``get`` returns the flag, else the ini value, else None)."""
+    by = {spec.name: spec for spec in OPTIONS}
+
+    def val(name: str) -> Any:
+        return get(by[name])
+
+    scenarios = parse_scenarios(val("scenarios")) if val("scenarios") else SCENARIOS
+    modes = parse_mode(val("mode")) if val("mode") else MODES
+    profile = (val("profile") or "smoke").strip().lower()
+    if profile not in PROFILES:
+        raise UsageProblem(f"--mlperf-profile: unknown profile {profile!r}; valid profiles are smoke, official")
+    overrides = Overrides(
+        min_duration_ms=val("min-duration-ms"),
+        min_query_count=val("min-query-count"),
+        target_qps=val("target-qps"),
+        target_latency_ms=val("target-latency-ms"),
+    )
+    _positive(overrides.min_duration_ms, "--mlperf-min-duration-ms", allow_zero=True)
+    _positive(overrides.min_query_count, "--mlperf-min-query-count")
+    _positive(overrides.target_qps, "--mlperf-target-qps")
+    _positive(overrides.target_latency_ms, "--mlperf-target-latency-ms")
+    user_conf = Path(val("user-conf")) if val("user-conf") else None
+    if user_conf is not None:
+        if not user_conf.is_file():
+            raise UsageProblem(f"--mlperf-user-conf: file not found: {user_conf}")
+        try:
+            parse_user_conf(user_conf.read_text(encoding="utf-8"), str(user_conf))
+        except ConfigError as exc:
+            raise UsageProblem(str(exc)) from exc
+    accuracy = val("accuracy-target")
+    thresholds = Thresholds(
+        accuracy=parse_accuracy(accuracy, "--mlperf-accuracy-target") if accuracy is not None else None,
+        latency_ms=val("latency-bound-ms"),
+        min_qps=val("min-qps"),
+    )
+    _positive(thresholds.latency_ms, "--mlperf-latency-bound-ms")
+    _positive(thresholds.min_qps, "--mlperf-min-qps", allow_zero=True)
+    from pytest_mlperf.backends import BACKENDS
+
+    backend = (val("backend") or "onnxruntime").strip()
+    if backend not in BACKENDS:
+        raise UsageProblem(f"--mlperf-backend: unknown backend {backend!r}; valid backends are {', '.join(BACKENDS)}")
+    providers = tuple(_split_list(val("providers"))) if val("providers") else ("CPUExecutionProvider",)
+    threads = val("threads") if val("threads") is not None else 0
+    batch_size = val("batch-size") if val("batch-size") is not None else 32
+    wait = val("server-max-wait-us") if val("server-max-wait-us") is not None else 0
+    workers = val("workers") if val("workers") is not None else 1
+    _positive(threads, "--mlperf-threads", allow_zero=True)
+    _positive(batch_size, "--mlperf-batch-size")
+    _positive(wait, "--mlperf-server-max-wait-us", allow_zero=True)
+    _positive(workers, "--mlperf-workers")
+    if modes == ("accuracy",) and (overrides.min_duration_ms is not None or overrides.min_query_count is not None):
+        raise UsageProblem(
+            "--mlperf-min-duration-ms/--mlperf-min-query-count only affect performance runs, but "
+            "--mlperf-mode=accuracy runs none; drop the override or use --mlperf-mode=both"
+        )
+    return RunConfig(
+        scenarios=scenarios,
+        modes=modes,
+        profile=profile,
+        overrides=overrides,
+        user_conf=user_conf,
+        results_path=Path(val("results") or "mlperf-results/results.json"),
+        log_dir=Path(val("log-dir") or "mlperf-results/logs"),
+        thresholds=thresholds,
+        backend=backend,
+        providers=providers,
+        threads=int(threads),
+        batch_size=int(batch_size),
+        server_max_wait_us=int(wait),
+        workers=int(workers),
+        cache_dir=Path(val("cache-dir")).expanduser() if val("cache-dir") else default_cache_dir(),
+    )
+
+
+def convert_ini(spec: OptionSpec, raw: str) -> Any:
+    """Convert an ini string to the option's type, naming the ini key on failure."""
+    text = raw.strip()
+    if text == "":
+        return None
+    try:
+        if spec.kind == "int":
+            return int(text)
+        if spec.kind == "float":
+            return float(text)
+    except ValueError:
+        raise UsageProblem(f"ini option {spec.ini} = {raw!r} is not a valid {spec.kind}") from None
+    return text
+
+
+def thresholds_from_marker(kwargs: Mapping[str, Any], scenario: str | None, where: str) -> Thresholds:
+    """Validate ``@pytest.mark.mlperf(...)`` kwargs; per-scenario dicts pick the current scenario."""
+    unknown = set(kwargs) - MARKER_KWARGS
+    if unknown:
+        raise UsageProblem(
+            f"{where}: unknown mlperf marker argument(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(MARKER_KWARGS))}"
+        )
+
+    def pick(key: str) -> float | None:
+        value = kwargs.get(key)
+        if isinstance(value, Mapping):
+            bad = set(value) - set(SCENARIOS)
+            if bad:
+                raise UsageProblem(
+                    f"{where}: mlperf marker {key}= has unknown scenario key(s) {', '.join(sorted(bad))}; "
+                    f"use {', '.join(SCENARIOS)}"
+                )
+            value = value.get(scenario) if scenario else None
+        if value is None:
+            return None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise UsageProblem(f"{where}: mlperf marker {key}={value!r} must be a number")
+        return float(value)
+
+    accuracy = pick("accuracy")
+    return Thresholds(
+        accuracy=parse_accuracy(accuracy, f"{where}: mlperf marker accuracy") if accuracy is not None else None,
+        latency_ms=pick("latency_ms"),
+        min_qps=pick("min_qps"),
+    )
+
+
+_USER_CONF_LINE = re.compile(r"^(?P<model>[\w\-.*]+?)\.(?P<scenario>[\w*]+)\.(?P<key>\w+) = (?P<value>\S+)$")
+
+
+def parse_user_conf(text: str, source: str) -> list[tuple[str, str, str, str]]:
+    """Validate a user.conf the way LoadGen reads it, but fail with the file and line instead of -22."""
+    entries: list[tuple[str, str, str, str]] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        match = _USER_CONF_LINE.match(line.strip())
+        if match is None:
+            raise ConfigError(
+                f"{source}:{lineno}: malformed line {raw.strip()!r}; expected "
+                "`model.scenario.key = value` with spaces around '=' (e.g. `*.Offline.min_duration = 1000`)"
+            )
+        model, scenario, key, value = match.group("model", "scenario", "key", "value")
+        if scenario != "*" and scenario not in SCENARIOS:
+            raise ConfigError(
+                f"{source}:{lineno}: unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)} or *"
+            )
+        if key not in USER_CONF_KEYS:
+            raise ConfigError(f"{source}:{lineno}: unknown key {key!r}; LoadGen ignores it, so it is refused")
+        try:
+            float(value)
+        except ValueError:
+            raise ConfigError(f"{source}:{lineno}: value {value!r} for {key} is not a number") from None
+        entries.append((model, scenario, key, value))
+    return entries

@@ -1,0 +1,139 @@
+"""The only importer of mlperf_loadgen: builds TestSettings/LogSettings and runs one LoadGen test."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlperf_loadgen as lg
+import numpy as np
+
+from pytest_mlperf.datasets.base import Dataset
+from pytest_mlperf.errors import LoadGenError
+from pytest_mlperf.sut import BaseSUT, Complete
+
+_MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.AccuracyOnly}
+
+
+def version() -> str:
+    """The installed LoadGen's version, as the results JSON records it."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("mlcommons-loadgen")
+    except PackageNotFoundError:  # built from source
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class SettingsSpec:
+    """What to ask LoadGen for; ``values`` are TestSettings attributes set after the config files."""
+
+    scenario: str
+    mode: str
+    model_name: str = "*"
+    official_conf: bool = True  # load LoadGen's built-in mlperf.conf for model_name first
+    user_conf: Path | None = None
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+def build_settings(spec: SettingsSpec) -> Any:
+    """A ``TestSettings`` for *spec*: mlperf.conf, then user.conf, then explicit values."""
+    settings = lg.TestSettings()
+    settings.scenario = getattr(lg.TestScenario, spec.scenario)
+    settings.mode = _MODES[spec.mode]
+    # conf_type=0 reloads the built-in mlperf.conf each time; LoadGen otherwise loads it once per process.
+    if spec.official_conf:
+        rc = settings.FromConfig("", spec.model_name, spec.scenario, 0)
+        if rc != 0:
+            raise LoadGenError(f"LoadGen could not apply its built-in mlperf.conf for {spec.model_name!r} (rc={rc})")
+    if spec.user_conf is not None:
+        rc = settings.FromConfig(str(spec.user_conf), spec.model_name, spec.scenario, 1)
+        if rc != 0:
+            raise LoadGenError(
+                f"LoadGen refused user.conf {spec.user_conf} (rc={rc}); check the `model.scenario.key = value` lines"
+            )
+    for key, value in spec.values.items():
+        if not hasattr(settings, key):
+            raise LoadGenError(f"LoadGen TestSettings has no field {key!r}")
+        setattr(settings, key, value)
+    return settings
+
+
+def _complete(ids: Sequence[int], rows: np.ndarray | None) -> None:
+    if rows is None:
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
+        return
+    ptr = rows.ctypes.data
+    stride = rows.strides[0]
+    lg.QuerySamplesComplete([lg.QuerySampleResponse(qid, ptr + j * stride, stride) for j, qid in enumerate(ids)])
+
+
+#: The completion callback SUTs use; re-exported so nothing else imports mlperf_loadgen.
+complete: Complete = _complete
+
+
+@dataclass
+class RunOutcome:
+    """What happened in one StartTest call; the logs themselves are parsed by logs.py."""
+
+    log_dir: Path
+    wall_s: float
+    error: BaseException | None
+    interrupted: bool
+
+
+def run_test(
+    make_sut: Callable[[Complete], BaseSUT],
+    dataset: Dataset,
+    spec: SettingsSpec,
+    log_dir: Path,
+    *,
+    enable_trace: bool = False,
+) -> RunOutcome:
+    """Run one LoadGen test writing its logs to *log_dir*; Ctrl-C drains the SUT and re-raises."""
+    settings = build_settings(spec)
+    log_settings = lg.LogSettings()
+    log_settings.log_output.outdir = str(log_dir)
+    log_settings.log_output.copy_summary_to_stdout = False
+    log_settings.enable_trace = enable_trace
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    sut = make_sut(complete)
+    sut_handle = lg.ConstructFastSUT(sut.issue, sut.flush)
+    qsl_handle = lg.ConstructQSL(dataset.total_count, dataset.performance_count, dataset.load, dataset.unload)
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings, "")
+        except BaseException as exc:
+            failure.append(exc)
+
+    interrupted = False
+    sut.start()
+    started = time.perf_counter()
+    # StartTest runs in a thread so that Ctrl-C reaches the main thread during a long run.
+    runner = threading.Thread(target=target, name="mlperf-loadgen", daemon=True)
+    try:
+        runner.start()
+        while runner.is_alive():
+            runner.join(0.05)
+    except KeyboardInterrupt:
+        interrupted = True
+        sut.abort()
+        runner.join()
+        raise
+    finally:
+        wall = time.perf_counter() - started
+        sut.stop()
+        lg.DestroyQSL(qsl_handle)
+        lg.DestroyFastSUT(sut_handle)
+    if failure:
+        raise LoadGenError(f"LoadGen failed while writing {log_dir}: {failure[0]}") from failure[0]
+    return RunOutcome(log_dir=log_dir, wall_s=wall, error=sut.error, interrupted=interrupted)

@@ -1,0 +1,111 @@
+"""pytest wiring only: the ``mlperf`` option group, the marker, parametrization hooks, fixtures and reporting."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_mlperf.config import OPTIONS, OptionSpec, UsageProblem, build_run_config, convert_ini
+from pytest_mlperf.runner import CaseRunner
+from pytest_mlperf.session import RUN_PROPERTY, MLPerfSession, pin_worker
+
+SESSION_KEY = pytest.StashKey[MLPerfSession]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mlperf", "MLPerf LoadGen benchmarks (pytest-mlperf)")
+    types: dict[str, Any] = {"int": int, "float": float, "string": str}
+    for spec in OPTIONS:
+        group.addoption(spec.flag, dest=spec.dest, type=types[spec.kind], default=None, metavar=spec.metavar,
+                        help=f"{spec.help} [ini: {spec.ini}]")
+        parser.addini(spec.ini, help=f"Default for {spec.flag}. {spec.help}", default=None)
+
+
+def _option_getter(config: pytest.Config) -> Any:
+    def get(spec: OptionSpec) -> Any:
+        value = config.getoption(spec.dest)
+        if value is not None:
+            return value
+        raw = config.getini(spec.ini)
+        return convert_ini(spec, raw) if isinstance(raw, str) else None
+
+    return get
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "mlperf(accuracy=None, latency_ms=None, min_qps=None, model_name=None): thresholds of a pytest-mlperf "
+        "benchmark; each value may be a number or a dict keyed by scenario.",
+    )
+    try:
+        run_config = build_run_config(_option_getter(config))
+    except UsageProblem as exc:
+        raise pytest.UsageError(str(exc)) from None
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    numprocesses = getattr(config.option, "numprocesses", None)
+    if "performance" in run_config.modes and workerinput is None and isinstance(numprocesses, int) and numprocesses > 1:
+        cores = len(os.sched_getaffinity(0))
+        if numprocesses > cores:
+            raise pytest.UsageError(
+                f"-n {numprocesses} starts more xdist workers than the {cores} usable cores, so performance runs "
+                f"would share cores and report contended numbers. Use -n {cores} or fewer (each worker is pinned to "
+                "its own cores), -n 0, or --mlperf-mode=accuracy."
+            )
+    session = MLPerfSession(run_config, Path(str(config.rootpath)), writes_results=workerinput is None)
+    if workerinput is not None and "performance" in run_config.modes:
+        index = int(str(workerinput["workerid"]).lstrip("gw") or 0)
+        session.affinity = pin_worker(index, int(workerinput["workercount"]))
+    config.stash[SESSION_KEY] = session
+    if session.writes_results:
+        config.pluginmanager.register(session, "mlperf-session")
+
+
+def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        argnames = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        names = [n.strip() for n in argnames.split(",")] if isinstance(argnames, str) else list(argnames)
+        if name in names:
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    run_config = metafunc.config.stash[SESSION_KEY].config
+    if "mlperf_scenario" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "mlperf_scenario"):
+        metafunc.parametrize("mlperf_scenario", run_config.scenarios, ids=list(run_config.scenarios))
+    if "mlperf_mode" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "mlperf_mode"):
+        metafunc.parametrize("mlperf_mode", run_config.modes, ids=list(run_config.modes))
+
+
+@pytest.fixture(scope="session")
+def mlperf_cache_dir(pytestconfig: pytest.Config) -> Path:
+    """The directory where models, datasets and built artefacts are cached (``--mlperf-cache-dir``)."""
+    return pytestconfig.stash[SESSION_KEY].config.cache_dir
+
+
+@pytest.fixture
+def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
+    """Runs LoadGen benchmarks for this test: ``mlperf.run(model=..., dataset=...)`` returns a RunResult."""
+    session = request.config.stash[SESSION_KEY]
+    item = request.node
+    marker = item.get_closest_marker("mlperf")
+    params = getattr(getattr(item, "callspec", None), "params", {})
+
+    def record(run: dict[str, Any]) -> None:
+        item.user_properties.append((RUN_PROPERTY, run))
+
+    return CaseRunner(
+        harness=session.harness,
+        nodeid=item.nodeid,
+        marker_kwargs=dict(marker.kwargs) if marker else {},
+        cli_thresholds=session.config.thresholds,
+        default_scenario=params.get("mlperf_scenario"),
+        default_mode=params.get("mlperf_mode"),
+        record=record,
+    )
+
+

@@ -1,0 +1,258 @@
+"""Result dataclasses, provenance (machine, software, commit) and the atomic, versioned results JSON writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+SCHEMA_RESOURCE = "results.schema.json"
+
+
+@dataclass
+class Metrics:
+    """What a run measured; latencies in ns at the standard percentiles, accuracy as fractions."""
+
+    qps: float | None = None
+    latency_ns: dict[str, int] | None = None
+    accuracy: dict[str, float] | None = None
+
+
+@dataclass
+class RunResult:
+    """One LoadGen run of one case; ``to_dict`` is its entry in ``runs[]``."""
+
+    id: str
+    model: str
+    model_sha256: str | None
+    dataset: dict[str, Any]
+    backend: str
+    backend_options: dict[str, Any]
+    scenario: str
+    mode: str
+    profile: str
+    settings: dict[str, Any]
+    overrides: dict[str, Any]
+    metrics: Metrics
+    thresholds: dict[str, Any]
+    valid: bool | None
+    passed: bool
+    reasons: list[str]
+    log_dir: str
+    duration_s: float
+    repeat: int = 0
+    synthetic_inputs: bool = False
+    latency_samples_ns: list[int] | None = None
+    validity_reasons: list[str] = field(default_factory=list)
+    recommendation: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def primary_latency_ns(self) -> float | None:
+        """The latency the scenario is judged by (p90 SingleStream, p99 MultiStream/Server)."""
+        from pytest_mlperf.config import LATENCY_PERCENTILE
+
+        key = LATENCY_PERCENTILE.get(self.scenario)
+        if key is None or not self.metrics.latency_ns:
+            return None
+        return self.metrics.latency_ns.get(key)
+
+    def explain(self) -> str:
+        """Every unmet condition, one per line, for assertion messages."""
+        head = f"{self.id}: {self.scenario} {self.mode} run"
+        if self.passed:
+            return f"{head} passed"
+        return head + " failed:\n" + "\n".join(f"  - {reason}" for reason in self.reasons)
+
+
+def schema() -> dict[str, Any]:
+    """The packaged JSON Schema of the results document."""
+    text = resources.files("pytest_mlperf").joinpath("schema", SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gpus() -> list[dict[str, Any]]:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            mib = float(parts[2]) if re.fullmatch(r"[\d.]+", parts[2]) else 0.0
+            gpus.append({"name": parts[0], "driver": parts[1], "memory_bytes": int(mib * 2**20)})
+    return gpus
+
+
+def machine_info() -> dict[str, Any]:
+    """The hardware a run measured; part of the baseline fingerprint."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    return {
+        "cpu": _cpu_model(),
+        "cores": usable,
+        "logical_cpus": os.cpu_count() or 1,
+        "memory_bytes": _memory_bytes(),
+        "os": platform.platform(),
+        "arch": platform.machine(),
+        "gpus": _gpus(),
+    }
+
+
+def commit_info(cwd: Path) -> dict[str, Any] | None:
+    """The git commit the code was at, or None outside a repository."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        sha = git("rev-parse", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    try:
+        branch = git("rev-parse", "--abbrev-ref", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        branch, dirty = "", False
+    return {"sha": sha, "branch": branch, "dirty": dirty}
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that can move a measurement."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "plugin": v("pytest-mlperf"),
+        "loadgen": v("mlcommons-loadgen"),
+        "onnxruntime": v("onnxruntime"),
+        "numpy": v("numpy"),
+        "python": platform.python_version(),
+    }
+
+
+def new_document(cwd: Path) -> dict[str, Any]:
+    """The envelope of a session's results, without runs."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "datetime": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "partial",
+        "versions": versions(),
+        "machine": machine_info(),
+        "commit": commit_info(cwd),
+        "runs": [],
+    }
+
+
+def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
+    """Write via a temp file in the same directory and ``os.replace``: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(document, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_document(path: Path) -> dict[str, Any]:
+    """Read a results JSON, refusing other schema versions with a message that names the file."""
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"results file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); was the run interrupted while writing it?") from None
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path} has schema_version {doc.get('schema_version')!r}; this pytest-mlperf reads {SCHEMA_VERSION}"
+        )
+    return doc
+
+
+def case_dirname(nodeid: str, repeat: int = 0) -> str:
+    """A filesystem-safe, readable, unique-enough directory name for a case's logs."""
+    import hashlib
+
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid.split("::", 1)[-1]).strip("_")[:80]
+    digest = hashlib.sha256(nodeid.encode()).hexdigest()[:8]
+    suffix = f"-r{repeat}" if repeat else ""
+    return f"{readable}-{digest}{suffix}"
+
+
+def runs_table(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Compact terminal rows: case, scenario/mode, QPS, primary latency, accuracy, verdict."""
+    from pytest_mlperf.config import LATENCY_PERCENTILE
+
+    rows = [("case", "scenario", "mode", "qps", "latency", "accuracy", "valid", "result")]
+    for run in runs:
+        metrics = run.get("metrics") or {}
+        qps = metrics.get("qps")
+        pct = LATENCY_PERCENTILE.get(run["scenario"])
+        lat = (metrics.get("latency_ns") or {}).get(pct) if pct else None
+        acc = (metrics.get("accuracy") or {}).get("top1")
+        name = run["id"].split("::")[-1] + (f" #{run['repeat']}" if run.get("repeat") else "")
+        if run.get("synthetic_inputs"):
+            name += " (synthetic inputs)"
+        valid = run.get("valid")
+        rows.append((
+            name,
+            run["scenario"],
+            run["mode"],
+            f"{qps:,.1f}" if qps is not None else "-",
+            f"{pct} {lat / 1e6:.3f} ms" if lat is not None else "-",
+            f"{acc * 100:.2f} %" if acc is not None else "-",
+            "-" if valid is None else ("VALID" if valid else "INVALID"),
+            "PASS" if run["passed"] else "FAIL",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]

@@ -1,0 +1,209 @@
+"""SUT strategies per scenario: inline SingleStream/MultiStream, a dynamic batcher for Server, a pool for Offline."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pytest_mlperf.backends.base import Backend
+from pytest_mlperf.datasets.base import Dataset
+
+#: Sends responses to LoadGen: query ids and one contiguous response row per id. Provided by loadgen.py,
+#: the only module that may touch mlperf_loadgen. ``rows=None`` completes the ids with empty responses,
+#: used only to drain LoadGen after a failure that has already failed the case.
+Complete = Callable[[Sequence[int], "np.ndarray | None"], None]
+
+_STOP = None
+
+
+@dataclass(frozen=True)
+class SutOptions:
+    """Batching policy, shared by every scenario strategy."""
+
+    batch_size: int = 32
+    server_max_wait_us: int = 0
+    workers: int = 1
+
+
+class BaseSUT:
+    """Common failure handling: the first exception is kept, later queries are drained so LoadGen can end."""
+
+    def __init__(self, backend: Backend, dataset: Dataset, complete: Complete, options: SutOptions) -> None:
+        self.backend = backend
+        self.dataset = dataset
+        self._complete = complete
+        self.options = options
+        self.error: BaseException | None = None
+        self.aborted = False
+        self.completed_samples = 0
+
+    # LoadGen calls these two from its own threads.
+    def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        return None
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        """Stop doing real work (Ctrl-C): answer everything at once so LoadGen finishes quickly."""
+        self.aborted = True
+
+    @property
+    def failing(self) -> bool:
+        return self.error is not None or self.aborted
+
+    def _infer_and_complete(self, ids: Sequence[int], indices: Sequence[int]) -> None:
+        if self.failing:
+            self._complete(ids, None)
+            return
+        try:
+            # A single sample is a view of the loaded block: no copy on the SingleStream hot path.
+            inputs = self.dataset.one(indices[0]) if len(indices) == 1 else self.dataset.batch(indices)
+            rows = self.dataset.postprocess(self.backend.run(inputs))
+            if len(rows) != len(ids):
+                raise RuntimeError(
+                    f"backend {self.backend.name} returned {len(rows)} outputs for a batch of {len(ids)}"
+                )
+        except BaseException as exc:
+            if self.error is None:
+                self.error = exc
+            self._complete(ids, None)
+            return
+        # rows stays referenced until QuerySamplesComplete returns inside _complete.
+        self._complete(ids, rows)
+        self.completed_samples += len(ids)
+
+
+class InlineSUT(BaseSUT):
+    """SingleStream and MultiStream: LoadGen waits for each query, so infer right in the issue callback."""
+
+    def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
+        self._infer_and_complete(ids, indices)
+
+
+class ServerSUT(BaseSUT):
+    """Dynamic batching: the callback only enqueues; workers take what is queued up to the batch size."""
+
+    def __init__(self, backend: Backend, dataset: Dataset, complete: Complete, options: SutOptions) -> None:
+        super().__init__(backend, dataset, complete, options)
+        self._queue: queue.SimpleQueue[tuple[Sequence[int], Sequence[int]] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
+        self._queue.put((ids, indices))
+
+    def start(self) -> None:
+        for n in range(self.options.workers):
+            thread = threading.Thread(target=self._work, name=f"mlperf-server-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+    def _work(self) -> None:
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        max_batch = self.options.batch_size
+        max_wait = self.options.server_max_wait_us / 1e6
+        while True:
+            item = get()
+            if item is _STOP:
+                return
+            ids, indices = list(item[0]), list(item[1])
+            deadline = time.perf_counter() + max_wait if max_wait else 0.0
+            stop_after = False
+            while len(ids) < max_batch:
+                try:
+                    if max_wait:
+                        remaining = deadline - time.perf_counter()
+                        if remaining <= 0:
+                            break
+                        nxt = get(timeout=remaining)
+                    else:
+                        nxt = get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop_after = True
+                    break
+                ids.extend(nxt[0])
+                indices.extend(nxt[1])
+            # A burst can overshoot the batch size by one query's samples; split rather than exceed it.
+            for start in range(0, len(ids), max_batch):
+                self._infer_and_complete(ids[start : start + max_batch], indices[start : start + max_batch])
+            if stop_after:
+                return
+
+
+class OfflineSUT(BaseSUT):
+    """Offline: one huge query, cut into batches that a pool of workers runs and completes independently."""
+
+    def __init__(self, backend: Backend, dataset: Dataset, complete: Complete, options: SutOptions) -> None:
+        super().__init__(backend, dataset, complete, options)
+        self._queue: queue.SimpleQueue[tuple[Sequence[int], Sequence[int]] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
+        # O(1) here: slicing into batches happens on the worker side.
+        self._queue.put((ids, indices))
+
+    def start(self) -> None:
+        self._batches: queue.SimpleQueue[tuple[Sequence[int], Sequence[int]] | None] = queue.SimpleQueue()
+        splitter = threading.Thread(target=self._split, name="mlperf-offline-split", daemon=True)
+        splitter.start()
+        self._threads.append(splitter)
+        for n in range(self.options.workers):
+            thread = threading.Thread(target=self._work, name=f"mlperf-offline-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+    def _split(self) -> None:
+        size = self.options.batch_size
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                for _ in range(self.options.workers):
+                    self._batches.put(_STOP)
+                return
+            ids, indices = item
+            for start in range(0, len(ids), size):
+                self._batches.put((ids[start : start + size], indices[start : start + size]))
+
+    def _work(self) -> None:
+        while True:
+            item = self._batches.get()
+            if item is _STOP:
+                return
+            self._infer_and_complete(item[0], item[1])
+
+
+def make_sut(scenario: str, backend: Backend, dataset: Dataset, complete: Complete, options: SutOptions) -> BaseSUT:
+    """The strategy for *scenario*."""
+    if scenario in ("SingleStream", "MultiStream"):
+        return InlineSUT(backend, dataset, complete, options)
+    if scenario == "Server":
+        return ServerSUT(backend, dataset, complete, options)
+    if scenario == "Offline":
+        return OfflineSUT(backend, dataset, complete, options)
+    raise ValueError(f"unknown scenario {scenario!r}")
