@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -160,7 +161,8 @@ class Harness:
             model_sha256=self.model_digest(case.model),
             dataset={"name": case.dataset.name, "count": case.dataset.total_count},
             backend=backend.name,
-            backend_options=describe(self.backend_options()) | {"version": backend.version},
+            backend_options=describe(self.backend_options())
+            | {"version": backend.version, "cpu_affinity": sorted(os.sched_getaffinity(0))},
             scenario=case.scenario,
             mode=case.mode,
             profile=cfg.profile,

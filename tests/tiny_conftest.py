@@ -1,0 +1,49 @@
+"""conftest for pytester projects: a tiny ONNX classifier and a matching dataset, built on the spot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from pytest_mlperf import ArrayDataset, Classification
+
+FEATURES, CLASSES = 4, 3
+RNG = np.random.default_rng(7)
+WEIGHTS = RNG.standard_normal((FEATURES, CLASSES)).astype(np.float32)
+BIAS = RNG.standard_normal(CLASSES).astype(np.float32)
+
+
+def write_linear_model(path: Path, features: int = FEATURES, symbolic_features: bool = False) -> Path:
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "W"], ["mm"]), helper.make_node("Add", ["mm", "B"], ["logits"])],
+        "tiny",
+        # A symbolic feature axis defers the shape check from load time to run time.
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", "F" if symbolic_features else features])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", CLASSES])],
+        [numpy_helper.from_array(np.resize(WEIGHTS, (features, CLASSES)), "W"), numpy_helper.from_array(BIAS, "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tests")
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def make_dataset(count: int = 64, wrong_labels: int = 0) -> ArrayDataset:
+    x = np.random.default_rng(1).standard_normal((count, FEATURES)).astype(np.float32)
+    labels = np.argmax(x @ WEIGHTS + BIAS, axis=1)
+    labels[:wrong_labels] = (labels[:wrong_labels] + 1) % CLASSES
+    return ArrayDataset(x, labels, name="tiny", task=Classification(topk=1))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_linear_model(tmp_path_factory.mktemp("models") / "tiny.onnx")
+
+
+@pytest.fixture
+def tiny_dataset() -> ArrayDataset:
+    return make_dataset()
