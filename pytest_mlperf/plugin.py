@@ -10,7 +10,7 @@ import pytest
 
 from pytest_mlperf.config import OPTIONS, OptionSpec, UsageProblem, build_run_config, convert_ini
 from pytest_mlperf.runner import CaseRunner
-from pytest_mlperf.session import RUN_PROPERTY, MLPerfSession, pin_worker
+from pytest_mlperf.session import RUN_PROPERTY, MLPerfSession
 
 SESSION_KEY = pytest.StashKey[MLPerfSession]()
 
@@ -56,9 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
                 "its own cores), -n 0, or --mlperf-mode=accuracy."
             )
     session = MLPerfSession(run_config, Path(str(config.rootpath)), writes_results=workerinput is None)
-    if workerinput is not None and "performance" in run_config.modes:
-        index = int(str(workerinput["workerid"]).lstrip("gw") or 0)
-        session.affinity = pin_worker(index, int(workerinput["workercount"]))
+    if workerinput is not None:
+        session.worker = (int(str(workerinput["workerid"]).lstrip("gw") or 0), int(workerinput["workercount"]))
     config.stash[SESSION_KEY] = session
     if session.writes_results:
         config.pluginmanager.register(session, "mlperf-session")
@@ -106,6 +105,7 @@ def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
         default_scenario=params.get("mlperf_scenario"),
         default_mode=params.get("mlperf_mode"),
         record=record,
+        before_performance_run=session.pin_worker_once,
     )
 
 

@@ -27,6 +27,7 @@ class CaseRunner:
         default_scenario: str | None,
         default_mode: str | None,
         record: Callable[[dict[str, Any]], None],
+        before_performance_run: Callable[[], None] = lambda: None,
     ) -> None:
         self._harness = harness
         self.nodeid = nodeid
@@ -35,6 +36,7 @@ class CaseRunner:
         self.scenario = default_scenario
         self.mode = default_mode
         self._record = record
+        self._before_performance_run = before_performance_run
         self.results: list[RunResult] = []
 
     @property
@@ -88,6 +90,8 @@ class CaseRunner:
             self.results.append(result)
             self._record(result.to_dict())
 
+        if mode == "performance":
+            self._before_performance_run()
         result = self._harness.run(case, record)
         if check and not result.passed:
             pytest.fail(result.explain(), pytrace=False)

@@ -28,6 +28,7 @@ class MLPerfSession:
         self.writes_results = writes_results
         self.document: dict[str, Any] | None = new_document(rootdir) if writes_results else None
         self.affinity: list[int] | None = None
+        self.worker: tuple[int, int] | None = None  # (index, count) under pytest-xdist
 
     @property
     def results_path(self) -> Path:
@@ -37,6 +38,11 @@ class MLPerfSession:
     @property
     def runs(self) -> list[dict[str, Any]]:
         return self.document["runs"] if self.document is not None else []
+
+    def pin_worker_once(self) -> None:
+        """Pin an xdist worker to its own cores before its first performance run (never for other tests)."""
+        if self.worker is not None and self.affinity is None:
+            self.affinity = pin_worker(*self.worker)
 
     def add_run(self, run: dict[str, Any]) -> None:
         """Keep a finished run and rewrite the file, so a crash later loses nothing already measured."""
