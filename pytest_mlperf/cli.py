@@ -1,0 +1,202 @@
+"""The ``pytest-mlperf`` console command: ``compare`` two sets of results, ``export`` results to other tools.
+
+Exit codes: 0 no regression, 1 regression, 2 refused comparison or bad input (the message names the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from pytest_mlperf.compare import (
+    ComparisonInputError,
+    Source,
+    compare_documents,
+    dumps,
+    exit_code,
+    render_markdown,
+    render_text,
+)
+from pytest_mlperf.export import FORMATS, export
+from pytest_mlperf.gate import DEFAULT_ACCURACY_TOLERANCE, DEFAULT_ALPHA, DEFAULT_FLOOR, GatePolicy
+
+EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
+
+
+class _InputError(Exception):
+    """Bad command-line input; becomes exit code 2 with the message on stderr."""
+
+
+def _fraction(text: str) -> float:
+    """``0.05`` or ``5%`` -> 0.05."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; write 0.05 or 5%") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; a floor or tolerance is >= 0")
+    return value
+
+
+def _alpha(text: str) -> float:
+    value = _fraction(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"alpha {text!r} must be between 0 and 1 (exclusive); try 0.01")
+    return value
+
+
+def _assignment(text: str) -> tuple[str, float]:
+    name, sep, value = text.rpartition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=FRACTION (e.g. qps=0.03 or p99_latency=10%)")
+    return name, _fraction(value)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pytest-mlperf", description="Compare and export pytest-mlperf results.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    comp = sub.add_parser(
+        "compare",
+        help="compare head results against base results; exit 1 on a regression, 2 when refused",
+        description="Compare head results against base results case by case. "
+        "Either BASE HEAD positionally, or --base/--head (repeatable; runs with the same id are pooled).",
+    )
+    comp.add_argument("files", nargs="*", metavar="FILE", help="BASE.json HEAD.json")
+    comp.add_argument("--base", action="append", default=[], metavar="PATH", help="a base results file (repeatable)")
+    comp.add_argument("--head", action="append", default=[], metavar="PATH", help="a head results file (repeatable)")
+    comp.add_argument("--format", choices=("text", "md"), default="text", help="report format on stdout")
+    comp.add_argument("--json", type=Path, metavar="OUT", help="also write the comparison JSON to OUT")
+    comp.add_argument(
+        "--alpha", type=_alpha, default=DEFAULT_ALPHA, help=f"significance level (default {DEFAULT_ALPHA})"
+    )
+    comp.add_argument(
+        "--floor",
+        type=_fraction,
+        default=DEFAULT_FLOOR,
+        help=f"smallest relative change that counts, as 0.05 or 5%% (default {DEFAULT_FLOOR})",
+    )
+    comp.add_argument(
+        "--metric-floor",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="METRIC=FLOOR",
+        help="floor for one metric, e.g. qps=0.03 (repeatable)",
+    )
+    comp.add_argument(
+        "--case-floor",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="CASE_ID=FLOOR",
+        help="floor for one case id (repeatable)",
+    )
+    comp.add_argument(
+        "--accuracy-tolerance",
+        type=_fraction,
+        default=DEFAULT_ACCURACY_TOLERANCE,
+        help=f"largest accepted accuracy drop, as 0.01 or 1%% (default {DEFAULT_ACCURACY_TOLERANCE})",
+    )
+    comp.add_argument("--force", action="store_true", help="compare even when the fingerprints differ")
+
+    exp = sub.add_parser("export", help="convert a results file to another tool's format")
+    exp.add_argument("--format", choices=FORMATS, required=True, help="target format")
+    exp.add_argument("results", type=Path, metavar="RESULTS.json")
+    exp.add_argument("-o", "--output", type=Path, metavar="OUT", help="write to OUT instead of stdout")
+    return parser
+
+
+def _load(path: Path) -> Source:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _InputError(f"{path}: no such results file") from None
+    except OSError as exc:
+        raise _InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _InputError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); was the run interrupted while writing it?"
+        ) from None
+    if isinstance(document, dict) and document.get("schema_version") not in (None, 1):
+        raise _InputError(
+            f"{path}: schema_version {document.get('schema_version')!r}; this pytest-mlperf reads version 1"
+        )
+    return Source(str(path), document)
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _InputError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def _compare(args: argparse.Namespace, out: TextIO) -> int:
+    if args.files and (args.base or args.head):
+        raise _InputError("give either BASE HEAD positionally or --base/--head, not both")
+    if args.files:
+        if len(args.files) != 2:
+            raise _InputError(f"expected BASE HEAD, got {len(args.files)} file(s); use --base/--head for more")
+        base_paths, head_paths = [Path(args.files[0])], [Path(args.files[1])]
+    else:
+        base_paths, head_paths = [Path(p) for p in args.base], [Path(p) for p in args.head]
+    if not base_paths or not head_paths:
+        raise _InputError("need at least one base and one head results file")
+    policy = GatePolicy(
+        alpha=args.alpha,
+        floor=args.floor,
+        metric_floors=dict(args.metric_floor),
+        case_floors=dict(args.case_floor),
+        accuracy_tolerance=args.accuracy_tolerance,
+    )
+    comparison = compare_documents(
+        [_load(p) for p in base_paths], [_load(p) for p in head_paths], policy, force=args.force
+    )
+    if args.json is not None:
+        _write(args.json, dumps(comparison))
+    out.write(render_markdown(comparison) if args.format == "md" else render_text(comparison))
+    return exit_code(comparison)
+
+
+def _export(args: argparse.Namespace, out: TextIO) -> int:
+    source = _load(args.results)
+    if not isinstance(source.document, dict) or not isinstance(source.document.get("runs"), list):
+        raise _InputError(f"{args.results}: no 'runs' list; is this a pytest-mlperf results file?")
+    try:
+        exported: Any = export(source.document, args.format)
+    except (KeyError, TypeError) as exc:
+        raise _InputError(f"{args.results}: a run lacks a field the export needs ({exc})") from None
+    text = json.dumps(exported, indent=2) + "\n"
+    if args.output is not None:
+        _write(args.output, text)
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code instead of exiting (so tests and ``python -m`` can call it)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    try:
+        if args.command == "compare":
+            return _compare(args, sys.stdout)
+        return _export(args, sys.stdout)
+    except (_InputError, ComparisonInputError, ValueError) as exc:
+        print(f"pytest-mlperf {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,616 @@
+"""Compare base and head results documents case by case, refusing mismatched fingerprints; render the comparison.
+
+The output is the comparison JSON of docs/contracts.md (schema/comparison.schema.json). Each side may hold several
+documents (repeats from several sessions, ABAB interleaving): runs with the same id are pooled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pytest_mlperf.config import LATENCY_PERCENTILE, SCENARIOS
+from pytest_mlperf.errors import MLPerfError
+from pytest_mlperf.gate import (
+    STATISTICS,
+    Decision,
+    GatePolicy,
+    compare_accuracy,
+    compare_latency,
+    compare_run_values,
+    latency_label,
+    latency_metric,
+)
+
+# Scenarios whose throughput is a primary metric (MLPerf Inference rules); SingleStream/MultiStream are judged on
+# latency alone.
+QPS_SCENARIOS = frozenset({"Server", "Offline"})
+# Versions that move a measurement. The backend's own package (e.g. "openvino") is added when versions lists it.
+FINGERPRINT_VERSIONS = ("plugin", "loadgen", "onnxruntime")
+# Settings that are hints for how many queries to generate, not conditions of the measurement: calibration sets
+# them per run, so they differ between two runs of the same code. Server's target_qps is NOT here: latency under a
+# different load is a different measurement.
+HINT_SETTINGS = frozenset(
+    {
+        "offline_expected_qps",
+        "single_stream_expected_latency_ns",
+        "multi_stream_expected_latency_ns",
+        "min_sample_count",
+        "target_duration_ms",
+        "print_timestamps",
+        "enable_trace",
+    }
+)
+HINT_SETTINGS_UNLESS_SERVER = frozenset({"target_qps", "target_latency_ns"})
+HINT_SETTINGS_OFFLINE = frozenset({"samples_per_query"})
+
+VERDICT_ORDER = ("regression", "improvement", "no-change", "missing-in-base", "missing-in-head")
+
+
+class ComparisonInputError(MLPerfError):
+    """A results document cannot be compared; the message names the file (or case) and the fix."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One results document and the name used for it in messages (usually its path)."""
+
+    name: str
+    document: Mapping[str, Any]
+
+
+# --- validation -----------------------------------------------------------------------------------------------
+
+
+def check_document(name: str, document: Any) -> Mapping[str, Any]:
+    """The document if it has what a comparison reads; otherwise ComparisonInputError naming the file and field."""
+    if not isinstance(document, Mapping):
+        raise ComparisonInputError(f"{name}: expected a JSON object (a pytest-mlperf results file)")
+    runs = document.get("runs")
+    if not isinstance(runs, list):
+        raise ComparisonInputError(f"{name}: no 'runs' list; is this a pytest-mlperf results file (--mlperf-results)?")
+    for index, run in enumerate(runs):
+        where = f"{name}: runs[{index}]"
+        if not isinstance(run, Mapping):
+            raise ComparisonInputError(f"{where} is not an object")
+        if not isinstance(run.get("id"), str) or not run["id"]:
+            raise ComparisonInputError(f"{where} has no 'id' (the pytest node id)")
+        if run.get("scenario") not in SCENARIOS:
+            raise ComparisonInputError(
+                f"{where} ({run['id']}): scenario {run.get('scenario')!r} is not one of {', '.join(SCENARIOS)}"
+            )
+        if run.get("mode") not in ("performance", "accuracy"):
+            raise ComparisonInputError(
+                f"{where} ({run['id']}): mode {run.get('mode')!r} is not 'performance' or 'accuracy'"
+            )
+        samples = run.get("latency_samples_ns")
+        if samples is not None and not (
+            isinstance(samples, list) and all(isinstance(v, int | float) and v >= 0 for v in samples)
+        ):
+            raise ComparisonInputError(
+                f"{where} ({run['id']}): latency_samples_ns must be a list of non-negative numbers or null"
+            )
+    return document
+
+
+# --- fingerprints ---------------------------------------------------------------------------------------------
+
+
+def environment_fingerprint(document: Mapping[str, Any]) -> dict[str, Any]:
+    """Machine and software identity of one document: CPU, cores, GPUs (model, driver), measurement versions."""
+    machine = document.get("machine") or {}
+    versions = document.get("versions") or {}
+    backends = {run.get("backend") for run in document.get("runs") or [] if isinstance(run, Mapping)}
+    keys = [*FINGERPRINT_VERSIONS, *sorted(b for b in backends if isinstance(b, str) and b in versions)]
+    return {
+        "cpu": machine.get("cpu"),
+        "cores": machine.get("cores"),
+        "gpus": [{"name": g.get("name"), "driver": g.get("driver")} for g in machine.get("gpus") or []],
+        "versions": {key: versions.get(key) for key in dict.fromkeys(keys)},
+    }
+
+
+def comparable_settings(scenario: str, settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Effective settings that define the measurement, with calibration hints dropped and ``effective_`` stripped."""
+    ignored = set(HINT_SETTINGS)
+    if scenario != "Server":
+        ignored |= HINT_SETTINGS_UNLESS_SERVER
+    if scenario == "Offline":
+        ignored |= HINT_SETTINGS_OFFLINE
+    out: dict[str, Any] = {}
+    for key, value in (settings or {}).items():
+        name = key.removeprefix("effective_")
+        if name not in ignored:
+            out[name] = value
+    return out
+
+
+def run_fingerprint(run: Mapping[str, Any]) -> dict[str, Any]:
+    """What must agree between base and head runs of one case for their numbers to be comparable."""
+    dataset = run.get("dataset") or {}
+    return {
+        "model_sha256": run.get("model_sha256"),
+        "profile": run.get("profile"),
+        "synthetic_inputs": bool(run.get("synthetic_inputs", False)),
+        "backend": run.get("backend"),
+        "backend_options": run.get("backend_options"),
+        "dataset": {"name": dataset.get("name"), "count": dataset.get("count")},
+        "settings": comparable_settings(str(run.get("scenario")), run.get("settings")),
+    }
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        # A sha256 in full drowns the message; 12 hex digits still identify it.
+        return repr(value[:12] + "...") if len(value) == 64 and value.isalnum() else repr(value)
+    return json.dumps(value, sort_keys=True)
+
+
+def fingerprint_differences(base: Any, head: Any, prefix: str = "") -> list[str]:
+    """One line per differing leaf, e.g. ``cpu 'A' != 'B'`` or ``settings.min_duration_ms 1000 != 2000``."""
+    if isinstance(base, Mapping) and isinstance(head, Mapping):
+        out: list[str] = []
+        for key in dict.fromkeys([*base, *head]):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in base:
+                out.append(f"{path} (absent) != {_show(head[key])}")
+            elif key not in head:
+                out.append(f"{path} {_show(base[key])} != (absent)")
+            else:
+                out.extend(fingerprint_differences(base[key], head[key], path))
+        return out
+    if base != head:
+        label = prefix.removeprefix("versions.") + " version" if prefix.startswith("versions.") else prefix
+        return [f"{label} {_show(base)} != {_show(head)}"]
+    return []
+
+
+# --- grouping -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """All runs of one case (id and mode) on one side, with the file each came from."""
+
+    id: str
+    scenario: str
+    mode: str
+    runs: list[Mapping[str, Any]]
+    sources: list[str]
+
+
+def _group(sources: Sequence[Source]) -> dict[tuple[str, str], _Group]:
+    groups: dict[tuple[str, str], _Group] = {}
+    for source in sources:
+        for run in source.document["runs"]:
+            key = (run["id"], run["mode"])
+            group = groups.setdefault(key, _Group(run["id"], run["scenario"], run["mode"], [], []))
+            group.runs.append(run)
+            group.sources.append(source.name)
+    return groups
+
+
+def _side_differences(side: str, sources: Sequence[Source], groups: Mapping[tuple[str, str], _Group]) -> list[str]:
+    """Disagreements inside one side: pooling runs from different machines or settings is as wrong as comparing."""
+    out: list[str] = []
+    first = sources[0]
+    reference = environment_fingerprint(first.document)
+    for other in sources[1:]:
+        for diff in fingerprint_differences(reference, environment_fingerprint(other.document)):
+            out.append(f"{side} files disagree ({first.name} vs {other.name}): {diff}")
+    for group in groups.values():
+        ref = run_fingerprint(group.runs[0])
+        for run, name in zip(group.runs[1:], group.sources[1:], strict=True):
+            for diff in fingerprint_differences(ref, run_fingerprint(run)):
+                out.append(f"{side} runs of {group.id} disagree ({group.sources[0]} vs {name}): {diff}")
+    return out
+
+
+# --- decisions per case ---------------------------------------------------------------------------------------
+
+
+def _latency_statistic(group: _Group) -> str | None:
+    for run in group.runs:
+        chosen = (run.get("thresholds") or {}).get("latency_percentile")
+        if isinstance(chosen, str) and chosen in STATISTICS:
+            return chosen
+    return LATENCY_PERCENTILE.get(group.scenario)
+
+
+def _samples(group: _Group) -> list[list[float]] | None:
+    runs = [run.get("latency_samples_ns") for run in group.runs]
+    if all(isinstance(samples, list) and samples for samples in runs):
+        return [list(samples) for samples in runs if isinstance(samples, list)]
+    return None
+
+
+def _metric_values(group: _Group, *path: str) -> list[float]:
+    values = []
+    for run in group.runs:
+        node: Any = run.get("metrics") or {}
+        for key in path:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if isinstance(node, int | float) and not isinstance(node, bool):
+            values.append(float(node))
+    return values
+
+
+def _accuracy_key(group: _Group) -> str | None:
+    for run in group.runs:
+        accuracy = (run.get("metrics") or {}).get("accuracy")
+        if isinstance(accuracy, Mapping):
+            if "top1" in accuracy:
+                return "top1"
+            for key, value in accuracy.items():
+                if key != "count" and isinstance(value, int | float):
+                    return str(key)
+    return None
+
+
+def _decide_latency(base: _Group, head: _Group, statistic: str, policy: GatePolicy) -> Decision:
+    floor = policy.floor_for(head.id, latency_metric(statistic))
+    base_samples, head_samples = _samples(base), _samples(head)
+    if base_samples is not None and head_samples is not None:
+        try:
+            return compare_latency(
+                base_samples,
+                head_samples,
+                statistic,
+                alpha=policy.alpha,
+                floor=floor,
+                n_resamples=policy.n_resamples,
+                seed=policy.seed,
+            )
+        except ValueError as exc:
+            raise ComparisonInputError(f"{head.id}: {exc}") from None
+    # Without per-query latencies only the runs' own percentiles are left: decide on them like throughput.
+    decision = compare_run_values(
+        _metric_values(base, "latency_ns", statistic),
+        _metric_values(head, "latency_ns", statistic),
+        metric=latency_metric(statistic),
+        label=latency_label(statistic),
+        unit="ns",
+        higher_is_better=False,
+        alpha=policy.alpha,
+        floor=floor,
+    )
+    if decision.p_value is None:
+        side = "base" if base_samples is None else "head"
+        decision = replace(
+            decision,
+            message=f"{decision.message}; no per-query latencies in {side} (run with the LoadGen trace enabled)",
+        )
+    return decision
+
+
+def _decide(base: _Group, head: _Group, policy: GatePolicy) -> list[Decision]:
+    decisions: list[Decision] = []
+    if head.mode == "accuracy":
+        key = _accuracy_key(head) or _accuracy_key(base) or "top1"
+        base_values, head_values = _metric_values(base, "accuracy", key), _metric_values(head, "accuracy", key)
+        targets = [
+            t for run in head.runs if isinstance(t := (run.get("thresholds") or {}).get("accuracy"), int | float)
+        ]
+        counts_b, counts_h = _metric_values(base, "accuracy", "count"), _metric_values(head, "accuracy", "count")
+        decisions.append(
+            compare_accuracy(
+                sum(base_values) / len(base_values) if base_values else None,
+                sum(head_values) / len(head_values) if head_values else None,
+                name=key,
+                tolerance=policy.accuracy_tolerance,
+                target=float(targets[0]) if targets else None,
+                n_base=int(sum(counts_b)) if counts_b else len(base_values),
+                n_head=int(sum(counts_h)) if counts_h else len(head_values),
+            )
+        )
+        return decisions
+    statistic = _latency_statistic(head)
+    if statistic is not None:
+        decisions.append(_decide_latency(base, head, statistic, policy))
+    if head.scenario in QPS_SCENARIOS:
+        decisions.append(
+            compare_run_values(
+                _metric_values(base, "qps"),
+                _metric_values(head, "qps"),
+                metric="qps",
+                alpha=policy.alpha,
+                floor=policy.floor_for(head.id, "qps"),
+            )
+        )
+    return decisions
+
+
+def _case(group_id: str, scenario: str, decision: Decision) -> dict[str, Any]:
+    return {
+        "id": group_id,
+        "scenario": scenario,
+        "metric": decision.metric,
+        "unit": decision.unit,
+        "higher_is_better": decision.higher_is_better,
+        "base": decision.base,
+        "head": decision.head,
+        "change": decision.change,
+        "ci": list(decision.ci) if decision.ci is not None else None,
+        "p_value": decision.p_value,
+        "n_base": decision.n_base,
+        "n_head": decision.n_head,
+        "verdict": decision.verdict,
+        "message": decision.message,
+    }
+
+
+def _missing_case(group: _Group, present: str) -> dict[str, Any]:
+    """A case only one side ran: reported with the present side's primary value, never decided."""
+    statistic = _latency_statistic(group) if group.mode == "performance" else None
+    if group.mode == "accuracy":
+        key = _accuracy_key(group) or "top1"
+        metric, unit, higher, values = "accuracy", "ratio", True, _metric_values(group, "accuracy", key)
+    elif statistic is not None:
+        metric, unit, higher = latency_metric(statistic), "ns", False
+        values = _metric_values(group, "latency_ns", statistic)
+    else:
+        metric, unit, higher, values = "qps", "samples/s", True, _metric_values(group, "qps")
+    value = sum(values) / len(values) if values else None
+    absent = "head" if present == "base" else "base"
+    hint = "deselected, skipped or renamed?" if absent == "head" else "a new case"
+    return {
+        "id": group.id,
+        "scenario": group.scenario,
+        "metric": metric,
+        "unit": unit,
+        "higher_is_better": higher,
+        "base": value if present == "base" else None,
+        "head": value if present == "head" else None,
+        "change": None,
+        "ci": None,
+        "p_value": None,
+        "n_base": len(group.runs) if present == "base" else 0,
+        "n_head": len(group.runs) if present == "head" else 0,
+        "verdict": f"missing-in-{absent}",
+        "message": f"{group.id}: only in {present} ({hint}); not compared",
+    }
+
+
+# --- the comparison -------------------------------------------------------------------------------------------
+
+
+def _as_sources(side: str, items: Sequence[Source | Mapping[str, Any]]) -> list[Source]:
+    sources = []
+    for index, item in enumerate(items):
+        source = item if isinstance(item, Source) else Source(f"{side}[{index}]", item)
+        check_document(source.name, source.document)
+        sources.append(source)
+    if not sources:
+        raise ComparisonInputError(f"no {side} results given; pass at least one {side} results file")
+    return sources
+
+
+def compare_documents(
+    base: Sequence[Source | Mapping[str, Any]],
+    head: Sequence[Source | Mapping[str, Any]],
+    policy: GatePolicy | None = None,
+    *,
+    force: bool = False,
+    ids: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """Compare every case of head against base; the comparison JSON of docs/contracts.md.
+
+    ``ids`` limits the comparison to those case ids (the plugin passes the cases it ran, so that the rest of a
+    baseline is not reported missing). Fingerprint differences refuse the comparison unless ``force``; forced or
+    not, they are listed under ``fingerprint.differences``.
+    """
+    policy = policy or GatePolicy()
+    base_sources, head_sources = _as_sources("base", base), _as_sources("head", head)
+    base_groups, head_groups = _group(base_sources), _group(head_sources)
+    if ids is not None:
+        wanted = set(ids)
+        base_groups = {k: g for k, g in base_groups.items() if k[0] in wanted}
+        head_groups = {k: g for k, g in head_groups.items() if k[0] in wanted}
+
+    base_env = environment_fingerprint(base_sources[0].document)
+    head_env = environment_fingerprint(head_sources[0].document)
+    differences = [
+        *_side_differences("base", base_sources, base_groups),
+        *_side_differences("head", head_sources, head_groups),
+        *fingerprint_differences(base_env, head_env),
+    ]
+    for key, group in head_groups.items():
+        if key in base_groups:
+            base_print, head_print = run_fingerprint(base_groups[key].runs[0]), run_fingerprint(group.runs[0])
+            differences.extend(f"{group.id}: {diff}" for diff in fingerprint_differences(base_print, head_print))
+
+    result: dict[str, Any] = {
+        "verdict": "no-change",
+        "policy": policy.to_dict(),
+        "refused_reason": None,
+        "fingerprint": {"base": base_env, "head": head_env, "differences": differences},
+        "cases": [],
+        "counts": {"regressions": 0, "improvements": 0, "unchanged": 0, "missing": 0},
+    }
+    if differences and not force:
+        result["verdict"] = "refused"
+        result["refused_reason"] = (
+            "fingerprints differ: "
+            + "; ".join(differences)
+            + ". Measure base and head on the same machine, software, model and settings, or pass --force"
+        )
+        return result
+
+    cases: list[dict[str, Any]] = []
+    for key, base_group in base_groups.items():
+        head_group = head_groups.get(key)
+        if head_group is None:
+            cases.append(_missing_case(base_group, "base"))
+            continue
+        cases.extend(_case(head_group.id, head_group.scenario, d) for d in _decide(base_group, head_group, policy))
+    cases.extend(_missing_case(group, "head") for key, group in head_groups.items() if key not in base_groups)
+
+    counts = result["counts"]
+    for case in cases:
+        verdict = case["verdict"]
+        if verdict == "regression":
+            counts["regressions"] += 1
+        elif verdict == "improvement":
+            counts["improvements"] += 1
+        elif verdict == "no-change":
+            counts["unchanged"] += 1
+        else:
+            counts["missing"] += 1
+    result["cases"] = cases
+    if counts["regressions"]:
+        result["verdict"] = "regression"
+    elif counts["improvements"]:
+        result["verdict"] = "improvement"
+    return result
+
+
+def failures_by_case(comparison: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Regression messages per case id: what should fail each pytest case (improvements never fail)."""
+    out: dict[str, list[str]] = {}
+    for case in comparison.get("cases", []):
+        if case["verdict"] == "regression":
+            out.setdefault(case["id"], []).append(case["message"])
+    return out
+
+
+def exit_code(comparison: Mapping[str, Any]) -> int:
+    """0 without a regression, 1 with one, 2 when the comparison was refused."""
+    return {"refused": 2, "regression": 1}.get(str(comparison.get("verdict")), 0)
+
+
+def dumps(comparison: Mapping[str, Any]) -> str:
+    """The comparison JSON as written by ``--json``."""
+    return json.dumps(comparison, indent=2) + "\n"
+
+
+# --- rendering ------------------------------------------------------------------------------------------------
+
+
+def format_value(value: float | None, unit: str) -> str:
+    """A metric value with a unit people read: ms/µs for ns, samples/s, percent for ratios."""
+    if value is None:
+        return "-"
+    if unit == "ns":
+        if value >= 1e6:
+            return f"{value / 1e6:.3f} ms"
+        return f"{value / 1e3:.1f} µs"
+    if unit == "ratio":
+        return f"{value * 100:.2f} %"
+    return f"{value:,.1f}/s"
+
+
+def _change_cell(case: Mapping[str, Any]) -> str:
+    change, ci = case["change"], case["ci"]
+    if case["verdict"].startswith("missing"):
+        return str(case["verdict"]).replace("-", " ")
+    if case["metric"] == "accuracy" and change is not None:
+        below = "; below target" if "below target" in str(case["message"]) else ""
+        return f"{change * 100:+.2f} points{below}"
+    if ci is None:
+        # Undecided: the message carries the reason (insufficient samples, no per-query latencies).
+        label_end = str(case["message"]).find(": ")
+        message = str(case["message"])
+        return message[label_end + 2 :] if label_end >= 0 else message
+    return f"{change * 100:+.1f} % [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]"
+
+
+def _p_cell(case: Mapping[str, Any]) -> str:
+    p = case["p_value"]
+    if p is None:
+        return "-"
+    return "<0.0001" if p < 0.0001 else f"{p:.4f}"
+
+
+_MD_VERDICT = {
+    "regression": ":red_circle: regression",
+    "improvement": ":green_circle: improvement",
+    "no-change": ":white_circle: no change",
+    "missing-in-base": ":heavy_minus_sign: only in head",
+    "missing-in-head": ":heavy_minus_sign: only in base",
+}
+
+
+def _policy_line(comparison: Mapping[str, Any]) -> str:
+    policy = comparison["policy"]
+    line = f"alpha {policy['alpha']:g}, floor {policy['floor'] * 100:g} %"
+    if "accuracy_tolerance" in policy:
+        line += f", accuracy tolerance {policy['accuracy_tolerance'] * 100:.1f} points"
+    return line
+
+
+def _counts_line(comparison: Mapping[str, Any]) -> str:
+    c = comparison["counts"]
+    return (
+        f"{c['regressions']} regressed, {c['improvements']} improved, {c['unchanged']} unchanged, "
+        f"{c['missing']} missing"
+    )
+
+
+def _rows(comparison: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    return [
+        (
+            case["id"],
+            case["metric"],
+            format_value(case["base"], case["unit"]),
+            format_value(case["head"], case["unit"]),
+            _change_cell(case),
+            _p_cell(case),
+            f"{case['n_base']}/{case['n_head']}",
+            case["verdict"],
+        )
+        for case in comparison["cases"]
+    ]
+
+
+def _notable(comparison: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(id, message) of every regression and improvement, regressions first: the lines people act on."""
+    cases = [c for c in comparison["cases"] if c["verdict"] in ("regression", "improvement")]
+    cases.sort(key=lambda c: c["verdict"] != "regression")
+    return [(str(c["id"]), str(c["message"])) for c in cases]
+
+
+_HEADER = ("case", "metric", "base", "head", "change [CI]", "p", "n base/head", "verdict")
+
+
+def render_markdown(comparison: Mapping[str, Any]) -> str:
+    """A Markdown report: verdict, policy, fingerprint warnings, one table row per case and metric."""
+    lines = [f"### pytest-mlperf comparison: {comparison['verdict']}", ""]
+    if comparison["verdict"] == "refused":
+        lines += [f"**Refused:** {comparison['refused_reason']}", ""]
+        return "\n".join(lines)
+    lines += [f"{_counts_line(comparison)} ({_policy_line(comparison)})", ""]
+    differences = comparison["fingerprint"]["differences"]
+    if differences:
+        lines += ["> [!WARNING]", "> Compared with --force despite these differences:"]
+        lines += [f"> - {d}" for d in differences]
+        lines.append("")
+    if not comparison["cases"]:
+        return "\n".join([*lines, "No cases to compare."])
+    lines += ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
+    for row in _rows(comparison):
+        cells = [f"`{row[0]}`", *row[1:-1], _MD_VERDICT[row[-1]]]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    notable = _notable(comparison)
+    if notable:
+        lines += ["", "<details><summary>Changes beyond the floor</summary>", ""]
+        lines += [f"- `{case_id}`: {message}" for case_id, message in notable]
+        lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def render_text(comparison: Mapping[str, Any]) -> str:
+    """A terminal report: the same content as the Markdown one, as aligned plain-text columns."""
+    lines = [f"pytest-mlperf comparison: {comparison['verdict'].upper()}"]
+    if comparison["verdict"] == "refused":
+        return "\n".join([*lines, f"refused: {comparison['refused_reason']}"]) + "\n"
+    lines.append(f"{_counts_line(comparison)} ({_policy_line(comparison)})")
+    for diff in comparison["fingerprint"]["differences"]:
+        lines.append(f"WARNING: compared with --force despite: {diff}")
+    rows = [_HEADER, *_rows(comparison)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    lines += [f"{case_id}: {message}" for case_id, message in _notable(comparison)]
+    return "\n".join(lines) + "\n"
