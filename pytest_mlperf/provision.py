@@ -1,0 +1,950 @@
+"""Turn a manifest entry into a verified local path: cache, download, checksum, lock, mirror, offline, overrides.
+
+Cache layout (under the cache root, which carries ``CACHEDIR.TAG``)::
+
+    assets/<name>/<filename>              verified file (only ever placed by an atomic rename after checking)
+    assets/<name>/<filename>.stamp.json   size, mtime_ns and digests of that file: a hit needs no re-hash
+    assets/<name>/<filename>.part         partial download, resumed with HTTP Range (never trusted as is)
+    assets/<name>/<filename>.d/           extracted archive (the archive itself is deleted after extraction)
+    overrides/<key>.stamp.json            stamps of user-supplied files and package members, same purpose
+    locks/<name>.lock                     one process provisions an asset; the others wait, then hit the cache
+
+Local overrides (``--mlperf-asset NAME=PATH`` or ``PYTEST_MLPERF_ASSET_<NAME>=PATH``): a file is checked against the
+entry's checksum (stamped, so not re-hashed on every run) and used in place; an archive file is then extracted into
+the cache; a directory is used as it is, after checking the entry's ``required_files`` (a tree has no one checksum).
+A file that differs from the manifest is refused: declare it in your own manifest with its sha256 instead.
+
+``AssetUnavailable`` means "cannot be had here" (offline, no public download, package not installed, no source
+reachable) and should become a skip; every other ``ProvisioningError`` is a real failure (404, 500, timeout,
+checksum mismatch, full disk, unsafe archive, wrong local path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, TextIO
+
+import filelock
+import requests
+import urllib3
+
+from pytest_mlperf.archive import extract_archive
+from pytest_mlperf.errors import ConfigError, MLPerfWarning, ProvisioningError
+from pytest_mlperf.manifest import Asset, Catalog, load_catalog
+
+__all__ = [
+    "ENV_ASSET_PREFIX",
+    "ENV_CACHE",
+    "ENV_MIRROR",
+    "ENV_OFFLINE",
+    "AssetUnavailable",
+    "DownloadFailed",
+    "Provisioned",
+    "Provisioner",
+    "SourceFailure",
+    "asset_env_var",
+    "default_cache_dir",
+    "ensure_cache_dir",
+    "file_digests",
+    "parse_asset_spec",
+]
+
+ENV_CACHE = "PYTEST_MLPERF_CACHE"
+ENV_MIRROR = "PYTEST_MLPERF_MIRROR"
+ENV_OFFLINE = "PYTEST_MLPERF_OFFLINE"
+ENV_ASSET_PREFIX = "PYTEST_MLPERF_ASSET_"
+
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by pytest-mlperf.\n"
+    "# For information about cache directory tags, see https://bford.info/cachedir/\n"
+)
+_CHUNK = 1 << 20
+_STAMP_VERSION = 1
+_USER_AGENT = "pytest-mlperf (+https://pypi.org/project/pytest-mlperf/)"
+Origin = Literal["cache", "download", "override", "package"]
+FailureKind = Literal["unreachable", "timeout", "http", "interrupted", "checksum", "size"]
+
+
+class AssetUnavailable(ProvisioningError):
+    """The asset cannot be had on this machine as configured; the case should be skipped, not failed.
+
+    ``str(exc)`` is the reason followed by ``how_to_provide``, so it works as a skip reason as it is.
+    """
+
+    def __init__(self, asset: str, reason: str, how_to_provide: str) -> None:
+        self.asset = asset
+        self.reason = reason
+        self.how_to_provide = how_to_provide
+        super().__init__(f"{reason}\n{how_to_provide}")
+
+
+@dataclass(frozen=True)
+class SourceFailure:
+    """Why one URL did not yield the asset."""
+
+    url: str
+    kind: FailureKind
+    detail: str
+    attempts: int
+
+
+class DownloadFailed(ProvisioningError):
+    """Every source of an asset failed; ``failures`` says how each one did."""
+
+    def __init__(self, asset: str, message: str, failures: tuple[SourceFailure, ...]) -> None:
+        self.asset = asset
+        self.failures = failures
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """A provisioned asset: where it is and what it hashes to (digests of the archive for extracted assets)."""
+
+    name: str
+    path: Path
+    sha256: str | None
+    md5: str | None
+    origin: Origin
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, kind: FailureKind, detail: str, retry: bool) -> None:
+        super().__init__(detail)
+        self.kind: FailureKind = kind
+        self.detail = detail
+        self.retry = retry
+        self.attempts = 1
+
+
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$PYTEST_MLPERF_CACHE``, else the user cache dir: ``$XDG_CACHE_HOME`` or ``~/.cache``, plus pytest-mlperf."""
+    env = os.environ if env is None else env
+    if env.get(ENV_CACHE):
+        return Path(env[ENV_CACHE]).expanduser()
+    if sys.platform == "win32" and env.get("LOCALAPPDATA"):
+        return Path(env["LOCALAPPDATA"]) / "pytest-mlperf" / "Cache"
+    xdg = env.get("XDG_CACHE_HOME", "")
+    # The XDG spec says relative values are invalid and must be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "pytest-mlperf"
+
+
+def asset_env_var(name: str) -> str:
+    """The env var that points one asset at a local path, e.g. ``PYTEST_MLPERF_ASSET_IMAGENET_VAL``."""
+    return ENV_ASSET_PREFIX + re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def parse_asset_spec(spec: str) -> tuple[str, Path]:
+    """Parse one ``--mlperf-asset NAME=PATH`` value."""
+    name, sep, path = spec.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise ConfigError(
+            f"--mlperf-asset {spec!r}: expected NAME=PATH, e.g. --mlperf-asset imagenet-val=/data/imagenet"
+        )
+    return name.strip(), Path(path.strip()).expanduser()
+
+
+def _env_flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def ensure_cache_dir(path: Path) -> Path:
+    """Create the cache root atomically with CACHEDIR.TAG, like pytest's cacheprovider; return it.
+
+    An existing directory is used as it is: tagging a directory we did not create could hide a user's data
+    from their backups.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-pytest-mlperf-", dir=path.parent))
+    except OSError as exc:
+        raise ProvisioningError(
+            f"cannot create the pytest-mlperf cache directory {path}: {exc.strerror or exc}; "
+            f"point {ENV_CACHE} or --mlperf-cache-dir at a writable directory"
+        ) from exc
+    try:
+        (tmp / "CACHEDIR.TAG").write_text(CACHEDIR_TAG, encoding="ascii")
+        os.rename(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        # Losing the race to another process that created it first is fine.
+        if not path.is_dir():
+            raise ProvisioningError(
+                f"cannot create the pytest-mlperf cache directory {path}: {exc.strerror or exc}; "
+                f"point {ENV_CACHE} or --mlperf-cache-dir at a writable directory"
+            ) from exc
+    return path
+
+
+def file_digests(path: Path) -> tuple[str, str]:
+    """(sha256, md5) of a file in one pass."""
+    sha = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False)
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            sha.update(view[:n])
+            md5.update(view[:n])
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Atomic best-effort write: a failure only costs a re-hash next time, so it warns instead of raising."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        warnings.warn(
+            MLPerfWarning(f"pytest-mlperf could not write {path} ({exc.strerror or exc}); the next run re-hashes"),
+            stacklevel=3,
+        )
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+class _Progress:
+    """A one-line bar redrawn in place on a terminal; a single summary line per file anywhere else."""
+
+    def __init__(self, out: TextIO, tty: bool, label: str, total: int | None, start: int) -> None:
+        self.out, self.tty, self.label, self.total = out, tty, label, total
+        self.start_bytes = self.done = start
+        self.t0 = self.last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.tty and now - self.last >= 0.1:
+            self.last = now
+            rate = (self.done - self.start_bytes) / max(now - self.t0, 1e-9)
+            if self.total:
+                frac = min(self.done / self.total, 1.0)
+                bar = "#" * int(frac * 24)
+                head = f"[{bar:<24}] {frac:4.0%} {_human(self.done)}/{_human(self.total)}"
+            else:
+                head = _human(self.done)
+            self.out.write(f"\r{self.label}: {head} {_human(rate)}/s\x1b[K")
+            self.out.flush()
+
+    def finish(self, url: str) -> None:
+        elapsed = time.monotonic() - self.t0
+        resumed = f", resumed at {_human(self.start_bytes)}" if self.start_bytes else ""
+        line = f"{self.label}: downloaded {_human(self.done)} from {url} in {elapsed:.1f} s{resumed}"
+        self.out.write(("\r" + line + "\x1b[K\n") if self.tty else line + "\n")
+        self.out.flush()
+
+
+class Provisioner:
+    """Resolves asset names to verified local paths; one per session, safe across processes sharing a cache.
+
+    ``None`` for ``cache_dir``, ``mirror`` or ``offline`` means: take it from the environment
+    (``PYTEST_MLPERF_CACHE``, ``PYTEST_MLPERF_MIRROR``, ``PYTEST_MLPERF_OFFLINE``), else the default. Explicit
+    ``overrides`` win over ``PYTEST_MLPERF_ASSET_<NAME>`` variables.
+    """
+
+    def __init__(
+        self,
+        cache_dir: Path | None = None,
+        mirror: str | None = None,
+        offline: bool | None = None,
+        overrides: Mapping[str, Path] = MappingProxyType({}),
+        manifests: Mapping[str, Asset] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+    ) -> None:
+        env = os.environ if env is None else env
+        self.catalog: Mapping[str, Asset] = load_catalog() if manifests is None else manifests
+        # Absolute, so that paths handed out stay valid if a test changes the working directory.
+        self.cache_dir = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(env)).absolute()
+        mirror = mirror if mirror is not None else (env.get(ENV_MIRROR) or None)
+        if mirror is not None and not re.match(r"^https?://[^\s/]+", mirror):
+            raise ConfigError(
+                f"mirror {mirror!r} (from --mlperf-mirror or {ENV_MIRROR}) is not an http:// or https:// base URL"
+            )
+        self.mirror = mirror.rstrip("/") if mirror else None
+        self.offline = _env_flag(env.get(ENV_OFFLINE)) if offline is None else offline
+        self.timeout = timeout
+        self.retries = max(1, retries)
+        self.backoff_s = backoff_s
+        self._stream = stream
+        self._tty = tty
+        self._session: requests.Session | None = None
+        self.overrides: dict[str, Path] = {}
+        self._override_origin: dict[str, str] = {}
+        for name in self.catalog:
+            var = asset_env_var(name)
+            if env.get(var):
+                self.overrides[name] = Path(env[var]).expanduser()
+                self._override_origin[name] = f"{var}={env[var]}"
+        for name, path in overrides.items():
+            if name not in self.catalog:
+                raise ConfigError(
+                    f"--mlperf-asset {name}={path}: no asset named {name!r} in the manifests "
+                    f"({self._sources()}); known assets: {', '.join(sorted(self.catalog))}"
+                )
+            self.overrides[name] = Path(path).expanduser()
+            self._override_origin[name] = f"--mlperf-asset {name}={path}"
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        cache_dir: str | Path | None = None,
+        mirror: str | None = None,
+        offline: bool | None = None,
+        asset_specs: tuple[str, ...] | list[str] = (),
+        manifest_paths: tuple[Path, ...] | list[Path] = (),
+        env: Mapping[str, str] | None = None,
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+    ) -> Provisioner:
+        """Build from raw option values: ``NAME=PATH`` specs and extra manifest files on top of the packaged ones."""
+        overrides = dict(parse_asset_spec(spec) for spec in asset_specs)
+        return cls(
+            cache_dir=Path(cache_dir) if cache_dir else None,
+            mirror=mirror or None,
+            offline=offline,
+            overrides=overrides,
+            manifests=load_catalog([Path(p) for p in manifest_paths]),
+            env=env,
+            stream=stream,
+            tty=tty,
+        )
+
+    # -- public API -------------------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Path:
+        """The local path of an asset: a file, or a directory for archives and user-supplied directories."""
+        return self.provision(name).path
+
+    def provision(self, name: str) -> Provisioned:
+        """Like :meth:`get`, also returning the digests (for results provenance) and where the asset came from."""
+        asset = self.asset(name)
+        if name in self.overrides:
+            return self._from_override(asset, self.overrides[name])
+        if asset.source == "python-package":
+            return self._from_package(asset)
+        if asset.source == "user":
+            raise AssetUnavailable(
+                name,
+                f"{asset.kind} {name!r} has no public download: it must be supplied as a local copy.",
+                self.how_to_provide(name),
+            )
+        hit = self._cache_hit(asset)
+        if hit is not None:
+            return hit
+        if self.offline:
+            raise AssetUnavailable(
+                name,
+                f"{asset.kind} {name!r} is not in the cache {self.cache_dir} and offline mode is on "
+                f"({ENV_OFFLINE}=1 or --mlperf-offline), so it is not downloaded.",
+                self.how_to_provide(name),
+            )
+        ensure_cache_dir(self.cache_dir)
+        with self._lock(asset):
+            hit = self._cache_hit(asset, rehash=True)
+            if hit is not None:
+                return hit
+            # An archive that was downloaded but not extracted (interrupted run) is reused, not fetched again.
+            kept = self._file_hit(asset, rehash=True) if asset.archive != "none" else None
+            sha, md5 = (str(kept.sha256), str(kept.md5)) if kept is not None else self._download(asset)
+            if asset.archive == "none":
+                return Provisioned(name, self._file_path(asset), sha, md5, "download")
+            path = self._extract(asset, self._file_path(asset), sha, md5, delete_archive=True)
+            return Provisioned(name, path, sha, md5, "download")
+
+    def close(self) -> None:
+        """Release the HTTP connection pool (call at session end)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def asset(self, name: str) -> Asset:
+        try:
+            return self.catalog[name]
+        except KeyError:
+            raise ProvisioningError(
+                f"no asset named {name!r} in the manifests ({self._sources()}); known assets: "
+                f"{', '.join(sorted(self.catalog))}; add an entry with --mlperf-manifest PATH"
+            ) from None
+
+    def how_to_provide(self, name: str) -> str:
+        """Every way to make an asset available here, with the layout expected; used as the skip reason."""
+        asset = self.asset(name)
+        lines = [f"To provide {asset.kind} {name!r}" + (f" ({asset.description})" if asset.description else "") + ":"]
+        lines.append(f"  - a local copy: --mlperf-asset {name}=PATH, or {asset_env_var(name)}=PATH")
+        lines.append(f"    expected: {self._expected(asset)}")
+        if asset.source == "python-package" and asset.package is not None:
+            lines.append(f"  - the Python package: pip install '{asset.package.name}=={asset.package.version}'")
+        elif asset.source == "url":
+            lines.append(f"  - a mirror: --mlperf-mirror URL or {ENV_MIRROR}=URL, serving URL/{asset.filename}")
+        if asset.url:
+            lines.append(f"  - the network: it downloads from {asset.url} unless offline mode ({ENV_OFFLINE}) is on")
+        return "\n".join(lines)
+
+    # -- local sources -------------------------------------------------------------------------------------
+
+    def _expected(self, asset: Asset) -> str:
+        if asset.expected_layout:
+            return asset.expected_layout
+        checks = ", ".join(f"{k} {v}" for k, v in (("sha256", asset.sha256), ("md5", asset.md5)) if v)
+        what = f"the file {asset.filename}" + (f" ({checks})" if checks else "")
+        if asset.archive != "none":
+            what += " or a directory extracted from it"
+            if asset.required_files:
+                what += f" containing {', '.join(asset.required_files)}"
+        return what
+
+    def _from_override(self, asset: Asset, path: Path) -> Provisioned:
+        origin = self._override_origin.get(asset.name, f"the override for {asset.name!r}")
+        if not path.exists():
+            raise ProvisioningError(
+                f"{asset.kind} {asset.name!r}: the local path {path} (from {origin}) does not exist; "
+                f"fix the path or remove the override. Expected: {self._expected(asset)}"
+            )
+        if path.is_dir():
+            root = path
+            self._check_required(asset, root, f"the directory {path} (from {origin})")
+            return Provisioned(asset.name, root, None, None, "override")
+        sha, md5 = self._verified_local(asset, path, f"the local file {path} (from {origin})")
+        if asset.archive == "none":
+            return Provisioned(asset.name, path, sha, md5, "override")
+        ensure_cache_dir(self.cache_dir)
+        with self._lock(asset):
+            extracted = self._extracted_hit(asset, sha, md5)
+            if extracted is None:
+                extracted = self._extract(asset, path, sha, md5, delete_archive=False)
+        return Provisioned(asset.name, extracted, sha, md5, "override")
+
+    def _from_package(self, asset: Asset) -> Provisioned:
+        pkg = asset.package
+        assert pkg is not None  # guaranteed by the manifest parser for source python-package
+        try:
+            dist = metadata.distribution(pkg.name)
+        except metadata.PackageNotFoundError:
+            raise AssetUnavailable(
+                asset.name,
+                f"{asset.kind} {asset.name!r} comes from the Python package {pkg.name}, which is not installed.",
+                self.how_to_provide(asset.name),
+            ) from None
+        member = Path(str(dist.locate_file(pkg.member)))
+        if not member.is_file():
+            raise ProvisioningError(
+                f"{asset.kind} {asset.name!r}: the installed package {pkg.name} {dist.version} has no file "
+                f"{pkg.member} (looked at {member}); install the version the manifest names: "
+                f"pip install '{pkg.name}=={pkg.version}'"
+            )
+        what = f"the file {member} from the installed package {pkg.name} {dist.version}"
+        if dist.version != pkg.version:
+            what += f" (the manifest {asset.manifest} names version {pkg.version})"
+        sha, md5 = self._verified_local(asset, member, what)
+        return Provisioned(asset.name, member, sha, md5, "package")
+
+    def _verified_local(self, asset: Asset, path: Path, what: str) -> tuple[str, str]:
+        """Digests of a file outside the cache, checked against the manifest; stamped so reruns do not re-hash."""
+        key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+        stamp_path = self.cache_dir / "overrides" / f"{key}.stamp.json"
+        st = path.stat()
+        stamp = _read_json(stamp_path)
+        if (
+            stamp is not None
+            and stamp.get("path") == str(path.resolve())
+            and stamp.get("size") == st.st_size
+            and stamp.get("mtime_ns") == st.st_mtime_ns
+        ):
+            sha, md5 = str(stamp.get("sha256")), str(stamp.get("md5"))
+        else:
+            sha, md5 = file_digests(path)
+            if self._can_write_cache():
+                stamp_path.parent.mkdir(parents=True, exist_ok=True)
+                _write_json(
+                    stamp_path,
+                    {
+                        "v": _STAMP_VERSION,
+                        "path": str(path.resolve()),
+                        "size": st.st_size,
+                        "mtime_ns": st.st_mtime_ns,
+                        "sha256": sha,
+                        "md5": md5,
+                    },
+                )
+        mismatch = self._mismatch(asset, sha, md5)
+        if mismatch:
+            raise ProvisioningError(
+                f"{asset.kind} {asset.name!r}: {what} does not match the manifest {asset.manifest}: {mismatch}. "
+                f"If this file is the one you want, declare it in your own manifest (--mlperf-manifest PATH) with "
+                f"an entry named {asset.name!r} and 'sha256: {sha}'; otherwise point the override at the right file."
+            )
+        return sha, md5
+
+    def _can_write_cache(self) -> bool:
+        try:
+            ensure_cache_dir(self.cache_dir)
+        except ProvisioningError as exc:
+            warnings.warn(MLPerfWarning(f"{exc}; local files are re-hashed on every run"), stacklevel=4)
+            return False
+        return True
+
+    def _check_required(self, asset: Asset, root: Path, what: str) -> None:
+        missing = [r for r in asset.required_files if not (root / r).exists()]
+        if missing:
+            raise ProvisioningError(
+                f"{asset.kind} {asset.name!r}: {what} lacks {', '.join(missing)}; "
+                f"expected: {self._expected(asset)} (as declared in {asset.manifest})"
+            )
+
+    # -- the cache -----------------------------------------------------------------------------------------
+
+    def _asset_dir(self, asset: Asset) -> Path:
+        return self.cache_dir / "assets" / asset.name
+
+    def _file_path(self, asset: Asset) -> Path:
+        return self._asset_dir(asset) / asset.filename
+
+    def _extract_dir(self, asset: Asset) -> Path:
+        return self._asset_dir(asset) / f"{asset.filename}.d"
+
+    def _extract_stamp(self, asset: Asset) -> Path:
+        return self._asset_dir(asset) / f"{asset.filename}.d.stamp.json"
+
+    @staticmethod
+    def _mismatch(asset: Asset, sha: str, md5: str) -> str:
+        if asset.sha256 and sha != asset.sha256:
+            return f"expected sha256 {asset.sha256}, got {sha}"
+        if asset.md5 and md5 != asset.md5:
+            return f"expected md5 {asset.md5}, got {md5}"
+        return ""
+
+    def _identity(self, asset: Asset) -> str:
+        # For unverified entries the URL stands in for the checksum: a changed URL must not reuse the old file.
+        return "verified" if asset.has_checksum else f"unverified:{asset.url or asset.filename}"
+
+    def _stamp_matches(self, asset: Asset, stamp: Mapping[str, Any] | None) -> bool:
+        if stamp is None or stamp.get("v") != _STAMP_VERSION:
+            return False
+        sha, md5 = stamp.get("sha256"), stamp.get("md5")
+        if not isinstance(sha, str) or not isinstance(md5, str):
+            return False
+        return not self._mismatch(asset, sha, md5) and stamp.get("identity") == self._identity(asset)
+
+    def _cache_hit(self, asset: Asset, *, rehash: bool = False) -> Provisioned | None:
+        """The asset in its final form (file or extracted tree), if the cache holds it verified."""
+        if asset.archive == "none":
+            return self._file_hit(asset, rehash=rehash)
+        stamp = _read_json(self._extract_stamp(asset))
+        root = self._extract_dir(asset)
+        if self._stamp_matches(asset, stamp) and root.is_dir():
+            assert stamp is not None
+            path = root / asset.extract_root if asset.extract_root else root
+            if all((path / r).exists() for r in asset.required_files):
+                return Provisioned(asset.name, path, stamp["sha256"], stamp["md5"], "cache")
+        return None
+
+    def _file_hit(self, asset: Asset, *, rehash: bool = False) -> Provisioned | None:
+        """A verified cached file, from the stamp alone when size and mtime agree (no re-hash)."""
+        path = self._file_path(asset)
+        stamp_path = path.with_name(path.name + ".stamp.json")
+        stamp = _read_json(stamp_path)
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        if self._stamp_matches(asset, stamp):
+            assert stamp is not None
+            if stamp.get("size") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns:
+                return Provisioned(asset.name, path, stamp["sha256"], stamp["md5"], "cache")
+        if not rehash:
+            return None
+        # The file is there but its stamp is missing or stale (touched, copied in): trust it only after hashing.
+        sha, md5 = file_digests(path)
+        if self._mismatch(asset, sha, md5) or not asset.has_checksum:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        self._write_stamp(asset, stamp_path, path, sha, md5)
+        return Provisioned(asset.name, path, sha, md5, "cache")
+
+    def _write_stamp(self, asset: Asset, stamp_path: Path, path: Path, sha: str, md5: str) -> None:
+        st = path.stat()
+        _write_json(
+            stamp_path,
+            {
+                "v": _STAMP_VERSION,
+                "identity": self._identity(asset),
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "sha256": sha,
+                "md5": md5,
+            },
+        )
+
+    def _extracted_hit(self, asset: Asset, sha: str, md5: str) -> Path | None:
+        stamp = _read_json(self._extract_stamp(asset))
+        if stamp is not None and stamp.get("sha256") == sha and stamp.get("md5") == md5:
+            root = self._extract_dir(asset)
+            path = root / asset.extract_root if asset.extract_root else root
+            if path.is_dir() and all((path / r).exists() for r in asset.required_files):
+                return path
+        return None
+
+    def _extract(self, asset: Asset, archive: Path, sha: str, md5: str, *, delete_archive: bool) -> Path:
+        dest = self._extract_dir(asset)
+        stamp_path = self._extract_stamp(asset)
+        with contextlib.suppress(OSError):
+            stamp_path.unlink()
+        if dest.exists():
+            # A stale extraction (other checksum, or damaged): move it aside first so dest is never half-old.
+            trash = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        try:
+            extract_archive(archive, dest, asset.archive)
+        except OSError as exc:
+            raise self._disk_error(asset, dest, exc) from exc
+        path = dest / asset.extract_root if asset.extract_root else dest
+        if not path.is_dir():
+            raise ProvisioningError(
+                f"{asset.kind} {asset.name!r}: the archive {archive} has no directory {asset.extract_root!r}; "
+                f"fix 'extract_root' in {asset.manifest}"
+            )
+        self._check_required(asset, path, f"the archive {archive}")
+        _write_json(
+            stamp_path,
+            {"v": _STAMP_VERSION, "identity": self._identity(asset), "sha256": sha, "md5": md5},
+        )
+        if delete_archive:
+            # The extracted tree is what later runs use; keeping multi-GB archives too would double the cache.
+            with contextlib.suppress(OSError):
+                archive.unlink()
+                archive.with_name(archive.name + ".stamp.json").unlink()
+        return path
+
+    @contextlib.contextmanager
+    def _lock(self, asset: Asset) -> Iterator[None]:
+        lock_path = self.cache_dir / "locks" / f"{asset.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(lock_path))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            self._say(f"pytest-mlperf: waiting for another process to provision {asset.name!r} (lock {lock_path})")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- downloading ---------------------------------------------------------------------------------------
+
+    def _out(self) -> TextIO:
+        return self._stream if self._stream is not None else sys.stderr
+
+    def _say(self, line: str) -> None:
+        out = self._out()
+        out.write(line + "\n")
+        out.flush()
+
+    def _is_tty(self) -> bool:
+        if self._tty is not None:
+            return self._tty
+        try:
+            return self._out().isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def _sources(self) -> str:
+        if isinstance(self.catalog, Catalog):
+            return self.catalog.describe_sources()
+        return ", ".join(sorted({str(a.manifest) for a in self.catalog.values()})) or "(none)"
+
+    def _candidate_urls(self, asset: Asset) -> list[str]:
+        urls = [f"{self.mirror}/{asset.filename}"] if self.mirror else []
+        return urls + [u for u in asset.urls if u not in urls]
+
+    def _download(self, asset: Asset) -> tuple[str, str]:
+        """Fetch from the mirror, then the URL, then the manifest's mirrors; place the verified file in the cache."""
+        self._asset_dir(asset).mkdir(parents=True, exist_ok=True)
+        failures: list[SourceFailure] = []
+        for url in self._candidate_urls(asset):
+            try:
+                return self._fetch(asset, url)
+            except _AttemptFailed as exc:
+                failures.append(SourceFailure(url, exc.kind, exc.detail, exc.attempts))
+        if all(f.kind == "unreachable" for f in failures):
+            raise AssetUnavailable(
+                asset.name,
+                f"{asset.kind} {asset.name!r} could not be downloaded: no source was reachable "
+                f"({'; '.join(f'{f.url}: {f.detail}' for f in failures)}).",
+                self.how_to_provide(asset.name),
+            )
+        lines = [f"pytest-mlperf could not download {asset.kind} {asset.name!r} (declared in {asset.manifest}):"]
+        for f in failures:
+            tries = f" ({f.attempts} attempts)" if f.attempts > 1 else ""
+            lines.append(f"  - {f.url}: {f.detail}{tries}")
+        lines.append("How to fix: " + self._remedy(asset, failures))
+        raise DownloadFailed(asset.name, "\n".join(lines), tuple(failures))
+
+    def _remedy(self, asset: Asset, failures: list[SourceFailure]) -> str:
+        kinds = {f.kind for f in failures}
+        local = f"--mlperf-asset {asset.name}=PATH (or {asset_env_var(asset.name)}=PATH)"
+        if "checksum" in kinds:
+            actual = next(f.detail for f in failures if f.kind == "checksum")
+            sha = re.search(r"sha256 of the download is ([0-9a-f]{64})", actual)
+            record = f"'sha256: {sha.group(1)}'" if sha else "its sha256"
+            return (
+                "the server sent other bytes than the manifest declares. If you trust the new file, record "
+                f"{record} in your own manifest (--mlperf-manifest PATH, entry name {asset.name!r}); otherwise use "
+                f"another mirror ({ENV_MIRROR}) or a local copy: {local}"
+            )
+        if kinds == {"http"} and all(re.match(r"HTTP (404|410)", f.detail) for f in failures):
+            return (
+                f"the file is not at that URL: fix 'url' in {asset.manifest} (or put {asset.filename} on the mirror), "
+                f"or give a local copy: {local}"
+            )
+        if "size" in kinds:
+            return f"the server and the manifest disagree on the size: check 'size' and 'url' in {asset.manifest}"
+        return (
+            f"the server or the network failed; retry later, use a mirror (--mlperf-mirror URL or {ENV_MIRROR}), "
+            f"or give a local copy: {local}"
+        )
+
+    def _fetch(self, asset: Asset, url: str) -> tuple[str, str]:
+        """Download one URL to the .part file with retries and resume, verify it and move it into place."""
+        part = self._file_path(asset).with_name(asset.filename + ".part")
+        resumed = False
+        fresh_retry_done = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resumed |= self._transfer(asset, url, part)
+            except _AttemptFailed as exc:
+                if exc.retry and attempt < self.retries:
+                    delay = self.backoff_s * (2 ** (attempt - 1))
+                    self._say(f"pytest-mlperf: {asset.name}: {exc.detail}; retrying {url} in {delay:.1f} s")
+                    time.sleep(delay)
+                    continue
+                exc.attempts = attempt
+                raise
+            sha, md5 = file_digests(part)
+            mismatch = self._mismatch(asset, sha, md5)
+            if mismatch:
+                self._reset_part(part)
+                if resumed and not fresh_retry_done:
+                    # A resumed file can mix two versions of a changed upstream file; one clean download decides.
+                    fresh_retry_done, resumed = True, False
+                    self._say(f"pytest-mlperf: {asset.name}: checksum mismatch after resume; downloading afresh")
+                    continue
+                size = part.stat().st_size if part.exists() else None
+                raise _AttemptFailed(
+                    "checksum",
+                    f"checksum mismatch: {mismatch} (sha256 of the download is {sha}"
+                    + (f", {size} bytes" if size else "")
+                    + "); the corrupt download was deleted",
+                    retry=False,
+                )
+            break
+        final = self._file_path(asset)
+        os.replace(part, final)
+        with contextlib.suppress(OSError):
+            part.with_name(part.name + ".json").unlink()
+        self._write_stamp(asset, final.with_name(final.name + ".stamp.json"), final, sha, md5)
+        if not asset.has_checksum:
+            warnings.warn(
+                MLPerfWarning(
+                    f"{asset.kind} {asset.name!r} has no checksum in {asset.manifest} ({asset.unverified}); "
+                    f"the download from {url} has sha256 {sha} and md5 {md5}: record them in the manifest"
+                ),
+                stacklevel=4,
+            )
+        return sha, md5
+
+    @staticmethod
+    def _reset_part(part: Path) -> None:
+        for p in (part, part.with_name(part.name + ".json")):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+    def _session_(self) -> requests.Session:
+        if self._session is None:
+            self._session = requests.Session()
+            self._session.headers.update({"User-Agent": _USER_AGENT})
+        return self._session
+
+    def _transfer(self, asset: Asset, url: str, part: Path) -> bool:
+        """One HTTP request; appends to ``part``. Returns whether it resumed. Raises _AttemptFailed."""
+        assert not self.offline, "offline mode must never reach the network"
+        meta_path = part.with_name(part.name + ".json")
+        meta = _read_json(meta_path) or {}
+        have = part.stat().st_size if part.exists() else 0
+        # Bytes from another source are only worth keeping when a checksum will catch a mix-up.
+        if have and meta.get("url") != url and not asset.has_checksum:
+            self._reset_part(part)
+            have = 0
+        if asset.size is not None and have > asset.size:
+            self._reset_part(part)
+            have = 0
+        if asset.size is not None and have == asset.size:
+            return True
+        self._check_space(asset, part, (asset.size or 0) - have)
+        headers = {"Accept-Encoding": "identity"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+            if meta.get("validator") and meta.get("url") == url:
+                headers["If-Range"] = str(meta["validator"])
+        try:
+            resp = self._session_().get(url, headers=headers, stream=True, timeout=self.timeout)
+        except requests.exceptions.ConnectTimeout as exc:
+            raise _AttemptFailed("unreachable", f"connecting timed out after {self.timeout[0]:g} s", True) from exc
+        except requests.exceptions.ReadTimeout as exc:
+            raise _AttemptFailed(
+                "timeout", f"timed out after {self.timeout[1]:g} s waiting for the server to answer", True
+            ) from exc
+        except requests.exceptions.ConnectionError as exc:
+            kind, detail, retry = _classify_connection_error(exc)
+            raise _AttemptFailed(kind, detail, retry) from exc
+        except requests.RequestException as exc:
+            raise _AttemptFailed("http", f"request failed: {exc}", False) from exc
+        with resp:
+            status = resp.status_code
+            if status == 206 and have:
+                start = _content_range_start(resp.headers.get("Content-Range", ""))
+                if start != have:
+                    self._reset_part(part)
+                    raise _AttemptFailed("interrupted", f"server resumed at byte {start}, not {have}", True)
+                mode = "ab"
+            elif status == 200:
+                if have:
+                    self._say(f"pytest-mlperf: {asset.name}: {url} ignored the Range request; restarting")
+                have, mode = 0, "wb"
+            elif status == 416 and have:
+                self._reset_part(part)
+                raise _AttemptFailed("interrupted", "server refused to resume (HTTP 416); restarting", True)
+            else:
+                retry = status in (408, 429) or status >= 500
+                raise _AttemptFailed("http", f"HTTP {status} {resp.reason or ''}".strip(), retry)
+            length = resp.headers.get("Content-Length")
+            total = have + int(length) if length and length.isdigit() else None
+            if total is not None and asset.size is not None and total != asset.size:
+                raise _AttemptFailed(
+                    "size", f"the server announces {total} bytes but the manifest says size {asset.size}", False
+                )
+            if total is not None:
+                self._check_space(asset, part, total - have)
+            if status == 200:
+                validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+                _write_json(meta_path, {"url": url, "validator": validator})
+            progress = _Progress(self._out(), self._is_tty(), f"pytest-mlperf: {asset.name}", total, have)
+            try:
+                fh = open(part, mode)  # noqa: SIM115 - closed in the finally below, errors are classified
+            except OSError as exc:
+                raise self._disk_error(asset, part, exc) from exc
+            try:
+                for chunk in resp.raw.stream(_CHUNK, decode_content=False):
+                    try:
+                        fh.write(chunk)
+                    except OSError as exc:
+                        raise self._disk_error(asset, part, exc) from exc
+                    progress.update(len(chunk))
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                of = total if total is not None else "?"
+                raise _AttemptFailed(
+                    "interrupted",
+                    f"connection lost after {progress.done} of {of} bytes ({type(exc).__name__})",
+                    True,
+                ) from exc
+            finally:
+                try:
+                    fh.close()
+                except OSError as exc:  # pragma: no cover - a full disk can surface on close
+                    raise self._disk_error(asset, part, exc) from exc
+            size = part.stat().st_size
+            if total is not None and size != total:
+                raise _AttemptFailed("interrupted", f"connection closed after {size} of {total} bytes", True)
+            progress.finish(url)
+        return have > 0
+
+    def _check_space(self, asset: Asset, part: Path, needed: int) -> None:
+        if needed <= 0:
+            return
+        free = shutil.disk_usage(part.parent).free
+        if needed > free:
+            raise ProvisioningError(
+                f"not enough disk space for {asset.kind} {asset.name!r}: it needs {_human(needed)} more in "
+                f"{part.parent} but {_human(free)} is free; free some space, or point {ENV_CACHE} or "
+                f"--mlperf-cache-dir at a larger disk"
+            )
+
+    def _disk_error(self, asset: Asset, path: Path, exc: OSError) -> ProvisioningError:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return ProvisioningError(
+                f"the disk is full while writing {path} for {asset.kind} {asset.name!r} ({exc.strerror}); "
+                f"free some space, or point {ENV_CACHE} or --mlperf-cache-dir at a larger disk "
+                "(the partial download is kept and resumed next time)"
+            )
+        return ProvisioningError(
+            f"cannot write {path} for {asset.kind} {asset.name!r}: {exc.strerror or exc}; check the permissions "
+            f"of the cache directory {self.cache_dir} or set {ENV_CACHE} / --mlperf-cache-dir"
+        )
+
+
+def _content_range_start(value: str) -> int | None:
+    match = re.match(r"^\s*bytes\s+(\d+)-", value)
+    return int(match.group(1)) if match else None
+
+
+def _classify_connection_error(
+    exc: requests.exceptions.ConnectionError,
+) -> tuple[Literal["unreachable", "interrupted"], str, bool]:
+    """Tell 'this host cannot be reached from here' (skip-worthy) from 'the server hung up on us' (an error)."""
+    reason: object = exc.args[0] if exc.args else exc
+    reason = getattr(reason, "reason", reason)
+    # NameResolutionError appeared in urllib3 2.0; with 1.26 a DNS failure is a plain NewConnectionError.
+    name_resolution = getattr(urllib3.exceptions, "NameResolutionError", None)
+    if name_resolution is not None and isinstance(reason, name_resolution):
+        return "unreachable", "the host name does not resolve (no network or DNS?)", False
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        return "unreachable", "the connection was refused or the network is unreachable", True
+    return "interrupted", f"the connection failed: {reason}", True
