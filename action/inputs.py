@@ -1,0 +1,168 @@
+"""Turns the Action's ``INPUT_*`` environment variables into validated settings and the pytest argv."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+MODES = ("performance", "accuracy", "both")
+PROFILES = ("smoke", "official")
+COMPARES = ("ab", "baseline-file", "none")
+_TRUE = ("true", "yes", "1", "on")
+_FALSE = ("false", "no", "0", "off", "")
+
+
+class InputError(ValueError):
+    """A ``with:`` value of the Action that cannot be used; the message says which input and how to fix it."""
+
+
+def env_name(name: str) -> str:
+    """``base-ref`` -> ``INPUT_BASE_REF``: action.yml maps every input to this variable."""
+    return "INPUT_" + name.replace("-", "_").upper()
+
+
+def _get(environ: Mapping[str, str], name: str, default: str = "") -> str:
+    return environ.get(env_name(name), default).strip()
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = _get(environ, name) or default
+    if value not in choices:
+        raise InputError(f"input `{name}`: {value!r} is not one of {', '.join(choices)}; fix `{name}:` under `with:`")
+    return value
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    value = _get(environ, name).lower()
+    if not value:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InputError(f"input `{name}`: {value!r} is not a boolean; write `{name}: true` or `{name}: false`")
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, low: float, high: float | None) -> float:
+    raw = _get(environ, name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InputError(f"input `{name}`: {raw!r} is not a number; write e.g. `{name}: {default}`") from None
+    upper_ok = high is None or value < high
+    if not (value >= low and upper_ok) or value != value:
+        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
+        raise InputError(f"input `{name}`: {raw} must be {bound}; write e.g. `{name}: {default}`")
+    return value
+
+
+def _split(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = _get(environ, name)
+    try:
+        return tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise InputError(
+            f"input `{name}`: cannot split {raw!r} like a shell would ({exc}); balance the quotes"
+        ) from None
+
+
+def _scenarios(environ: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _get(environ, "scenarios")
+    names = tuple(s.strip() for s in raw.replace(" ", ",").split(",") if s.strip())
+    bad = [s for s in names if s not in SCENARIOS]
+    if bad:
+        raise InputError(
+            f"input `scenarios`: {', '.join(map(repr, bad))} not among {', '.join(SCENARIOS)}; "
+            "give a comma list such as `scenarios: SingleStream,Offline` (names are case-sensitive)"
+        )
+    return names
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything ``run`` mode takes from ``with:``; paths stay as written (relative to the workspace)."""
+
+    suites: tuple[str, ...] = ("suites",)
+    keyword: str = ""
+    scenarios: tuple[str, ...] = ()
+    mode: str = "both"
+    profile: str = "smoke"
+    pytest_args: tuple[str, ...] = ()
+    cache_dir: str = ""
+    compare: str = "ab"
+    base_ref: str = ""
+    baseline_file: str = ""
+    repeat: int = 3
+    alpha: float = 0.01
+    floor: float = 0.05
+    force_compare: bool = False
+    fail_on_regression: bool = True
+    results_dir: str = "mlperf-results"
+    comment: bool = True
+    label: str = ""
+    # Kept out of repr so that a logged Inputs never shows the token.
+    github_token: str = field(default="", repr=False)
+
+
+def read_inputs(environ: Mapping[str, str]) -> Inputs:
+    """Validates every ``INPUT_*`` variable of run mode; raises InputError naming the first bad one."""
+    compare = _choice(environ, "compare", COMPARES, "ab")
+    baseline_file = _get(environ, "baseline-file")
+    if compare == "baseline-file" and not baseline_file:
+        raise InputError(
+            "input `baseline-file` is empty but `compare: baseline-file` needs it; "
+            "give the path of a results JSON (e.g. one restored from the nightly baseline)"
+        )
+    repeat = _number(environ, "repeat", 3, 1, None)
+    if repeat != int(repeat):
+        raise InputError(f"input `repeat`: {repeat} is not a whole number; write e.g. `repeat: 3`")
+    return Inputs(
+        suites=_split(environ, "suites") or ("suites",),
+        keyword=_get(environ, "keyword"),
+        scenarios=_scenarios(environ),
+        mode=_choice(environ, "mode", MODES, "both"),
+        profile=_choice(environ, "profile", PROFILES, "smoke"),
+        pytest_args=_split(environ, "pytest-args"),
+        cache_dir=_get(environ, "cache-dir"),
+        compare=compare,
+        base_ref=_get(environ, "base-ref"),
+        baseline_file=baseline_file,
+        repeat=int(repeat),
+        alpha=_number(environ, "alpha", 0.01, 1e-9, 1.0),
+        floor=_number(environ, "floor", 0.05, 0.0, None),
+        force_compare=_bool(environ, "force-compare", False),
+        fail_on_regression=_bool(environ, "fail-on-regression", True),
+        results_dir=_get(environ, "results-dir") or "mlperf-results",
+        comment=_bool(environ, "comment", True),
+        label=_get(environ, "artifact-name"),
+        github_token=_get(environ, "github-token"),
+    )
+
+
+def pytest_argv(
+    inputs: Inputs, results: Path, log_dir: Path, *, workspace: Path, repeat: int | None = None
+) -> list[str]:
+    """The pytest arguments (after ``python -m pytest``) for one run writing ``results`` and ``log_dir``.
+
+    ``workspace`` anchors a relative cache dir, so that both sides of an ``ab`` run share one model cache.
+    """
+    argv: list[str] = [*inputs.suites]
+    if inputs.keyword:
+        argv += ["-k", inputs.keyword]
+    if inputs.scenarios:
+        argv += ["--mlperf-scenarios", ",".join(inputs.scenarios)]
+    argv += ["--mlperf-mode", inputs.mode, "--mlperf-profile", inputs.profile]
+    if inputs.cache_dir:
+        cache = Path(inputs.cache_dir).expanduser()
+        argv += ["--mlperf-cache-dir", str(cache if cache.is_absolute() else workspace / cache)]
+    if repeat is not None and repeat > 1:
+        argv += ["--mlperf-repeat", str(repeat)]
+    argv += ["--mlperf-results", str(results), "--mlperf-log-dir", str(log_dir)]
+    # Last, so that a user's own --mlperf-* flag wins over what the Action derived.
+    argv += inputs.pytest_args
+    return argv
