@@ -262,7 +262,7 @@ def test_keyboard_interrupt_keeps_finished_runs(project: pytest.Pytester) -> Non
             mlperf.run(tiny_model, tiny_dataset, scenario="Offline")
         """
     )
-    result = project.runpytest_subprocess(*FAST, "--mlperf-min-duration-ms=3000", timeout=120)
+    result = project.runpytest_subprocess(*FAST, "--mlperf-min-duration-ms=1500", timeout=120)
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
     doc = results_of(project)
