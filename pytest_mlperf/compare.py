@@ -394,6 +394,7 @@ def compare_documents(
     *,
     force: bool = False,
     ids: Collection[str] | None = None,
+    force_hint: str = "--force",
 ) -> dict[str, Any]:
     """Compare every case of head against base; the comparison JSON of docs/contracts.md.
 
@@ -434,7 +435,7 @@ def compare_documents(
         result["refused_reason"] = (
             "fingerprints differ: "
             + "; ".join(differences)
-            + ". Measure base and head on the same machine, software, model and settings, or pass --force"
+            + f". Measure base and head on the same machine, software, model and settings, or pass {force_hint}"
         )
         return result
 
@@ -464,6 +465,43 @@ def compare_documents(
     elif counts["improvements"]:
         result["verdict"] = "improvement"
     return result
+
+
+def merge_comparisons(comparisons: Sequence[Mapping[str, Any]], policy: GatePolicy) -> dict[str, Any]:
+    """One comparison document from several partial ones (the plugin compares case by case).
+
+    The verdict is the worst of the parts: regression, then refused, then improvement, then no-change.
+    """
+    merged: dict[str, Any] = {
+        "verdict": "no-change",
+        "policy": policy.to_dict(),
+        "refused_reason": None,
+        "fingerprint": {"base": None, "head": None, "differences": []},
+        "cases": [],
+        "counts": {"regressions": 0, "improvements": 0, "unchanged": 0, "missing": 0},
+    }
+    refusals: list[str] = []
+    for part in comparisons:
+        fingerprint = part.get("fingerprint") or {}
+        for side in ("base", "head"):
+            if merged["fingerprint"][side] is None:
+                merged["fingerprint"][side] = fingerprint.get(side)
+        for diff in fingerprint.get("differences") or []:
+            if diff not in merged["fingerprint"]["differences"]:
+                merged["fingerprint"]["differences"].append(diff)
+        merged["cases"].extend(part.get("cases") or [])
+        for key, value in (part.get("counts") or {}).items():
+            merged["counts"][key] = merged["counts"].get(key, 0) + value
+        if part.get("verdict") == "refused" and part.get("refused_reason") not in refusals:
+            refusals.append(str(part.get("refused_reason")))
+    verdicts = {part.get("verdict") for part in comparisons}
+    for verdict in ("regression", "refused", "improvement"):
+        if verdict in verdicts:
+            merged["verdict"] = verdict
+            break
+    if merged["verdict"] == "refused":
+        merged["refused_reason"] = " | ".join(refusals)
+    return merged
 
 
 def failures_by_case(comparison: Mapping[str, Any]) -> dict[str, list[str]]:

@@ -37,9 +37,12 @@ USER_CONF_KEYS = frozenset(
 )  # fmt: skip
 
 #: Smoke-profile minimum query counts: enough for LoadGen's early-stopping estimate at each
-#: scenario's percentile (MultiStream needs 662 queries at p99), no more.
-SMOKE_MIN_QUERIES = {"SingleStream": 100, "MultiStream": 662, "Server": 270, "Offline": 1}
+#: scenario's percentile (MultiStream needs 662 queries at p99; Server 459 with no over-latency query), no more.
+SMOKE_MIN_QUERIES = {"SingleStream": 100, "MultiStream": 662, "Server": 500, "Offline": 1}
 SMOKE_MIN_DURATION_MS = 1000
+
+#: Default of --mlperf-repeat: one run per performance case (raise it for a tighter gate, see docs/gating.md).
+DEFAULT_REPEAT = 1
 
 #: Marker kwargs accepted by ``@pytest.mark.mlperf(...)``.
 MARKER_KWARGS = frozenset({"accuracy", "latency_ms", "min_qps", "model_name"})
@@ -113,6 +116,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("cache-dir", "Where models, datasets and built artefacts are cached. Default: $PYTEST_MLPERF_CACHE, "
                "else the user cache dir (~/.cache/pytest-mlperf).", metavar="DIR"),
     OptionSpec("workers", "Inference threads for Offline and Server. Default: 1.", kind="int", metavar="N"),
+    OptionSpec("baseline", "A results JSON to gate against: each case is compared with its runs there, and a "
+               "significant regression beyond the floor fails it. Default: no comparison.", metavar="PATH"),
+    OptionSpec("repeat", "How many times each performance case runs (repeats 0..N-1), pooled for the gate. "
+               f"Default: {DEFAULT_REPEAT}.", kind="int", metavar="N"),
+    OptionSpec("alpha", "Significance level of the baseline comparison, between 0 and 1. Default: 0.01.",
+               kind="float", metavar="X"),
+    OptionSpec("floor", "Smallest relative change the gate acts on, as a fraction (0.05) or percent (5%). "
+               "Default: 0.05.", metavar="X"),
+    OptionSpec("force-compare", "Compare against the baseline even when machine, software or settings "
+               "fingerprints differ (the differences are still reported). Default: refuse.", kind="bool"),
 )
 
 
@@ -162,6 +175,13 @@ class RunConfig:
     server_max_wait_us: int = 0
     workers: int = 1
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
+    repeat: int = DEFAULT_REPEAT
+    baseline: Path | None = None
+    #: The baseline's results document, read and checked once at configure time.
+    baseline_document: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    alpha: float = 0.01
+    floor: float = 0.05
+    force_compare: bool = False
 
     def with_(self, **changes: Any) -> RunConfig:
         return replace(self, **changes)
@@ -280,7 +300,22 @@ def build_run_config(get: Callable[[OptionSpec], Any]) -> RunConfig:
             "--mlperf-min-duration-ms/--mlperf-min-query-count only affect performance runs, but "
             "--mlperf-mode=accuracy runs none; drop the override or use --mlperf-mode=both"
         )
+    repeat = val("repeat") if val("repeat") is not None else DEFAULT_REPEAT
+    if repeat < 1:
+        raise UsageProblem(f"--mlperf-repeat: {repeat} is not valid; it must be 1 or more (runs per performance case)")
+    alpha = val("alpha") if val("alpha") is not None else 0.01
+    if not (math.isfinite(alpha) and 0.0 < alpha < 1.0):
+        raise UsageProblem(f"--mlperf-alpha: {alpha} is not valid; it must be between 0 and 1 (exclusive), e.g. 0.01")
+    floor = parse_fraction(val("floor"), "--mlperf-floor") if val("floor") is not None else 0.05
+    baseline = Path(val("baseline")).expanduser() if val("baseline") else None
+    baseline_document = load_baseline(baseline) if baseline is not None else None
     return RunConfig(
+        repeat=int(repeat),
+        baseline=baseline,
+        baseline_document=baseline_document,
+        alpha=float(alpha),
+        floor=floor,
+        force_compare=bool(val("force-compare")),
         scenarios=scenarios,
         modes=modes,
         profile=profile,
@@ -299,6 +334,35 @@ def build_run_config(get: Callable[[OptionSpec], Any]) -> RunConfig:
     )
 
 
+def parse_fraction(raw: Any, source: str) -> float:
+    """``0.05``, ``5%`` or ``5 %`` -> 0.05; a fraction must lie in [0, 1)."""
+    text = str(raw).strip()
+    try:
+        value = float(text[:-1].strip()) / 100.0 if text.endswith("%") else float(text)
+    except ValueError:
+        raise UsageProblem(f"{source}: {raw!r} is not a number; write a fraction (0.05) or a percent (5%)") from None
+    if not (math.isfinite(value) and 0.0 <= value < 1.0):
+        raise UsageProblem(f"{source}: {raw!r} is not valid; it must be a fraction from 0 to below 1 (0.05 = 5 %)")
+    return value
+
+
+def load_baseline(path: Path) -> Mapping[str, Any]:
+    """Read and check a baseline results JSON; UsageProblem naming the file when it cannot serve."""
+    from pytest_mlperf.compare import ComparisonInputError, check_document
+    from pytest_mlperf.results import load_document
+
+    if not path.is_file():
+        raise UsageProblem(f"--mlperf-baseline: file not found: {path}; pass a results JSON of an earlier run")
+    try:
+        document = load_document(path)
+        return check_document(str(path), document)
+    except (ValueError, ComparisonInputError) as exc:
+        raise UsageProblem(f"--mlperf-baseline: {path} cannot be used as a baseline: {exc}") from None
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
 def convert_ini(spec: OptionSpec, raw: str) -> Any:
     """Convert an ini string to the option's type, naming the ini key on failure."""
     text = raw.strip()
@@ -309,6 +373,10 @@ def convert_ini(spec: OptionSpec, raw: str) -> Any:
             return int(text)
         if spec.kind == "float":
             return float(text)
+        if spec.kind == "bool":
+            if text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE
+            raise ValueError(text)
     except ValueError:
         raise UsageProblem(f"ini option {spec.ini} = {raw!r} is not a valid {spec.kind}") from None
     return text

@@ -11,15 +11,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_mlperf import calibrate, loadgen, logs
+from pytest_mlperf import calibrate, loadgen, logs, trace
 from pytest_mlperf.backends import create_backend, describe
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import LATENCY_PERCENTILE, RunConfig, Thresholds
 from pytest_mlperf.datasets.base import AccuracyCoverageError, Dataset
-from pytest_mlperf.errors import InferenceError, ModelError
+from pytest_mlperf.errors import InferenceError, LoadGenError, ModelError
 from pytest_mlperf.results import Metrics, RunResult, case_dirname
 from pytest_mlperf.sut import SutOptions, make_sut
 from pytest_mlperf.verdict import judge
+
+#: Scenarios whose performance runs record per-query latencies from the LoadGen trace. Offline issues a single
+#: query, so its one latency says nothing a distribution could; it is gated on throughput across repeats.
+TRACED_SCENARIOS = frozenset({"SingleStream", "MultiStream", "Server"})
+#: At most this many per-query latencies are kept per run; longer runs keep an evenly spaced subsample in query
+#: order (deterministic, so reruns of one log give the same gate input). 20,000 values is ~150 kB of JSON.
+MAX_LATENCY_SAMPLES = 20_000
+#: A trace larger than this is deleted once its latencies are in the results JSON (it holds nothing else the
+#: plugin reads); smaller ones stay next to the other LoadGen logs for inspection.
+KEEP_TRACE_BYTES = 8 << 20
+#: The load-defining targets that the gate needs equal on both sides; they are reused, not recalibrated.
+LOAD_TARGETS = {"Server": "server_target_qps", "Offline": "offline_expected_qps"}
+
+
+def subsample(values: Any, cap: int = MAX_LATENCY_SAMPLES) -> list[int]:
+    """All of *values* if at most *cap*, else *cap* of them evenly spaced in order (first and last included)."""
+    import numpy as np
+
+    array = np.asarray(values, dtype=np.int64)
+    if array.size > cap:
+        array = array[np.linspace(0, array.size - 1, cap).round().astype(np.int64)]
+    return [int(v) for v in array]
 
 
 @dataclass(frozen=True)
@@ -52,6 +74,8 @@ class Harness:
         self.rootdir = rootdir
         self._backends: dict[tuple[str, str], Backend] = {}
         self._digests: dict[str, str] = {}
+        # Load targets of each (case id, scenario) already run this session: repeats run under the same load.
+        self._targets: dict[tuple[str, str], float] = {}
 
     def backend_options(self) -> BackendOptions:
         cfg = self.config
@@ -92,6 +116,13 @@ class Harness:
             values = calibrate.smoke_values(case.scenario, case.mode, cal, cfg.overrides)
         else:
             values = calibrate.official_values(case.scenario, case.mode, cfg.overrides)
+        target_key = LOAD_TARGETS.get(case.scenario)
+        if target_key is not None and case.mode == "performance" and cfg.overrides.target_qps is None:
+            reused = self._targets.get((case.id, case.scenario)) or self.baseline_target(case)
+            if reused is not None:
+                values[target_key] = reused
+            elif target_key in values:
+                self._targets[(case.id, case.scenario)] = values[target_key]
         if case.scenario == "Server":
             bound = cfg.overrides.target_latency_ms
             if bound is None and cfg.profile == "smoke":
@@ -107,6 +138,39 @@ class Harness:
             values=values,
         )
         return spec, values
+
+    def baseline_target(self, case: Case) -> float | None:
+        """The baseline's effective target QPS for *case* (Server load, Offline expected QPS), if it ran there.
+
+        Reusing it puts base and head under the same load, so their latencies are comparable and their
+        fingerprints match; recalibrating would move the target with the very slowdown the gate looks for.
+        """
+        document = self.config.baseline_document
+        if document is None:
+            return None
+        for run in document.get("runs") or []:
+            if run.get("id") == case.id and run.get("scenario") == case.scenario and run.get("mode") == "performance":
+                value = (run.get("settings") or {}).get("target_qps")
+                if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                    self._targets[(case.id, case.scenario)] = float(value)
+                    return float(value)
+        return None
+
+    def latency_samples(self, case: Case, log_dir: Path) -> list[int] | None:
+        """Per-query latencies from the trace (capped); the trace is then removed if large. None when untraced."""
+        if case.mode != "performance" or case.scenario not in TRACED_SCENARIOS:
+            return None
+        path = log_dir / trace.TRACE_FILENAME
+        try:
+            samples = subsample(trace.per_query_latencies_ns(path))
+        except LoadGenError:
+            return None
+        try:
+            if path.stat().st_size > KEEP_TRACE_BYTES:
+                path.unlink()
+        except OSError:
+            pass
+        return samples
 
     def run(self, case: Case, record: Callable[[RunResult], None]) -> RunResult:
         """Run *case*; *record* receives the result before any failure is raised, so nothing is lost."""
@@ -127,6 +191,7 @@ class Harness:
             case.dataset,
             spec,
             log_dir,
+            enable_trace=case.mode == "performance" and case.scenario in TRACED_SCENARIOS,
         )
         detail = logs.read_detail(log_dir / "mlperf_log_detail.txt")
         accuracy: dict[str, float] | None = None
@@ -180,6 +245,7 @@ class Harness:
                 "latency_percentile": LATENCY_PERCENTILE.get(case.scenario),
                 "min_qps": case.thresholds.min_qps,
             },
+            latency_samples_ns=self.latency_samples(case, log_dir) if outcome.error is None else None,
             valid=detail.valid if case.mode == "performance" else None,
             validity_reasons=list(detail.invalid_reasons),
             recommendation=detail.recommendation,

@@ -10,7 +10,7 @@ import pytest
 
 from pytest_mlperf.config import OPTIONS, OptionSpec, UsageProblem, build_run_config, convert_ini
 from pytest_mlperf.runner import CaseRunner
-from pytest_mlperf.session import RUN_PROPERTY, MLPerfSession
+from pytest_mlperf.session import COMPARISON_PROPERTY, RUN_PROPERTY, MLPerfSession, gate_reasons
 
 SESSION_KEY = pytest.StashKey[MLPerfSession]()
 
@@ -19,8 +19,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mlperf", "MLPerf LoadGen benchmarks (pytest-mlperf)")
     types: dict[str, Any] = {"int": int, "float": float, "string": str}
     for spec in OPTIONS:
-        group.addoption(spec.flag, dest=spec.dest, type=types[spec.kind], default=None, metavar=spec.metavar,
-                        help=f"{spec.help} [ini: {spec.ini}]")
+        if spec.kind == "bool":
+            group.addoption(spec.flag, dest=spec.dest, action="store_true", default=None,
+                            help=f"{spec.help} [ini: {spec.ini}]".replace("%", "%%"))  # argparse formats help
+        else:
+            group.addoption(spec.flag, dest=spec.dest, type=types[spec.kind], default=None, metavar=spec.metavar,
+                            help=f"{spec.help} [ini: {spec.ini}]".replace("%", "%%"))  # argparse formats help
         parser.addini(spec.ini, help=f"Default for {spec.flag}. {spec.help}", default=None)
 
 
@@ -97,6 +101,11 @@ def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
     def record(run: dict[str, Any]) -> None:
         item.user_properties.append((RUN_PROPERTY, run))
 
+    def gate(case_id: str, runs: list[dict[str, Any]]) -> list[str]:
+        comparison = session.compare_case(case_id, runs)
+        item.user_properties.append((COMPARISON_PROPERTY, comparison))
+        return gate_reasons(comparison)
+
     return CaseRunner(
         harness=session.harness,
         nodeid=item.nodeid,
@@ -106,6 +115,8 @@ def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
         default_mode=params.get("mlperf_mode"),
         record=record,
         before_performance_run=session.pin_worker_once,
+        repeat=session.config.repeat,
+        gate=gate if session.gating else None,
     )
 
 

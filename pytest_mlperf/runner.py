@@ -28,6 +28,8 @@ class CaseRunner:
         default_mode: str | None,
         record: Callable[[dict[str, Any]], None],
         before_performance_run: Callable[[], None] = lambda: None,
+        repeat: int = 1,
+        gate: Callable[[str, list[dict[str, Any]]], list[str]] | None = None,
     ) -> None:
         self._harness = harness
         self.nodeid = nodeid
@@ -37,6 +39,8 @@ class CaseRunner:
         self.mode = default_mode
         self._record = record
         self._before_performance_run = before_performance_run
+        self._repeat = repeat
+        self._gate = gate
         self.results: list[RunResult] = []
 
     @property
@@ -75,24 +79,47 @@ class CaseRunner:
         if mode not in MODES:
             raise pytest.UsageError(f"{self.nodeid}: mode {mode!r} is not one of {', '.join(MODES)}")
         name = model_name or self._marker_kwargs.get("model_name")
-        case = Case(
-            id=self.nodeid,
-            model=model,
-            dataset=dataset,
-            scenario=scenario,
-            mode=mode,
-            thresholds=self.thresholds(scenario, **thresholds),
-            model_name=name,
-            repeat=sum(1 for r in self.results if r.scenario == scenario and r.mode == mode),
-        )
+        limits = self.thresholds(scenario, **thresholds)
+        first = sum(1 for r in self.results if r.scenario == scenario and r.mode == mode)
+        records: list[dict[str, Any]] = []
 
         def record(result: RunResult) -> None:
             self.results.append(result)
-            self._record(result.to_dict())
+            run = result.to_dict()
+            records.append(run)
+            self._record(run)
 
-        if mode == "performance":
-            self._before_performance_run()
-        result = self._harness.run(case, record)
-        if check and not result.passed:
-            pytest.fail(result.explain(), pytrace=False)
+        # Performance cases run --mlperf-repeat times (repeats first..first+N-1); accuracy is deterministic.
+        results: list[RunResult] = []
+        for index in range(self._repeat if mode == "performance" else 1):
+            case = Case(
+                id=self.nodeid,
+                model=model,
+                dataset=dataset,
+                scenario=scenario,
+                mode=mode,
+                thresholds=limits,
+                model_name=name,
+                repeat=first + index,
+            )
+            if mode == "performance":
+                self._before_performance_run()
+            results.append(self._harness.run(case, record))
+        result = results[-1]
+        reasons = [
+            f"repeat {r.repeat}: {reason}" if len(results) > 1 else reason for r in results for reason in r.reasons
+        ]
+        if self._gate is not None and records:
+            gate_reasons = self._gate(self.nodeid, records)
+            if gate_reasons:
+                # The last repeat carries the case's gate verdict, in the result and in the results JSON.
+                result.reasons.extend(gate_reasons)
+                result.passed = False
+                records[-1]["reasons"] = list(result.reasons)
+                records[-1]["passed"] = False
+                reasons.extend(gate_reasons)
+        if check and reasons:
+            runs = "run" if len(results) == 1 else f"{len(results)} runs"
+            lines = "\n".join(f"  - {reason}" for reason in reasons)
+            pytest.fail(f"{self.nodeid}: {scenario} {mode} {runs} failed:\n{lines}", pytrace=False)
         return result

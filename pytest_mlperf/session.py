@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,20 @@ from pytest_mlperf.results import new_document, write_json_atomic
 
 #: user_properties key under which a test's run travels to the reporting process (xdist-safe).
 RUN_PROPERTY = "mlperf_run"
+#: user_properties key of a case's baseline comparison (the comparison JSON restricted to that case).
+COMPARISON_PROPERTY = "mlperf_comparison"
+
+
+def comparison_path(results_path: Path) -> Path:
+    """Where the session's baseline comparison goes: ``results.json`` -> ``results.comparison.json``."""
+    return results_path.with_name(results_path.stem + ".comparison.json")
+
+
+def gate_reasons(comparison: Mapping[str, Any]) -> list[str]:
+    """What fails a case: each regression's message, or the refusal; improvements and missing cases never fail."""
+    if comparison.get("verdict") == "refused":
+        return [f"baseline comparison refused: {comparison.get('refused_reason')}"]
+    return [str(case["message"]) for case in comparison.get("cases", []) if case.get("verdict") == "regression"]
 
 
 class MLPerfSession:
@@ -29,6 +44,60 @@ class MLPerfSession:
         self.document: dict[str, Any] | None = new_document(rootdir) if writes_results else None
         self.affinity: list[int] | None = None
         self.worker: tuple[int, int] | None = None  # (index, count) under pytest-xdist
+        self.comparisons: list[dict[str, Any]] = []
+        self._environment: dict[str, Any] | None = None
+
+    @property
+    def gating(self) -> bool:
+        return self.config.baseline_document is not None
+
+    def policy(self) -> Any:
+        from pytest_mlperf.gate import GatePolicy
+
+        return GatePolicy(alpha=self.config.alpha, floor=self.config.floor)
+
+    def environment(self) -> dict[str, Any]:
+        """This session's envelope (versions, machine, commit): the head side's fingerprint."""
+        if self._environment is None:
+            source = self.document if self.document is not None else new_document(self.rootdir)
+            self._environment = {key: value for key, value in source.items() if key != "runs"}
+        return self._environment
+
+    def compare_case(self, case_id: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Compare one case's runs (all its repeats) with the baseline's runs of the same id."""
+        from pytest_mlperf.compare import Source, compare_documents
+
+        cfg = self.config
+        assert cfg.baseline_document is not None
+        head = {**self.environment(), "runs": runs}
+        return compare_documents(
+            [Source(str(cfg.baseline), cfg.baseline_document)],
+            [Source("this session", head)],
+            self.policy(),
+            force=cfg.force_compare,
+            ids={case_id},
+            force_hint="--mlperf-force-compare",
+        )
+
+    @property
+    def comparison_path(self) -> Path:
+        return comparison_path(self.results_path)
+
+    def comparison(self) -> dict[str, Any]:
+        from pytest_mlperf.compare import merge_comparisons
+
+        return merge_comparisons(self.comparisons, self.policy())
+
+    def add_comparison(self, comparison: dict[str, Any]) -> None:
+        if self.document is None:
+            return
+        self.comparisons.append(comparison)
+        try:
+            write_json_atomic(self.comparison_path, self.comparison())
+        except OSError as exc:
+            warnings.warn(
+                MLPerfWarning(f"could not write the comparison to {self.comparison_path}: {exc}"), stacklevel=1
+            )
 
     @property
     def results_path(self) -> Path:
@@ -73,6 +142,8 @@ class MLPerfSession:
         for name, value in report.user_properties:
             if name == RUN_PROPERTY and isinstance(value, dict):
                 self.add_run(value)
+            elif name == COMPARISON_PROPERTY and isinstance(value, dict):
+                self.add_comparison(value)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.runs:
@@ -88,6 +159,16 @@ class MLPerfSession:
             terminalreporter.write_line(line)
         terminalreporter.write_line(f"results JSON: {self.results_path}")
         terminalreporter.write_line(f"LoadGen logs: {self.harness.log_root}")
+        if self.gating:
+            from pytest_mlperf.compare import render_text
+
+            terminalreporter.write_sep("-", f"mlperf baseline comparison vs {self.config.baseline}")
+            if not self.comparisons:
+                terminalreporter.write_line("no case was compared")
+                return
+            for line in render_text(self.comparison()).splitlines():
+                terminalreporter.write_line(line)
+            terminalreporter.write_line(f"comparison JSON: {self.comparison_path}")
 
 
 def pin_worker(worker_index: int, worker_count: int) -> list[int]:

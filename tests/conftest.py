@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 # pytester's in-process runs restore sys.modules afterwards; a pybind11 extension such as onnx aborts the
 # interpreter when imported a second time, so import the native modules here, before any snapshot is taken.
 import mlperf_loadgen  # noqa: F401
 import onnx  # noqa: F401
 import onnxruntime  # noqa: F401
+import pytest
 
 TINY_CONFTEST = Path(__file__).with_name("tiny_conftest.py")
 

@@ -1,0 +1,218 @@
+"""The regression gate through pytester: --mlperf-baseline, --mlperf-repeat and `pytest-mlperf compare` on real runs.
+
+Slowdowns are injected deterministically and made large: every sample sleeps a fixed time in postprocessing
+(``MLPERF_TEST_DELAY_US``), which dominates the tiny model's own latency. A 1 ms head against a 1 ms base is the
+same code; 10 ms against 1 ms is a +900 % regression that no machine noise can hide or fake.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from pytest_mlperf import cli
+from pytest_mlperf.results import schema
+from tests.conftest import FAST, TINY_CONFTEST
+
+DELAY_CONFTEST = '''
+
+import os
+import time
+
+
+class DelayedDataset(ArrayDataset):
+    """Sleeps a fixed time per sample after inference: a deterministic, calibrated slowdown."""
+
+    def postprocess(self, outputs):
+        delay = float(os.environ.get("MLPERF_TEST_DELAY_US", "0")) * 1e-6
+        if delay:
+            time.sleep(delay * len(outputs))
+        return super().postprocess(outputs)
+
+
+@pytest.fixture
+def delayed_dataset():
+    x = np.random.default_rng(1).standard_normal((64, FEATURES)).astype(np.float32)
+    labels = np.argmax(x @ WEIGHTS + BIAS, axis=1)
+    return DelayedDataset(x, labels, name="tiny", task=Classification(topk=1))
+'''
+
+GATED_TEST = """
+def test_gated(mlperf, mlperf_scenario, mlperf_mode, tiny_model, delayed_dataset):
+    mlperf.run(tiny_model, delayed_dataset)
+"""
+
+PERF = [*FAST, "--mlperf-mode=performance"]
+#: The slow head sleeps 10x longer per sample than the base (1 ms): far beyond any scheduler noise.
+SLOW_US = "10000"
+
+
+@pytest.fixture
+def gated(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    project.makeconftest(TINY_CONFTEST.read_text() + DELAY_CONFTEST)
+    project.makepyfile(test_gated=GATED_TEST)
+    monkeypatch.setenv("MLPERF_TEST_DELAY_US", "1000")
+    return project
+
+
+def run_baseline(pytester: pytest.Pytester, *args: str) -> Path:
+    """Run the suite once and keep its results as the baseline (base.json)."""
+    result = pytester.runpytest(*PERF, "--mlperf-results=base.json", *args)
+    result.assert_outcomes(passed=len(_selected(args)))
+    return pytester.path / "base.json"
+
+
+def _selected(args: tuple[str, ...]) -> list[str]:
+    for arg in args:
+        if arg.startswith("--mlperf-scenarios="):
+            return arg.split("=", 1)[1].split(",")
+    return ["SingleStream"]
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_slower_head_fails_with_the_effect_and_its_interval(
+    gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream")
+    runs = load(base)["runs"]
+    assert len(runs[0]["latency_samples_ns"]) >= 100  # per-query latencies from the LoadGen trace
+
+    monkeypatch.setenv("MLPERF_TEST_DELAY_US", SLOW_US)
+    result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", f"--mlperf-baseline={base}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*p90 latency +* % [[]+*, +*[]] vs baseline (p*, floor 5 %)*",
+            "*mlperf baseline comparison vs*base.json*",
+            "*REGRESSION*",
+        ]
+    )
+    comparison = load(gated.path / "mlperf-results" / "results.comparison.json")
+    jsonschema.validate(comparison, json.loads((Path(cli.__file__).parent / "schema" / "comparison.schema.json")
+                                               .read_text()))
+    assert comparison["verdict"] == "regression"
+    (case,) = comparison["cases"]
+    assert case["metric"] == "p90_latency" and case["verdict"] == "regression" and case["change"] > 0.5
+    head = load(gated.path / "mlperf-results" / "results.json")
+    jsonschema.validate(head, schema())
+    assert head["runs"][-1]["passed"] is False
+    assert any("vs baseline" in reason for reason in head["runs"][-1]["reasons"])
+
+
+def test_identical_head_passes_and_faster_head_is_reported_not_failed(
+    gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream")
+    # A generous floor: the same code on a shared machine must never fail, whatever the scheduler does.
+    result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", f"--mlperf-baseline={base}",
+                             "--mlperf-floor=25%")
+    result.assert_outcomes(passed=1)
+    assert load(gated.path / "mlperf-results" / "results.comparison.json")["verdict"] == "no-change"
+
+    monkeypatch.setenv("MLPERF_TEST_DELAY_US", "0")
+    result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", f"--mlperf-baseline={base}")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*IMPROVEMENT*", "*p90 latency -* % [[]-*, -*[]] vs baseline*"])
+
+
+def test_server_reuses_the_baseline_load_so_fingerprints_match(gated: pytest.Pytester) -> None:
+    # The sleep dominates: a loose latency target keeps LoadGen's validity out of this test's way.
+    base = run_baseline(gated, "--mlperf-scenarios=Server", "--mlperf-target-latency-ms=1000",
+                        "--mlperf-min-query-count=1000")
+    base_qps = load(base)["runs"][0]["settings"]["target_qps"]
+    result = gated.runpytest(*PERF, "--mlperf-scenarios=Server", f"--mlperf-baseline={base}", "--mlperf-floor=0.5",
+                             "--mlperf-target-latency-ms=1000", "--mlperf-min-query-count=1000")
+    result.assert_outcomes(passed=1)
+    head = load(gated.path / "mlperf-results" / "results.json")
+    assert head["runs"][0]["settings"]["target_qps"] == base_qps
+    comparison = load(gated.path / "mlperf-results" / "results.comparison.json")
+    assert comparison["verdict"] != "refused"
+    assert {c["metric"] for c in comparison["cases"]} == {"p99_latency", "qps"}
+
+
+def test_fingerprint_mismatch_is_refused_unless_forced(gated: pytest.Pytester) -> None:
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream")
+    doc = load(base)
+    doc["machine"]["cpu"] = "Some Other CPU 9000"
+    base.write_text(json.dumps(doc))
+    args = (*PERF, "--mlperf-scenarios=SingleStream", f"--mlperf-baseline={base}", "--mlperf-floor=25%")
+    result = gated.runpytest(*args)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*baseline comparison refused: fingerprints differ: cpu 'Some Other CPU 9000' != *--mlperf-force-compare*"]
+    )
+    assert load(gated.path / "mlperf-results" / "results.comparison.json")["verdict"] == "refused"
+
+    result = gated.runpytest(*args, "--mlperf-force-compare")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*WARNING: compared with --force despite: cpu 'Some Other CPU 9000'*"])
+
+
+def test_case_missing_from_the_baseline_is_reported(gated: pytest.Pytester) -> None:
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream")
+    result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream,MultiStream", f"--mlperf-baseline={base}",
+                             "--mlperf-floor=25%")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_gated?MultiStream-performance?*missing-in-base*"])
+    comparison = load(gated.path / "mlperf-results" / "results.comparison.json")
+    assert comparison["counts"]["missing"] == 1
+
+
+def test_repeat_runs_each_performance_case_n_times(gated: pytest.Pytester) -> None:
+    result = gated.runpytest(*FAST, "--mlperf-scenarios=Offline", "--mlperf-repeat=3")
+    result.assert_outcomes(passed=2)
+    runs = load(gated.path / "mlperf-results" / "results.json")["runs"]
+    perf = [r for r in runs if r["mode"] == "performance"]
+    assert sorted(r["repeat"] for r in perf) == [0, 1, 2]
+    assert len({r["log_dir"] for r in perf}) == 3
+    assert len({r["settings"]["target_qps"] for r in perf}) == 1  # repeats share one calibrated load
+    assert [r["repeat"] for r in runs if r["mode"] == "accuracy"] == [0]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--mlperf-repeat=0", "--mlperf-repeat: 0 is not valid*"),
+        ("--mlperf-alpha=1.5", "--mlperf-alpha: 1.5 is not valid*"),
+        ("--mlperf-floor=abc", "--mlperf-floor: 'abc' is not a number*"),
+        ("--mlperf-baseline=nowhere.json", "--mlperf-baseline: file not found: nowhere.json*"),
+    ],
+)
+def test_bad_gate_options_are_usage_errors(project: pytest.Pytester, option: str, message: str) -> None:
+    result = project.runpytest(option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}"])
+
+
+def test_invalid_baseline_file_is_named(project: pytest.Pytester) -> None:
+    (project.path / "broken.json").write_text("{not json")
+    result = project.runpytest("--mlperf-baseline=broken.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mlperf-baseline: broken.json cannot be used as a baseline*not valid JSON*"])
+
+
+def test_compare_command_exit_codes_on_real_results(
+    gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream")
+    monkeypatch.setenv("MLPERF_TEST_DELAY_US", SLOW_US)
+    gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", "--mlperf-results=slow.json").assert_outcomes(passed=1)
+    slow = gated.path / "slow.json"
+    other = gated.path / "other.json"
+    doc = load(base)
+    doc["machine"]["cpu"] = "Some Other CPU 9000"
+    other.write_text(json.dumps(doc))
+
+    assert cli.main(["compare", str(base), str(base)]) == 0
+    assert cli.main(["compare", str(base), str(slow), "--json", str(gated.path / "c.json")]) == 1
+    assert load(gated.path / "c.json")["verdict"] == "regression"
+    assert cli.main(["compare", str(slow), str(base)]) == 0  # an improvement never fails
+    assert cli.main(["compare", str(other), str(base)]) == 2
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "IMPROVEMENT" in out and "refused" in out
