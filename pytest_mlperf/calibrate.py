@@ -24,13 +24,33 @@ SERVER_LOAD = 0.3
 SMOKE_SERVER_TARGET_LATENCY_NS = 100_000_000
 
 
-@dataclass(frozen=True)
+@dataclass
 class Calibration:
-    """Medians of short timed runs; seconds per call and samples per second."""
+    """Medians of short timed runs (seconds per call, samples per second); None where not measured yet."""
 
-    single_s: float
-    multi_s: float
-    batch_qps: float
+    single_s: float | None = None
+    multi_s: float | None = None
+    batch_qps: float | None = None
+
+
+#: What each scenario's smoke settings are derived from. Accuracy runs need a rate only for Server, whose
+#: schedule would otherwise crawl through the dataset at mlperf.conf's default target QPS.
+_NEEDS = {"SingleStream": ("single",), "MultiStream": ("multi",), "Offline": ("batch",), "Server": ("single", "batch")}
+
+
+_FIELDS = {"single": "single_s", "multi": "multi_s", "batch": "batch_qps"}
+
+
+def missing(cal: Calibration, kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """The *kinds* not measured yet."""
+    return tuple(kind for kind in kinds if getattr(cal, _FIELDS[kind]) is None)
+
+
+def needs(scenario: str, mode: str) -> tuple[str, ...]:
+    """The measurements smoke_values uses for this scenario and mode."""
+    if mode != "performance" and scenario != "Server":
+        return ()
+    return _NEEDS[scenario]
 
 
 def _median_time(fn: Callable[[], object], budget_s: float, max_runs: int = 200) -> float:
@@ -43,17 +63,27 @@ def _median_time(fn: Callable[[], object], budget_s: float, max_runs: int = 200)
     return statistics.median(times)
 
 
-def measure(backend: Backend, dataset: Dataset, batch_size: int, budget_s: float = 0.25) -> Calibration:
-    """Time batch-1, batch-8 and full batches on already-loaded samples (a few hundred ms in all)."""
+def measure(
+    backend: Backend,
+    dataset: Dataset,
+    batch_size: int,
+    kinds: tuple[str, ...],
+    into: Calibration,
+    budget_s: float = 0.1,
+) -> Calibration:
+    """Time only the missing *kinds* (batch of 1, 8 or ``batch_size``) on loaded samples, about 0.1 s each."""
     loaded = min(dataset.performance_count, max(batch_size, 8))
-    one = dataset.one(0)
-    eight = dataset.batch([i % loaded for i in range(8)])
-    full = dataset.batch([i % loaded for i in range(batch_size)])
-    backend.warmup(one)
-    single = _median_time(lambda: dataset.postprocess(backend.run(one)), budget_s / 3)
-    multi = _median_time(lambda: dataset.postprocess(backend.run(eight)), budget_s / 3)
-    batch = _median_time(lambda: dataset.postprocess(backend.run(full)), budget_s / 3)
-    return Calibration(single_s=single, multi_s=multi, batch_qps=batch_size / max(batch, 1e-9))
+    if "single" in kinds and into.single_s is None:
+        one = dataset.one(0)
+        into.single_s = _median_time(lambda: dataset.postprocess(backend.run(one)), budget_s)
+    if "multi" in kinds and into.multi_s is None:
+        eight = dataset.batch([i % loaded for i in range(8)])
+        into.multi_s = _median_time(lambda: dataset.postprocess(backend.run(eight)), budget_s)
+    if "batch" in kinds and into.batch_qps is None:
+        full = dataset.batch([i % loaded for i in range(batch_size)])
+        seconds = _median_time(lambda: dataset.postprocess(backend.run(full)), budget_s)
+        into.batch_qps = batch_size / max(seconds, 1e-9)
+    return into
 
 
 def smoke_values(scenario: str, mode: str, cal: Calibration, overrides: Overrides) -> dict[str, Any]:
@@ -66,14 +96,14 @@ def smoke_values(scenario: str, mode: str, cal: Calibration, overrides: Override
         values["min_query_count"] = (
             overrides.min_query_count if overrides.min_query_count is not None else SMOKE_MIN_QUERIES[scenario]
         )
-    if scenario == "SingleStream":
+    if scenario == "SingleStream" and cal.single_s is not None:
         values["single_stream_expected_latency_ns"] = max(1_000, int(cal.single_s * LATENCY_HEADROOM * 1e9))
-    elif scenario == "MultiStream":
+    elif scenario == "MultiStream" and cal.multi_s is not None:
         values["multi_stream_expected_latency_ns"] = max(1_000, int(cal.multi_s * LATENCY_HEADROOM * 1e9))
-    elif scenario == "Offline":
-        values["offline_expected_qps"] = overrides.target_qps or cal.batch_qps * OFFLINE_HEADROOM
-    elif scenario == "Server":
-        capacity = min(cal.batch_qps, 1.0 / max(cal.single_s, 1e-9))
+    elif scenario == "Offline" and (overrides.target_qps or cal.batch_qps):
+        values["offline_expected_qps"] = overrides.target_qps or (cal.batch_qps or 0.0) * OFFLINE_HEADROOM
+    elif scenario == "Server" and (overrides.target_qps or (cal.batch_qps and cal.single_s)):
+        capacity = min(cal.batch_qps or 0.0, 1.0 / max(cal.single_s or 0.0, 1e-9))
         values["server_target_qps"] = overrides.target_qps or capacity * SERVER_LOAD
         values["server_target_latency_ns"] = SMOKE_SERVER_TARGET_LATENCY_NS
     return values

@@ -45,7 +45,7 @@ def test_gated(mlperf, mlperf_scenario, mlperf_mode, tiny_model, delayed_dataset
     mlperf.run(tiny_model, delayed_dataset)
 """
 
-PERF = [*FAST, "--mlperf-mode=performance"]
+PERF = [*FAST, "--mlperf-mode=performance", "--mlperf-record-latencies"]
 #: The slow head sleeps 10x longer per sample than the base (1 ms): far beyond any scheduler noise.
 SLOW_US = "10000"
 
