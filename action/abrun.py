@@ -150,6 +150,7 @@ def run_ab(
     argv_for: Callable[[Path, Path], list[str]],
     out_dir: Path,
     temp_dir: Path | None = None,
+    load_flag: str | None = None,
 ) -> AbResult:
     """Runs ``rounds`` pairs base, head, base, head... and writes ``base.json``/``head.json`` under ``out_dir``.
 
@@ -157,12 +158,21 @@ def run_ab(
     pytest never collects it); the head is the workspace itself. ``argv_for(results, log_dir)`` gives pytest's
     arguments for one session. Both sides run with the same interpreter and installed packages, so only the
     repository's own code differs.
+
+    ``load_flag`` (the plugin's option that reuses each case's Server/Offline load from a results JSON) puts every
+    session under the load that the first session to run a case calibrated for it: otherwise each session
+    calibrates its own Server target QPS, and runs made under different loads are neither comparable nor poolable.
+    The loads file (``loads.json``) holds every run so far, earliest first, so a case only the head has (a new
+    benchmark) is pinned from its first head run.
     """
     head_sha = git(workspace, "rev-parse", "HEAD")
     base_sha = resolve_commit(workspace, base_ref)
     holder = Path(tempfile.mkdtemp(prefix="pytest-mlperf-base-", dir=temp_dir))
     tree = holder / "base"
     records: list[RunRecord] = []
+    loads = out_dir / "loads.json"
+    loads.unlink(missing_ok=True)
+    produced: list[Path] = []
     try:
         git(workspace, "worktree", "add", "--detach", str(tree), base_sha)
         for rnd in range(rounds):
@@ -170,15 +180,22 @@ def run_ab(
                 results = out_dir / "runs" / f"{side}-{rnd}.json"
                 log_dir = out_dir / "logs" / f"{side}-{rnd}"
                 results.unlink(missing_ok=True)
+                args = argv_for(results, log_dir)
+                if load_flag and produced:
+                    # First, so that a user's own flag in `pytest-args` (last) still wins.
+                    args = [f"{load_flag}={loads}", *args]
                 code = run_session(
                     io=io,
                     title=f"pytest-mlperf ab: round {rnd + 1}/{rounds}, {side} {sha[:10]}",
                     command=command,
-                    args=argv_for(results, log_dir),
+                    args=args,
                     cwd=cwd,
                 )
                 side_t: Side = "base" if side == "base" else "head"
                 records.append(RunRecord(side_t, rnd, code, results if results.is_file() else None))
+                if load_flag and results.is_file():
+                    produced.append(results)
+                    _write_json(loads, merge_results(produced))
                 if side == "head" and (code not in _RAN or not results.is_file()):
                     raise AbError(
                         f"the head run of round {rnd + 1} ended with pytest exit code {code} and "

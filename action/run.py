@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ BASE = "base.json"
 COMPARISON = "comparison.json"
 SUMMARY = "summary.md"
 META = "report-meta.json"
+#: The plugin option that makes a session reuse each case's Server/Offline load from a results JSON, without
+#: comparing against it; ``ab`` mode pins every session to the load its first session calibrated.
+LOAD_FLAG = "--mlperf-reuse-load"
 
 _EXIT_HINTS = {
     2: "the session was interrupted or collection failed; see the pytest output above",
@@ -82,6 +86,31 @@ def _head_sha(io: GitHubIO) -> str:
         return io.context.sha
 
 
+def _load_flag(io: GitHubIO, commands: Commands, inputs: Inputs) -> str | None:
+    """LOAD_FLAG when the installed plugin has it (asked through ``pytest --help``), else None and a warning when
+    a Server case may run: without it each session calibrates its own Server load, and the gate refuses to
+    compare runs made under different loads."""
+    ws = io.context.workspace
+    try:
+        proc = subprocess.run(
+            [*commands.pytest, "--help"], cwd=ws, capture_output=True, text=True,
+            stdin=subprocess.DEVNULL, check=False, timeout=300,
+        )
+        supported = LOAD_FLAG in proc.stdout
+    except (OSError, subprocess.TimeoutExpired):
+        supported = False
+    if supported:
+        return LOAD_FLAG
+    if not inputs.scenarios or "Server" in inputs.scenarios:
+        io.warning(
+            f"The installed pytest-mlperf has no {LOAD_FLAG}, so each session calibrates its own Server load "
+            "and Server cases will be refused as not comparable. Upgrade pytest-mlperf, or leave Server out of "
+            "the `scenarios` input.",
+            title="pytest-mlperf load",
+        )
+    return None
+
+
 def _measure_ab(
     io: GitHubIO, commands: Commands, inputs: Inputs, pr: PullRequest | None, out: Path
 ) -> tuple[int, str, str, list[str]]:
@@ -92,6 +121,7 @@ def _measure_ab(
             "set `base-ref` (e.g. `${{ github.event.before }}` on push) or use `compare: none`"
         )
     ws = io.context.workspace
+    load_flag = _load_flag(io, commands, inputs)
     ab = run_ab(
         io=io,
         workspace=ws,
@@ -101,6 +131,7 @@ def _measure_ab(
         argv_for=lambda results, logs: pytest_argv(inputs, results, logs, workspace=ws),
         out_dir=out / "ab",
         temp_dir=io.context.temp_dir,
+        load_flag=load_flag,
     )
     shutil.copyfile(ab.head_results, out / RESULTS)
     notes: list[str] = []
@@ -115,15 +146,16 @@ def _measure_ab(
     return max(ab.exit_codes("head")), ab.base_sha, ab.head_sha, notes
 
 
-def _measure_once(io: GitHubIO, commands: Commands, inputs: Inputs, out: Path) -> int:
+def _measure_once(io: GitHubIO, commands: Commands, inputs: Inputs, out: Path, baseline: Path | None) -> int:
+    """One session; with a baseline, under the baseline's loads (when the plugin can), so that they compare."""
     results = out / RESULTS
     results.unlink(missing_ok=True)
     repeat = inputs.repeat if inputs.compare == "baseline-file" else None
-    code = run_session(
-        io=io, title="pytest-mlperf", command=commands.pytest,
-        args=pytest_argv(inputs, results, out / "logs", workspace=io.context.workspace, repeat=repeat),
-        cwd=io.context.workspace,
-    )
+    args = pytest_argv(inputs, results, out / "logs", workspace=io.context.workspace, repeat=repeat)
+    load_flag = _load_flag(io, commands, inputs) if baseline is not None else None
+    if load_flag and baseline is not None:
+        args = [f"{load_flag}={baseline.resolve()}", *args]
+    code = run_session(io=io, title="pytest-mlperf", command=commands.pytest, args=args, cwd=io.context.workspace)
     if not results.is_file():
         hint = _EXIT_HINTS.get(code, "see the pytest output above")
         raise RunError(f"pytest exited with {code} and wrote no results to {results}: {hint}")
@@ -153,6 +185,12 @@ def _comment(io: GitHubIO, inputs: Inputs, pr: PullRequest, report: Report) -> N
 def execute(io: GitHubIO, inputs: Inputs, commands: Commands) -> int:
     """Everything of run mode after the inputs are read; returns the step's exit code."""
     ctx = io.context
+    if ctx.event_name == "pull_request_target":
+        raise InputError(
+            "refusing to benchmark under `pull_request_target`: that event runs with the repository's secrets and "
+            "a write token, and benchmarking means running the PR's code. Trigger the benchmark on `pull_request` "
+            "and let a `workflow_run` job post the comment (`command: report`, see docs/action.md)"
+        )
     out = (ctx.workspace / inputs.results_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for stale in (BASE, COMPARISON):
@@ -165,10 +203,10 @@ def execute(io: GitHubIO, inputs: Inputs, commands: Commands) -> int:
     if inputs.compare == "ab":
         head_exit, base_sha, head_sha, notes = _measure_ab(io, commands, inputs, pr, out)
     else:
-        head_exit = _measure_once(io, commands, inputs, out)
+        baseline = ctx.workspace / inputs.baseline_file if inputs.compare == "baseline-file" else None
+        head_exit = _measure_once(io, commands, inputs, out, baseline if baseline and baseline.is_file() else None)
         head_sha = _head_sha(io)
-        if inputs.compare == "baseline-file":
-            baseline = ctx.workspace / inputs.baseline_file
+        if baseline is not None:
             if baseline.is_file():
                 load_results(baseline)
                 shutil.copyfile(baseline, out / BASE)

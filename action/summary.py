@@ -455,6 +455,29 @@ def _fingerprint(report: Report) -> list[str]:
     return [*lines, ""]
 
 
+def _setting(value: object) -> str:
+    number = _num(value)
+    if number is None or isinstance(value, bool):
+        return text(value)
+    return text(int(number) if number == int(number) else f"{number:.6g}")
+
+
+def _overrides(runs: Sequence[Doc]) -> dict[str, str]:
+    """Each override the profile made, over all runs: one value, or the range of the values calibrated per run."""
+    values: dict[str, list[object]] = {}
+    for run in runs:
+        for key, value in _map(run.get("overrides")).items():
+            values.setdefault(text(key), []).append(value)
+    out: dict[str, str] = {}
+    for key, seen in values.items():
+        numbers = [n for n in map(_num, seen) if n is not None]
+        if len(numbers) == len(seen) and min(numbers) != max(numbers):
+            out[key] = f"{_setting(min(numbers))} to {_setting(max(numbers))}"
+        else:
+            out[key] = _setting(seen[-1])
+    return out
+
+
 def _details(report: Report) -> list[str]:
     lines = ["<details><summary>Details: every case, every run</summary>", ""]
     cases = _sorted_cases(report.comparison)
@@ -484,9 +507,7 @@ def _details(report: Report) -> list[str]:
             ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-        overrides = {
-            text(k): text(v) for run in runs for k, v in _map(run.get("overrides")).items()
-        }
+        overrides = _overrides(runs)
         if overrides:
             lines += ["Settings changed by the profile: " + ", ".join(f"{k} = {v}" for k, v in overrides.items()), ""]
     lines += ["</details>", ""]

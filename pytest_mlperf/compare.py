@@ -112,10 +112,15 @@ def environment_fingerprint(document: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def comparable_settings(scenario: str, settings: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Effective settings that define the measurement, with calibration hints dropped and ``effective_`` stripped."""
+def comparable_settings(
+    scenario: str, settings: Mapping[str, Any] | None, mode: str = "performance"
+) -> dict[str, Any]:
+    """Effective settings that define the measurement, with calibration hints dropped and ``effective_`` stripped.
+
+    An accuracy run's score does not depend on the load it ran under, so its load targets are hints too.
+    """
     ignored = set(HINT_SETTINGS)
-    if scenario != "Server":
+    if scenario != "Server" or mode == "accuracy":
         ignored |= HINT_SETTINGS_UNLESS_SERVER
     if scenario == "Offline":
         ignored |= HINT_SETTINGS_OFFLINE
@@ -127,6 +132,15 @@ def comparable_settings(scenario: str, settings: Mapping[str, Any] | None) -> di
     return out
 
 
+def _backend_fingerprint(options: Any) -> Any:
+    """Which cores an xdist worker was pinned to does not matter, only how many it had."""
+    if not isinstance(options, Mapping) or "cpu_affinity" not in options:
+        return options
+    out = {k: v for k, v in options.items() if k != "cpu_affinity"}
+    out["cpu_count"] = len(options["cpu_affinity"] or ())
+    return out
+
+
 def run_fingerprint(run: Mapping[str, Any]) -> dict[str, Any]:
     """What must agree between base and head runs of one case for their numbers to be comparable."""
     dataset = run.get("dataset") or {}
@@ -135,9 +149,9 @@ def run_fingerprint(run: Mapping[str, Any]) -> dict[str, Any]:
         "profile": run.get("profile"),
         "synthetic_inputs": bool(run.get("synthetic_inputs", False)),
         "backend": run.get("backend"),
-        "backend_options": run.get("backend_options"),
+        "backend_options": _backend_fingerprint(run.get("backend_options")),
         "dataset": {"name": dataset.get("name"), "count": dataset.get("count")},
-        "settings": comparable_settings(str(run.get("scenario")), run.get("settings")),
+        "settings": comparable_settings(str(run.get("scenario")), run.get("settings"), str(run.get("mode"))),
     }
 
 

@@ -3,7 +3,8 @@
 The Action's tests run it as their "runner" so that A/B orchestration, comparison and reporting are exercised
 without LoadGen. It reads ``bench.json`` in the current directory (the checkout being measured):
 ``{"latency_ms": 1.0, "qps": 2000, "exit": 0, "write": true}``, and appends one JSON line per call to the file
-named by ``FAKE_SESSION_LOG`` (cwd and argv), so tests can check the order of base and head sessions.
+named by ``FAKE_SESSION_LOG`` (cwd and argv), so tests can check the order of base and head sessions. Its ``--help``
+lists ``--mlperf-reuse-load`` unless ``FAKE_SESSION_NO_REUSE_LOAD`` is set (a plugin without that option).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def main() -> int:
     parser.add_argument("--mlperf-results", type=Path, required=True)
     parser.add_argument("--mlperf-log-dir", type=Path, required=True)
     parser.add_argument("--mlperf-repeat", type=int, default=1)
+    if not os.environ.get("FAKE_SESSION_NO_REUSE_LOAD"):
+        parser.add_argument("--mlperf-reuse-load", type=Path, help="reuse each case's load from a results JSON")
     args, _ = parser.parse_known_args()
     if os.environ.get("FAKE_SESSION_LOG"):
         with open(os.environ["FAKE_SESSION_LOG"], "a", encoding="utf-8") as fh:

@@ -66,6 +66,35 @@ def test_base_and_head_alternate_and_each_side_is_merged(
     assert result.exit_codes("head") == [0, 0, 0]
 
 
+def test_every_session_after_the_first_reuses_the_loads_calibrated_so_far(
+    make_repo: MakeRepo, tmp_path: Path, session_log: Path
+) -> None:
+    repo, (base_sha, _) = make_repo([{"bench.json": bench()}, {"bench.json": bench(latency_ms=2.0)}])
+    out = tmp_path / "out"
+    run_ab(io=GitHubIO(Context(workspace=repo)), workspace=repo, base_ref=base_sha, rounds=2, command=COMMAND,
+           argv_for=argv_for, out_dir=out, temp_dir=tmp_path, load_flag="--mlperf-reuse-load")
+    flags = [[a for a in c["argv"] if a.startswith("--mlperf-reuse-load")] for c in sessions(session_log)]
+    # The first session calibrates; the others run under the loads it (and later sessions, for new cases) chose.
+    assert flags == [[]] + [[f"--mlperf-reuse-load={out / 'loads.json'}"]] * 3
+    assert all(c["argv"][0].startswith("--mlperf-reuse-load") for c in sessions(session_log)[1:])
+    loads = load_results(out / "loads.json")
+    first = load_results(out / "runs" / "base-0.json")
+    assert loads["runs"][: len(first["runs"])] == first["runs"]  # earliest first: the plugin takes the first match
+    assert len(loads["runs"]) == 4 * len(first["runs"])
+
+
+def test_a_case_only_the_head_has_is_pinned_from_its_first_head_run(
+    make_repo: MakeRepo, tmp_path: Path, session_log: Path
+) -> None:
+    repo, (base_sha, _) = make_repo([{"bench.json": bench(write=False, exit=5)}, {"bench.json": bench()}])
+    out = tmp_path / "out"
+    run_ab(io=GitHubIO(Context(workspace=repo)), workspace=repo, base_ref=base_sha, rounds=2, command=COMMAND,
+           argv_for=argv_for, out_dir=out, load_flag="--mlperf-reuse-load")
+    flags = [any(a.startswith("--mlperf-reuse-load") for a in c["argv"]) for c in sessions(session_log)]
+    assert flags == [False, False, True, True]
+    assert load_results(out / "loads.json")["runs"][0] == load_results(out / "runs" / "head-0.json")["runs"][0]
+
+
 def test_missing_base_ref_says_to_fetch_the_history(make_repo: MakeRepo, tmp_path: Path) -> None:
     repo, _ = make_repo([{"bench.json": bench()}])
     with pytest.raises(AbError) as info:

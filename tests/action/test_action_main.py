@@ -69,6 +69,32 @@ def test_ab_regression_fails_with_verdict_outputs_summary_and_annotations(
     assert logged.count("::group::pytest-mlperf ab: round") == 6
 
 
+def test_ab_pins_the_load_when_the_plugin_can_and_warns_when_it_cannot(
+    ab_repo: Callable[..., Path], runner: Runner, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "sessions.jsonl"
+    runner.monkeypatch.setenv("FAKE_SESSION_LOG", str(log))
+    repo = ab_repo()
+    runner.inputs(repeat="1")
+    assert main(["run", *action_commands()]) == 0
+    argvs = [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+    loads = repo / "mlperf-results" / "ab" / "loads.json"
+    assert [a[0] for a in argvs] == ["suites", f"--mlperf-reuse-load={loads}"]
+    assert "::warning" not in capfd.readouterr().out
+
+    # A plugin without the option: no flag, and a warning while Server may run (no `scenarios` means all four).
+    runner.monkeypatch.setenv("FAKE_SESSION_NO_REUSE_LOAD", "1")
+    log.unlink()
+    assert main(["run", *action_commands()]) == 0
+    assert not any("--mlperf-reuse-load" in a for line in log.read_text().splitlines()
+                   for a in json.loads(line)["argv"])
+    assert ("::warning title=pytest-mlperf load::The installed pytest-mlperf has no --mlperf-reuse-load, so each "
+            "session calibrates its own Server load") in capfd.readouterr().out
+    runner.inputs(scenarios="SingleStream,Offline")
+    assert main(["run", *action_commands()]) == 0
+    assert "::warning" not in capfd.readouterr().out
+
+
 def test_ab_identical_code_passes(ab_repo: Callable[..., Path], runner: Runner) -> None:
     ab_repo()
     assert main(["run", *action_commands()]) == 0
@@ -98,9 +124,11 @@ def test_head_missing_its_thresholds_fails_even_without_regression(
     assert "pytest exited with 1 on the head" in capfd.readouterr().out
 
 
-def test_compare_none_then_baseline_file(make_repo: MakeRepo, runner: Runner) -> None:
+def test_compare_none_then_baseline_file(make_repo: MakeRepo, runner: Runner, tmp_path: Path) -> None:
     repo, _ = make_repo([{"bench.json": bench()}])
     runner.monkeypatch.setenv("GITHUB_WORKSPACE", str(repo))
+    log = tmp_path / "sessions.jsonl"
+    runner.monkeypatch.setenv("FAKE_SESSION_LOG", str(log))
     runner.inputs(compare="none", repeat="2")
     assert main(["run", *action_commands()]) == 0
     out = runner.outputs()
@@ -116,6 +144,9 @@ def test_compare_none_then_baseline_file(make_repo: MakeRepo, runner: Runner) ->
     head = json.loads((repo / "mlperf-results" / "results.json").read_text())
     # baseline-file mode repeats inside one session (--mlperf-repeat), the fake session honours it.
     assert sorted({r["repeat"] for r in head["runs"]}) == [0, 1, 2]
+    # Only the session with a baseline runs under the baseline's loads.
+    first_args = [json.loads(line)["argv"][0] for line in log.read_text().splitlines()]
+    assert first_args == ["suites", f"--mlperf-reuse-load={repo / 'baseline.json'}"]
 
 
 def test_missing_baseline_file_warns_and_compares_nothing(
@@ -260,3 +291,13 @@ def test_module_entry_point_runs(tmp_path: Path) -> None:
                           check=False)
     assert proc.returncode == 0
     assert "{setup,run,report}" in proc.stdout
+
+
+def test_run_mode_refuses_pull_request_target(
+    ab_repo: Callable[..., Path], runner: Runner, capfd: pytest.CaptureFixture[str]
+) -> None:
+    repo = ab_repo()
+    runner.set_event(json.loads(runner.event.read_text()), name="pull_request_target")
+    assert main(["run", *action_commands()]) == 2
+    assert "refusing to benchmark under `pull_request_target`" in capfd.readouterr().out
+    assert not (repo / "mlperf-results").exists()

@@ -142,3 +142,13 @@ def test_notes_and_partial_results_are_called_out() -> None:
     md = render_summary(Report(comparison=None, head=head, notes=("The base commit produced no results.",)))
     assert "> The head results are partial" in md
     assert "> [!NOTE]\n> The base commit produced no results." in md
+
+
+def test_profile_overrides_are_rounded_and_calibrated_ones_shown_as_a_range() -> None:
+    head = copy.deepcopy(load("results-head.json"))
+    head["runs"] = head["runs"][:2]
+    head["runs"][0]["overrides"] = {"min_duration_ms": 500, "offline_expected_qps": 937115.6376011008}
+    head["runs"][1]["overrides"] = {"min_duration_ms": 500, "offline_expected_qps": 90210.25}
+    summary = render_summary(regression_report(head=head))
+    expected = "min\\_duration\\_ms = 500, offline\\_expected\\_qps = 90210.2 to 937116\n"
+    assert f"Settings changed by the profile: {expected}" in summary

@@ -152,6 +152,19 @@ def test_calibration_hints_do_not_count_but_server_load_does() -> None:
     offline = {"effective_target_qps": 4000, "samples_per_query": 4400, "min_duration_ms": 1000}
     assert comparable_settings("Offline", offline) == {"min_duration_ms": 1000}
     assert comparable_settings("Server", {"target_qps": 100}) == {"target_qps": 100}
+    # An accuracy run's score does not depend on the load it ran under.
+    assert comparable_settings("Server", {"target_qps": 100}, mode="accuracy") == {}
+
+
+def test_pinned_cores_count_but_not_which_ones() -> None:
+    from pytest_mlperf.compare import run_fingerprint
+
+    run = {"scenario": "Offline", "mode": "performance", "backend_options": {"threads": 1, "cpu_affinity": [0]}}
+    other = copy.deepcopy(run)
+    other["backend_options"]["cpu_affinity"] = [1]
+    assert run_fingerprint(run) == run_fingerprint(other)
+    other["backend_options"]["cpu_affinity"] = [0, 1]
+    assert run_fingerprint(run) != run_fingerprint(other)
 
 
 def test_missing_cases_are_reported_on_both_sides() -> None:
