@@ -59,7 +59,7 @@ class OptionSpec:
     name: str  # e.g. "min-duration-ms" -> --mlperf-min-duration-ms / mlperf_min_duration_ms
     help: str
     default: Any = None
-    kind: str = "string"  # string | int | float | bool | list
+    kind: str = "string"  # string | int | float | bool | list (repeatable flag; ini: one value per line)
     metavar: str | None = None
     multiple: bool = False
 
@@ -124,9 +124,33 @@ OPTIONS: tuple[OptionSpec, ...] = (
                kind="float", metavar="X"),
     OptionSpec("floor", "Smallest relative change the gate acts on, as a fraction (0.05) or percent (5%). "
                "Default: 0.05.", metavar="X"),
+    OptionSpec("record-latencies", "Keep every query's latency (from LoadGen's trace) in the results JSON, as the "
+               "regression gate needs; the trace costs LoadGen throughput on very fast models. Default: on with "
+               "--mlperf-baseline, else off.", kind="bool"),
     OptionSpec("force-compare", "Compare against the baseline even when machine, software or settings "
                "fingerprints differ (the differences are still reported). Default: refuse.", kind="bool"),
+    OptionSpec("mirror", "Base URL of a mirror tried before each asset's own URLs (serving URL/<filename>). "
+               "Default: $PYTEST_MLPERF_MIRROR, else none.", metavar="URL"),
+    OptionSpec("offline", "Never touch the network: assets come from the cache, local paths or installed "
+               "packages, and cases needing anything else are skipped. Default: $PYTEST_MLPERF_OFFLINE, else "
+               "off.", kind="bool"),
+    OptionSpec("asset", "Use a local file or directory for one manifest entry, as NAME=PATH; repeatable (ini: one "
+               "per line, paths relative to the rootdir). Default: $PYTEST_MLPERF_ASSET_<NAME>, else none.",
+               kind="list", metavar="NAME=PATH"),
+    OptionSpec("manifest", "An extra YAML manifest whose entries add to or replace the packaged ones by name; "
+               "repeatable, later files win (ini: one per line, relative to the rootdir). Default: none.",
+               kind="list", metavar="PATH"),
+    OptionSpec("strict-assets", "Fail, instead of skip, the cases whose model or dataset cannot be had here "
+               "(for CI that must not skip silently). Default: skip.", kind="bool"),
 )
+
+
+@dataclass(frozen=True)
+class ListValue:
+    """The raw values of a list option: the ini lines, then the repeated flag (which come later and win)."""
+
+    ini: tuple[str, ...] = ()
+    cli: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,6 +206,16 @@ class RunConfig:
     alpha: float = 0.01
     floor: float = 0.05
     force_compare: bool = False
+    record_latencies: bool = False
+    mirror: str | None = None  # None: $PYTEST_MLPERF_MIRROR decides
+    offline: bool | None = None  # None: $PYTEST_MLPERF_OFFLINE decides
+    #: ``--mlperf-asset`` overrides, name -> absolute path (the last value for a name wins).
+    assets: tuple[tuple[str, Path], ...] = ()
+    #: Extra manifests, absolute, in the order they apply (after the packaged ones).
+    manifests: tuple[Path, ...] = ()
+    strict_assets: bool = False
+    #: The manifest catalog, loaded and checked at configure time when extra manifests or overrides are given.
+    catalog: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def with_(self, **changes: Any) -> RunConfig:
         return replace(self, **changes)
@@ -243,8 +277,9 @@ def _positive(value: float | None, source: str, allow_zero: bool = False) -> Non
         raise UsageProblem(f"{source}: {value} is not valid; it must be {need}")
 
 
-def build_run_config(get: Callable[[OptionSpec], Any]) -> RunConfig:
-    """Validate raw option values (``get`` returns the flag, else the ini value, else None)."""
+def build_run_config(get: Callable[[OptionSpec], Any], rootdir: Path | None = None) -> RunConfig:
+    """Validate raw option values (``get`` returns the flag, else the ini value, else None; a ListValue or None
+    for list options). Relative paths from the ini file are taken from *rootdir*, those from flags from the cwd."""
     by = {spec.name: spec for spec in OPTIONS}
 
     def val(name: str) -> Any:
@@ -309,13 +344,21 @@ def build_run_config(get: Callable[[OptionSpec], Any]) -> RunConfig:
     floor = parse_fraction(val("floor"), "--mlperf-floor") if val("floor") is not None else 0.05
     baseline = Path(val("baseline")).expanduser() if val("baseline") else None
     baseline_document = load_baseline(baseline) if baseline is not None else None
+    provisioning = provisioning_options(val("mirror"), val("asset"), val("manifest"), rootdir or Path.cwd())
     return RunConfig(
+        mirror=provisioning["mirror"],
+        offline=val("offline"),
+        assets=provisioning["assets"],
+        manifests=provisioning["manifests"],
+        catalog=provisioning["catalog"],
+        strict_assets=bool(val("strict-assets")),
         repeat=int(repeat),
         baseline=baseline,
         baseline_document=baseline_document,
         alpha=float(alpha),
         floor=floor,
         force_compare=bool(val("force-compare")),
+        record_latencies=bool(val("record-latencies")) or baseline is not None,
         scenarios=scenarios,
         modes=modes,
         profile=profile,
@@ -332,6 +375,72 @@ def build_run_config(get: Callable[[OptionSpec], Any]) -> RunConfig:
         workers=int(workers),
         cache_dir=Path(val("cache-dir")).expanduser() if val("cache-dir") else default_cache_dir(),
     )
+
+
+def _list_items(raw: ListValue | None, rootdir: Path) -> list[tuple[str, str, Path]]:
+    """(source, raw value, base directory) per item: ini lines first (rootdir-relative), then flags (cwd)."""
+    if raw is None:
+        return []
+    cwd = Path.cwd()
+    return [("ini", item, rootdir) for item in raw.ini] + [("cli", item, cwd) for item in raw.cli]
+
+
+def _absolute(path: Path, base: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def provisioning_options(
+    mirror: str | None, assets_raw: ListValue | None, manifests_raw: ListValue | None, rootdir: Path
+) -> dict[str, Any]:
+    """Check --mlperf-mirror, --mlperf-asset and --mlperf-manifest; load the manifests they need, naming any fault."""
+    if mirror is not None:
+        mirror = mirror.strip()
+        if not re.match(r"^https?://[^\s/]+", mirror):
+            raise UsageProblem(
+                f"--mlperf-mirror: {mirror!r} is not an http:// or https:// base URL; "
+                "e.g. --mlperf-mirror=https://mirror.example.org/mlperf (files are fetched as URL/<filename>)"
+            )
+        mirror = mirror.rstrip("/")
+    manifests: list[Path] = []
+    for source, item, base in _list_items(manifests_raw, rootdir):
+        flag = "--mlperf-manifest" if source == "cli" else "ini mlperf_manifest"
+        if not item.strip():
+            continue
+        path = _absolute(Path(item.strip()), base)
+        if not path.is_file():
+            raise UsageProblem(f"{flag}: manifest file not found: {path}; give the path of a YAML manifest")
+        manifests.append(path)
+    assets: dict[str, Path] = {}
+    for source, item, base in _list_items(assets_raw, rootdir):
+        flag = "--mlperf-asset" if source == "cli" else "ini mlperf_asset"
+        name, sep, path_text = item.partition("=")
+        if not sep or not name.strip() or not path_text.strip():
+            raise UsageProblem(
+                f"{flag}: {item!r} is not NAME=PATH; e.g. --mlperf-asset imagenet-val=/data/imagenet "
+                "(NAME is a manifest entry)"
+            )
+        assets[name.strip()] = _absolute(Path(path_text.strip()), base)
+    catalog = None
+    if manifests or assets:
+        from pytest_mlperf.manifest import load_catalog
+
+        try:
+            catalog = load_catalog(manifests)
+        except ConfigError as exc:
+            raise UsageProblem(f"--mlperf-manifest: {exc}") from None
+        unknown = sorted(set(assets) - set(catalog))
+        if unknown:
+            raise UsageProblem(
+                f"--mlperf-asset {unknown[0]}={assets[unknown[0]]}: no manifest entry is named {unknown[0]!r}; "
+                f"known: {', '.join(sorted(catalog))} (add your own with --mlperf-manifest PATH)"
+            )
+    return {
+        "mirror": mirror or None,
+        "assets": tuple(assets.items()),
+        "manifests": tuple(manifests),
+        "catalog": catalog,
+    }
 
 
 def parse_fraction(raw: Any, source: str) -> float:
