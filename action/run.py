@@ -172,7 +172,7 @@ def _comment(io: GitHubIO, inputs: Inputs, pr: PullRequest, report: Report) -> N
         why = " (a pull request from a fork)" if pr.is_fork else ""
         io.notice(
             f"No PR comment from this job: its token is read-only{why}. The comment will come from the "
-            "workflow_run reporter job, if the repository has one (see docs/action.md). "
+            "workflow_run reporter job, if the repository has one (see the README's 'Use in CI'). "
             "The full report is in this job's summary.",
             title="pytest-mlperf comment",
         )
@@ -189,7 +189,7 @@ def execute(io: GitHubIO, inputs: Inputs, commands: Commands) -> int:
         raise InputError(
             "refusing to benchmark under `pull_request_target`: that event runs with the repository's secrets and "
             "a write token, and benchmarking means running the PR's code. Trigger the benchmark on `pull_request` "
-            "and let a `workflow_run` job post the comment (`command: report`, see docs/action.md)"
+            "and let a `workflow_run` job post the comment (`command: report`, see the README's 'Use in CI')"
         )
     out = (ctx.workspace / inputs.results_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -31,18 +31,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import mlperf_loadgen as lg  # only for the bare Server reference; the harness path goes through the package
 import numpy as np
 import onnxruntime as ort
 from models import MODELS, ensure_model
 
-from pytest_mlperf import calibrate, loadgen, logs
+from pytest_mlperf import loadgen, logs
 from pytest_mlperf.backends.base import Backend
 from pytest_mlperf.backends.onnxruntime import usable_cores
 from pytest_mlperf.config import Overrides, RunConfig
-from pytest_mlperf.datasets.base import ArrayDataset, Dataset
+from pytest_mlperf.datasets.base import ArrayDataset
 from pytest_mlperf.harness import Case, Harness
 from pytest_mlperf.results import RunResult
 
@@ -92,19 +91,20 @@ class TimedBackend:
         self.inner.warmup(sample)
 
 
+#: --record-latencies: run the harness with LoadGen's trace on, as the gate's sessions do.
+RECORD_LATENCIES = False
+
+
 class FixedSettingsHarness(Harness):
     """The library's Harness; smoke settings are calibrated once per case and reused in later rounds.
 
     Every round then asks LoadGen for the same work (the same Offline sample count, the same SingleStream
-    settings), so that the bare loop can repeat exactly that work. The calibration itself
-    (``calibrate.measure``) also runs once per model: it times batch 1, 8 and the full batch whatever the
-    scenario, which costs ~15 s per case on the heavy model and measures nothing of interest here.
+    settings), so that the bare loop can repeat exactly that work.
     """
 
     def __init__(self, config: RunConfig, rootdir: Path) -> None:
         super().__init__(config, rootdir)
         self._fixed: dict[str, tuple[loadgen.SettingsSpec, dict[str, Any]]] = {}
-        self._calibrations: dict[int, calibrate.Calibration] = {}
         self.timed: dict[str, TimedBackend] = {}
 
     def backend_for(self, model: Path | str) -> Backend:
@@ -114,15 +114,7 @@ class FixedSettingsHarness(Harness):
 
     def settings_for(self, case: Case, backend: Backend) -> tuple[loadgen.SettingsSpec, dict[str, Any]]:
         if case.id not in self._fixed:
-            measure = calibrate.measure
-
-            def once(backend: Backend, dataset: Dataset, batch_size: int, budget_s: float = 0.25) -> Any:
-                if id(backend) not in self._calibrations:
-                    self._calibrations[id(backend)] = measure(backend, dataset, batch_size, budget_s)
-                return self._calibrations[id(backend)]
-
-            with mock.patch.object(calibrate, "measure", once):
-                self._fixed[case.id] = super().settings_for(case, backend)
+            self._fixed[case.id] = super().settings_for(case, backend)
         spec, values = self._fixed[case.id]
         if isinstance(backend, TimedBackend):
             backend.busy_s = 0.0  # Harness.run calls run_test right after this: count that run only
@@ -272,7 +264,9 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
     for warm in (inputs[:batch], inputs[:1]):  # as the harness's warm-up and calibration do
         sess.run(None, {sess.get_inputs()[0].name: warm})
     overrides = Overrides(min_query_count=HEAVY_MIN_QUERIES) if name == "heavy" else Overrides()
-    config = RunConfig(profile="smoke", threads=threads, log_dir=root / name, overrides=overrides)
+    config = RunConfig(
+        profile="smoke", threads=threads, log_dir=root / name, overrides=overrides, record_latencies=RECORD_LATENCIES
+    )
     harness = FixedSettingsHarness(config, root)
     busy_backend = harness.backend_for(path)
     assert isinstance(busy_backend, TimedBackend)
@@ -444,7 +438,7 @@ def render(
     server: tuple[Search, Search] | None,
     plan: Plan,
     elapsed: float,
-    no_trace: bool = False,
+    traced: bool = False,
 ) -> str:
     header = (
         f"{'model':<6} {'scenario':<12} {'metric':<4} {'harness':>9} {'bare':>9} {'unit':<10} {'ratio':>6} "
@@ -495,7 +489,8 @@ def render(
             "smoke's 100 ms default passes nearly any load); bare = ConstructFastSUT completing inline in the issue "
             "callback, with the harness run's TestSettings."
         )
-    lines.append(f"total {elapsed:.0f} s" + (" (what-if: harness with LoadGen's trace off)" if no_trace else ""))
+    trace_note = " (harness with LoadGen's trace on, as under --mlperf-record-latencies)" if traced else ""
+    lines.append(f"total {elapsed:.0f} s{trace_note}")
     return "\n".join(lines)
 
 
@@ -506,9 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", default="heavy,light", help="comma-separated subset of: heavy, light")
     parser.add_argument("--no-server", action="store_true", help="skip the noop Server search")
     parser.add_argument(
-        "--no-trace",
+        "--record-latencies",
         action="store_true",
-        help="what-if: run the harness with LoadGen's trace off (it is on for SingleStream/MultiStream/Server)",
+        help="run the harness as under --mlperf-record-latencies (LoadGen's trace on for the gate)",
     )
     parser.add_argument("--json", type=Path, help="also write the raw numbers to this file")
     parser.add_argument("--keep-logs", type=Path, help="write LoadGen logs here instead of a temporary directory")
@@ -523,13 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     root = args.keep_logs or Path(tempfile.mkdtemp(prefix="mlperf-overhead-"))
     patches = contextlib.ExitStack()
-    if args.no_trace:
-        run_test = loadgen.run_test
-
-        def untraced(*a: Any, **kw: Any) -> loadgen.RunOutcome:
-            return run_test(*a, **(kw | {"enable_trace": False}))
-
-        patches.enter_context(mock.patch.object(loadgen, "run_test", untraced))
+    global RECORD_LATENCIES
+    RECORD_LATENCIES = args.record_latencies
     try:
         rows: list[Row] = []
         notes: list[str] = []
@@ -542,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         patches.close()
         if args.keep_logs is None:
             shutil.rmtree(root, ignore_errors=True)
-    print(render(rows, notes, server, plan, time.perf_counter() - started, args.no_trace))
+    print(render(rows, notes, server, plan, time.perf_counter() - started, args.record_latencies))
     if args.json:
         raw = {
             "plan": plan.__dict__,

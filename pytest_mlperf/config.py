@@ -41,7 +41,7 @@ USER_CONF_KEYS = frozenset(
 SMOKE_MIN_QUERIES = {"SingleStream": 100, "MultiStream": 662, "Server": 500, "Offline": 1}
 SMOKE_MIN_DURATION_MS = 1000
 
-#: Default of --mlperf-repeat: one run per performance case (raise it for a tighter gate, see docs/gating.md).
+#: Default of --mlperf-repeat: one run per performance case (the README, "Gating regressions", advises 3-5).
 DEFAULT_REPEAT = 1
 
 #: Marker kwargs accepted by ``@pytest.mark.mlperf(...)``.
@@ -124,6 +124,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                kind="float", metavar="X"),
     OptionSpec("floor", "Smallest relative change the gate acts on, as a fraction (0.05) or percent (5%). "
                "Default: 0.05.", metavar="X"),
+    OptionSpec("reuse-load", "A results JSON whose Server target QPS and Offline expected QPS each case reuses "
+               "instead of calibrating, so separate sessions run under the same load (what A/B runs need). "
+               "Default: calibrate (or reuse --mlperf-baseline's).", metavar="PATH"),
     OptionSpec("record-latencies", "Keep every query's latency (from LoadGen's trace) in the results JSON, as the "
                "regression gate needs; the trace costs LoadGen throughput on very fast models. Default: on with "
                "--mlperf-baseline, else off.", kind="bool"),
@@ -207,6 +210,8 @@ class RunConfig:
     floor: float = 0.05
     force_compare: bool = False
     record_latencies: bool = False
+    #: ``--mlperf-reuse-load``'s document: load targets to reuse, before the baseline's.
+    load_document: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     mirror: str | None = None  # None: $PYTEST_MLPERF_MIRROR decides
     offline: bool | None = None  # None: $PYTEST_MLPERF_OFFLINE decides
     #: ``--mlperf-asset`` overrides, name -> absolute path (the last value for a name wins).
@@ -359,6 +364,9 @@ def build_run_config(get: Callable[[OptionSpec], Any], rootdir: Path | None = No
         floor=floor,
         force_compare=bool(val("force-compare")),
         record_latencies=bool(val("record-latencies")) or baseline is not None,
+        load_document=(
+            load_baseline(Path(val("reuse-load")).expanduser(), "--mlperf-reuse-load") if val("reuse-load") else None
+        ),
         scenarios=scenarios,
         modes=modes,
         profile=profile,
@@ -455,18 +463,18 @@ def parse_fraction(raw: Any, source: str) -> float:
     return value
 
 
-def load_baseline(path: Path) -> Mapping[str, Any]:
-    """Read and check a baseline results JSON; UsageProblem naming the file when it cannot serve."""
+def load_baseline(path: Path, option: str = "--mlperf-baseline") -> Mapping[str, Any]:
+    """Read and check a results JSON given to *option*; UsageProblem naming the file when it cannot serve."""
     from pytest_mlperf.compare import ComparisonInputError, check_document
     from pytest_mlperf.results import load_document
 
     if not path.is_file():
-        raise UsageProblem(f"--mlperf-baseline: file not found: {path}; pass a results JSON of an earlier run")
+        raise UsageProblem(f"{option}: file not found: {path}; pass a results JSON of an earlier run")
     try:
         document = load_document(path)
         return check_document(str(path), document)
     except (ValueError, ComparisonInputError) as exc:
-        raise UsageProblem(f"--mlperf-baseline: {path} cannot be used as a baseline: {exc}") from None
+        raise UsageProblem(f"{option}: {path} cannot be used: {exc}") from None
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}

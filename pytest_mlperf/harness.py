@@ -156,16 +156,18 @@ class Harness:
             case.dataset.unload(warm)
 
     def baseline_target(self, case: Case) -> float | None:
-        """The baseline's effective target QPS for *case* (Server load, Offline expected QPS), if it ran there.
+        """The effective target QPS (Server load, Offline expected QPS) *case* ran with in --mlperf-reuse-load's
+        document, else in the baseline: the first matching run wins.
 
         Reusing it puts base and head under the same load, so their latencies are comparable and their
         fingerprints match; recalibrating would move the target with the very slowdown the gate looks for.
         """
-        document = self.config.baseline_document
-        if document is None:
-            return None
-        for run in document.get("runs") or []:
-            if run.get("id") == case.id and run.get("scenario") == case.scenario and run.get("mode") == "performance":
+        for document in (self.config.load_document, self.config.baseline_document):
+            for run in (document or {}).get("runs") or []:
+                if run.get("id") != case.id or run.get("scenario") != case.scenario:
+                    continue
+                if run.get("mode") != "performance":
+                    continue
                 value = (run.get("settings") or {}).get("target_qps")
                 if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
                     self._targets[(case.id, case.scenario)] = float(value)

@@ -136,6 +136,23 @@ def test_server_reuses_the_baseline_load_so_fingerprints_match(gated: pytest.Pyt
     assert {c["metric"] for c in comparison["cases"]} == {"p99_latency", "qps"}
 
 
+def test_reuse_load_takes_server_and_offline_targets_from_an_earlier_session(gated: pytest.Pytester) -> None:
+    first = run_baseline(gated, "--mlperf-scenarios=Server,Offline", "--mlperf-target-latency-ms=1000")
+    targets = {r["scenario"]: r["settings"]["target_qps"] for r in load(first)["runs"]}
+    result = gated.runpytest(*PERF, "--mlperf-scenarios=Server,Offline", f"--mlperf-reuse-load={first}",
+                             "--mlperf-target-latency-ms=1000")
+    result.assert_outcomes(passed=2)
+    again = load(gated.path / "mlperf-results" / "results.json")
+    assert {r["scenario"]: r["settings"]["target_qps"] for r in again["runs"]} == targets
+    assert not (gated.path / "mlperf-results" / "results.comparison.json").exists()  # reuse is not a gate
+
+
+def test_reuse_load_file_must_exist(project: pytest.Pytester) -> None:
+    result = project.runpytest("--mlperf-reuse-load=nowhere.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mlperf-reuse-load: file not found: nowhere.json*"])
+
+
 def test_fingerprint_mismatch_is_refused_unless_forced(gated: pytest.Pytester) -> None:
     base = run_baseline(gated, "--mlperf-scenarios=SingleStream")
     doc = load(base)

@@ -90,3 +90,13 @@ def test_every_scenario_has_a_percentile_rule() -> None:
     from pytest_mlperf.config import LATENCY_PERCENTILE, SMOKE_MIN_QUERIES
 
     assert set(LATENCY_PERCENTILE) == set(SCENARIOS) == set(SMOKE_MIN_QUERIES)
+
+
+def test_readme_documents_every_option() -> None:
+    from pathlib import Path
+
+    from pytest_mlperf.config import OPTIONS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    undocumented = [spec.flag for spec in OPTIONS if f"`{spec.flag}" not in readme]
+    assert undocumented == []
