@@ -163,6 +163,9 @@ def pytest_argv(
     if repeat is not None and repeat > 1:
         argv += ["--mlperf-repeat", str(repeat)]
     argv += ["--mlperf-results", str(results), "--mlperf-log-dir", str(log_dir)]
+    # Every results file the Action writes may be compared (A/B, a baseline file, tonight's baseline): keep the
+    # per-query latencies the gate decides latency on.
+    argv += ["--mlperf-record-latencies"]
     # Last, so that a user's own --mlperf-* flag wins over what the Action derived.
     argv += inputs.pytest_args
     return argv

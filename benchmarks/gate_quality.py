@@ -88,6 +88,7 @@ class Bench:
             modes=("performance",),
             overrides=Overrides(min_duration_ms=args.duration_ms, min_query_count=args.queries),
             log_dir=root / "logs",
+            record_latencies=True,  # per-query latencies, as --mlperf-baseline sessions record them
             results_path=root / "results.json",
             threads=1,
         )

@@ -365,7 +365,9 @@ def build_run_config(get: Callable[[OptionSpec], Any], rootdir: Path | None = No
         force_compare=bool(val("force-compare")),
         record_latencies=bool(val("record-latencies")) or baseline is not None,
         load_document=(
-            load_baseline(Path(val("reuse-load")).expanduser(), "--mlperf-reuse-load") if val("reuse-load") else None
+            load_baseline(Path(val("reuse-load")).expanduser(), "--mlperf-reuse-load", "a load source")
+            if val("reuse-load")
+            else None
         ),
         scenarios=scenarios,
         modes=modes,
@@ -463,7 +465,7 @@ def parse_fraction(raw: Any, source: str) -> float:
     return value
 
 
-def load_baseline(path: Path, option: str = "--mlperf-baseline") -> Mapping[str, Any]:
+def load_baseline(path: Path, option: str = "--mlperf-baseline", role: str = "a baseline") -> Mapping[str, Any]:
     """Read and check a results JSON given to *option*; UsageProblem naming the file when it cannot serve."""
     from pytest_mlperf.compare import ComparisonInputError, check_document
     from pytest_mlperf.results import load_document
@@ -474,7 +476,7 @@ def load_baseline(path: Path, option: str = "--mlperf-baseline") -> Mapping[str,
         document = load_document(path)
         return check_document(str(path), document)
     except (ValueError, ComparisonInputError) as exc:
-        raise UsageProblem(f"{option}: {path} cannot be used: {exc}") from None
+        raise UsageProblem(f"{option}: {path} cannot be used as {role}: {exc}") from None
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -17,6 +16,7 @@ from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import LATENCY_PERCENTILE, RunConfig, Thresholds
 from pytest_mlperf.datasets.base import AccuracyCoverageError, Dataset
 from pytest_mlperf.errors import InferenceError, LoadGenError, ModelError
+from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.results import Metrics, RunResult, case_dirname
 from pytest_mlperf.sut import SutOptions, make_sut
 from pytest_mlperf.verdict import judge
@@ -56,14 +56,6 @@ class Case:
     thresholds: Thresholds = field(default_factory=Thresholds)
     model_name: str | None = None  # the mlperf.conf/user.conf key, e.g. "resnet50"
     repeat: int = 0
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Harness:
@@ -279,7 +271,7 @@ class Harness:
         record(result)
         if outcome.error is not None:
             raise InferenceError(
-                f"{case.id}: the backend raised during the {case.scenario} {case.mode} run; LoadGen was drained "
-                f"and shut down (logs: {log_dir})"
+                f"{case.id}: inference or sample loading raised during the {case.scenario} {case.mode} run; "
+                f"LoadGen was drained and shut down (logs: {log_dir})"
             ) from outcome.error
         return result

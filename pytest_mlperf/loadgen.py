@@ -85,7 +85,6 @@ class RunOutcome:
     log_dir: Path
     wall_s: float
     error: BaseException | None
-    interrupted: bool
 
 
 def run_test(
@@ -105,8 +104,23 @@ def run_test(
     log_dir.mkdir(parents=True, exist_ok=True)
 
     sut = make_sut(complete)
+
+    def guarded(callback: Callable[[Sequence[int]], None]) -> Callable[[Sequence[int]], None]:
+        # An exception must not escape into LoadGen's C++ thread (it would abort the interpreter): keep it as
+        # the run's error, which also makes the SUT answer every query empty so that LoadGen can finish.
+        def call(indices: Sequence[int]) -> None:
+            try:
+                callback(indices)
+            except BaseException as exc:
+                if sut.error is None:
+                    sut.error = exc
+
+        return call
+
     sut_handle = lg.ConstructFastSUT(sut.issue, sut.flush)
-    qsl_handle = lg.ConstructQSL(dataset.total_count, dataset.performance_count, dataset.load, dataset.unload)
+    qsl_handle = lg.ConstructQSL(
+        dataset.total_count, dataset.performance_count, guarded(dataset.load), guarded(dataset.unload)
+    )
     failure: list[BaseException] = []
 
     def target() -> None:
@@ -115,7 +129,6 @@ def run_test(
         except BaseException as exc:
             failure.append(exc)
 
-    interrupted = False
     sut.start()
     started = time.perf_counter()
     # StartTest runs in a thread so that Ctrl-C reaches the main thread during a long run.
@@ -125,7 +138,6 @@ def run_test(
         while runner.is_alive():
             runner.join(0.05)
     except KeyboardInterrupt:
-        interrupted = True
         sut.abort()
         runner.join()
         raise
@@ -136,4 +148,4 @@ def run_test(
         lg.DestroyFastSUT(sut_handle)
     if failure:
         raise LoadGenError(f"LoadGen failed while writing {log_dir}: {failure[0]}") from failure[0]
-    return RunOutcome(log_dir=log_dir, wall_s=wall, error=sut.error, interrupted=interrupted)
+    return RunOutcome(log_dir=log_dir, wall_s=wall, error=sut.error)

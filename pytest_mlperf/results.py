@@ -7,7 +7,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -189,19 +188,10 @@ def new_document(cwd: Path) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
-    """Write via a temp file in the same directory and ``os.replace``: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(document, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Serialise first, then write atomically: a document that cannot be serialised leaves the old file intact."""
+    from pytest_mlperf.fileio import atomic_write
+
+    atomic_write(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
 
 
 def load_document(path: Path) -> dict[str, Any]:

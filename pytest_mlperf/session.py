@@ -42,7 +42,7 @@ class MLPerfSession:
         self.harness = Harness(config, rootdir)
         self.writes_results = writes_results
         self.document: dict[str, Any] | None = new_document(rootdir) if writes_results else None
-        self.affinity: list[int] | None = None
+        self.affinity: list[int] | None = None  # this xdist worker's cores, once pinned
         self.worker: tuple[int, int] | None = None  # (index, count) under pytest-xdist
         self.comparisons: list[dict[str, Any]] = []
         self._environment: dict[str, Any] | None = None
@@ -124,8 +124,6 @@ class MLPerfSession:
         if self.document is None:
             return
         self.document["status"] = status
-        if self.affinity is not None:
-            self.document["machine"]["affinity"] = self.affinity
         try:
             write_json_atomic(self.results_path, self.document)
         except OSError as exc:
@@ -133,7 +131,6 @@ class MLPerfSession:
                 MLPerfWarning(f"could not write results to {self.results_path}: {exc}; check --mlperf-results"),
                 stacklevel=1,
             )
-
 
     # Hooks: registered as a plugin only in the process that writes results.
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

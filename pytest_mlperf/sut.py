@@ -92,8 +92,8 @@ class InlineSUT(BaseSUT):
         self._infer_and_complete(ids, indices)
 
 
-class ServerSUT(BaseSUT):
-    """Dynamic batching: the callback only enqueues; workers take what is queued up to the batch size."""
+class QueuedSUT(BaseSUT):
+    """The issue callback only enqueues, O(1) under the GIL; threads started by ``start`` do the work."""
 
     def __init__(self, backend: Backend, dataset: Dataset, complete: Complete, options: SutOptions) -> None:
         super().__init__(backend, dataset, complete, options)
@@ -103,18 +103,28 @@ class ServerSUT(BaseSUT):
     def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
         self._queue.put((ids, indices))
 
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _join(self) -> None:
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+
+class ServerSUT(QueuedSUT):
+    """Dynamic batching: workers take what is queued, up to the batch size, waiting at most max-wait to fill it."""
+
     def start(self) -> None:
         for n in range(self.options.workers):
-            thread = threading.Thread(target=self._work, name=f"mlperf-server-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self._spawn(self._work, f"mlperf-server-{n}")
 
     def stop(self) -> None:
         for _ in self._threads:
             self._queue.put(_STOP)
-        for thread in self._threads:
-            thread.join()
-        self._threads.clear()
+        self._join()
 
     def _work(self) -> None:
         get, get_nowait = self._queue.get, self._queue.get_nowait
@@ -150,33 +160,18 @@ class ServerSUT(BaseSUT):
                 return
 
 
-class OfflineSUT(BaseSUT):
-    """Offline: one huge query, cut into batches that a pool of workers runs and completes independently."""
-
-    def __init__(self, backend: Backend, dataset: Dataset, complete: Complete, options: SutOptions) -> None:
-        super().__init__(backend, dataset, complete, options)
-        self._queue: queue.SimpleQueue[tuple[Sequence[int], Sequence[int]] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-
-    def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
-        # O(1) here: slicing into batches happens on the worker side.
-        self._queue.put((ids, indices))
+class OfflineSUT(QueuedSUT):
+    """Offline: one huge query, cut into batches (off LoadGen's thread) that a pool of workers runs and completes."""
 
     def start(self) -> None:
         self._batches: queue.SimpleQueue[tuple[Sequence[int], Sequence[int]] | None] = queue.SimpleQueue()
-        splitter = threading.Thread(target=self._split, name="mlperf-offline-split", daemon=True)
-        splitter.start()
-        self._threads.append(splitter)
+        self._spawn(self._split, "mlperf-offline-split")
         for n in range(self.options.workers):
-            thread = threading.Thread(target=self._work, name=f"mlperf-offline-{n}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self._spawn(self._work, f"mlperf-offline-{n}")
 
     def stop(self) -> None:
-        self._queue.put(_STOP)
-        for thread in self._threads:
-            thread.join()
-        self._threads.clear()
+        self._queue.put(_STOP)  # the splitter passes one stop per worker on
+        self._join()
 
     def _split(self) -> None:
         size = self.options.batch_size

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
 
 
 @runtime_checkable
@@ -90,7 +91,48 @@ class Classification:
         return metrics
 
 
-class ArrayDataset:
+class PreloadedSamples:
+    """The loaded half of a QSL: the samples LoadGen asked for, in one contiguous block, found by sample index.
+
+    Subclasses fill the block in ``load`` through :meth:`store`; batching, single-sample views, unloading and
+    post-processing are the same for every dataset.
+    """
+
+    name: str
+    total_count: int
+    task: Classification
+
+    def _init_block(self, sample_shape: tuple[int, ...], dtype: npt.DTypeLike) -> None:
+        self._loaded: np.ndarray = np.empty((0, *sample_shape), dtype=dtype)
+        # row[i] is where sample i sits in the loaded block; -1 means "not loaded".
+        self._row = np.full(self.total_count, -1, dtype=np.int64)
+
+    def store(self, indices: np.ndarray, block: np.ndarray) -> None:
+        """Make *block* (one row per entry of *indices*, in that order) the loaded samples."""
+        self._loaded = np.ascontiguousarray(block)
+        self._row[:] = -1
+        self._row[indices] = np.arange(len(indices))
+
+    def unload(self, indices: Sequence[int]) -> None:
+        self._row[np.asarray(indices, dtype=np.int64)] = -1
+
+    def batch(self, indices: Sequence[int]) -> np.ndarray:
+        rows = self._row[np.asarray(indices, dtype=np.int64)]
+        if rows.min(initial=0) < 0:
+            raise KeyError(f"dataset {self.name!r}: LoadGen asked for samples that were never loaded")
+        return self._loaded.take(rows, axis=0)
+
+    def one(self, index: int) -> np.ndarray:
+        row = int(self._row[index])
+        if row < 0:
+            raise KeyError(f"dataset {self.name!r}: sample {index} was never loaded")
+        return self._loaded[row : row + 1]
+
+    def postprocess(self, outputs: np.ndarray) -> np.ndarray:
+        return self.task.postprocess(outputs)
+
+
+class ArrayDataset(PreloadedSamples):
     """A QSL over in-memory (or memory-mapped) arrays; ``load`` copies the chosen rows into one block."""
 
     def __init__(
@@ -114,33 +156,11 @@ class ArrayDataset:
         self.performance_count = min(performance_count or self.total_count, self.total_count)
         self.task = task or Classification()
         self.synthetic_inputs = synthetic_inputs
-        self._loaded = np.empty((0, *inputs.shape[1:]), dtype=inputs.dtype)
-        # row[i] is where sample i sits in the loaded block; -1 means "not loaded".
-        self._row = np.full(self.total_count, -1, dtype=np.int64)
+        self._init_block(inputs.shape[1:], inputs.dtype)
 
     def load(self, indices: Sequence[int]) -> None:
         idx = np.asarray(indices, dtype=np.int64)
-        self._loaded = np.ascontiguousarray(self.inputs[idx])
-        self._row[:] = -1
-        self._row[idx] = np.arange(len(idx))
-
-    def unload(self, indices: Sequence[int]) -> None:
-        self._row[np.asarray(indices, dtype=np.int64)] = -1
-
-    def batch(self, indices: Sequence[int]) -> np.ndarray:
-        rows = self._row[np.asarray(indices, dtype=np.int64)]
-        if rows.min(initial=0) < 0:
-            raise KeyError(f"dataset {self.name!r}: LoadGen asked for samples that were never loaded")
-        return self._loaded.take(rows, axis=0)
-
-    def one(self, index: int) -> np.ndarray:
-        row = int(self._row[index])
-        if row < 0:
-            raise KeyError(f"dataset {self.name!r}: sample {index} was never loaded")
-        return self._loaded[row : row + 1]
-
-    def postprocess(self, outputs: np.ndarray) -> np.ndarray:
-        return self.task.postprocess(outputs)
+        self.store(idx, self.inputs[idx])
 
     def score(self, responses: Mapping[int, bytes]) -> dict[str, float]:
         if self.labels is None:

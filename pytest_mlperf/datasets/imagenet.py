@@ -31,13 +31,11 @@ Missing or unreadable images are never skipped: :meth:`ImageNetDataset.prepare` 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -47,8 +45,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from pytest_mlperf.datasets.base import ArrayDataset, Classification
+from pytest_mlperf.datasets.base import ArrayDataset, Classification, PreloadedSamples
 from pytest_mlperf.errors import ProvisioningError
+from pytest_mlperf.fileio import atomic_write
 
 __all__ = [
     "FULL_COUNT",
@@ -419,19 +418,10 @@ def _identity(path: Path) -> str:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
 
 
-class ImageNetDataset:
+class ImageNetDataset(PreloadedSamples):
     """A LoadGen QSL over ImageNet images: preprocessed once into the cache, loaded as float32 NCHW blocks."""
 
     synthetic_inputs = False
@@ -460,9 +450,7 @@ class ImageNetDataset:
         self._preprocess = preprocess or (lambda path, p: resize_and_crop(decode_rgb(path, p), p))
         self._tensors: list[Path] | None = None
         self.preprocessed = 0  # images preprocessed by this object (0 when everything came from the cache)
-        shape = (0, 3, params.crop, params.crop)
-        self._loaded: npt.NDArray[np.float32] = np.empty(shape, np.float32)
-        self._row = np.full(self.total_count, -1, dtype=np.int64)
+        self._init_block((3, params.crop, params.crop), np.float32)
 
     # -- preparation ------------------------------------------------------------------------------------------
 
@@ -539,27 +527,7 @@ class ImageNetDataset:
         pixels = np.empty((len(idx), 3, crop, crop), np.uint8)
         for row, i in enumerate(idx):
             pixels[row] = np.load(self._tensors[int(i)], allow_pickle=False)
-        self._loaded = normalize(pixels, self.params)
-        self._row[:] = -1
-        self._row[idx] = np.arange(len(idx))
-
-    def unload(self, indices: Sequence[int]) -> None:
-        self._row[np.asarray(indices, dtype=np.int64)] = -1
-
-    def batch(self, indices: Sequence[int]) -> np.ndarray:
-        rows = self._row[np.asarray(indices, dtype=np.int64)]
-        if rows.min(initial=0) < 0:
-            raise KeyError(f"dataset {self.name!r}: LoadGen asked for samples that were never loaded")
-        return self._loaded.take(rows, axis=0)
-
-    def one(self, index: int) -> np.ndarray:
-        row = int(self._row[index])
-        if row < 0:
-            raise KeyError(f"dataset {self.name!r}: sample {index} was never loaded")
-        return self._loaded[row : row + 1]
-
-    def postprocess(self, outputs: np.ndarray) -> np.ndarray:
-        return self.task.postprocess(outputs)
+        self.store(idx, normalize(pixels, self.params))
 
     def score(self, responses: Mapping[int, bytes]) -> dict[str, float]:
         return self.task.score(responses, self.labels)

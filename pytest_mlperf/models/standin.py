@@ -31,7 +31,7 @@ NUM_CLASSES = 1001
 STAGES = ((3, 64), (4, 128), (6, 256), (3, 512))
 
 
-class _Graph:
+class GraphBuilder:
     """Accumulates nodes and initializers; weights are He-scaled so activations stay finite (no denormals)."""
 
     def __init__(self, seed: int) -> None:
@@ -73,6 +73,25 @@ class _Graph:
         self.nodes.append(helper.make_node("Add", [a, b], [out]))
         return out
 
+    def classifier(self, x: str, c_in: int, classes: int, output: str, bias: np.ndarray | None = None) -> None:
+        """Global average pool, flatten and a fully connected layer writing *output*."""
+        gap, flat = self.name("gap"), self.name("flat")
+        self.nodes.append(helper.make_node("GlobalAveragePool", [x], [gap]))
+        self.nodes.append(helper.make_node("Flatten", [gap], [flat], axis=1))
+        fc_b = self.tensor(bias if bias is not None else np.full(classes, 0.01, np.float32), "fc_b")
+        self.nodes.append(helper.make_node("Gemm", [flat, self.weight((c_in, classes), c_in, 0.5), fc_b], [output]))
+
+    def serialize(
+        self, name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto]
+    ) -> bytes:
+        """The checked, serialized model (deterministic: same seed, same bytes)."""
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytest-mlperf")
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        data: bytes = model.SerializeToString()
+        return data
+
 
 def build_resnet50_standin(
     width: int = 8,
@@ -84,7 +103,7 @@ def build_resnet50_standin(
     if width < 1 or 64 % width:
         raise ValueError(f"width must divide 64 (1, 2, 4, 8, 16, 32 or 64), got {width}")
     input_name = "input_tensor:0" if interface == "mlperf" else "input"
-    g = _Graph(seed)
+    g = GraphBuilder(seed)
     stem = 64 // width
     x = g.conv(input_name, 3, stem, 7, stride=2)
     pooled = g.name("maxpool")
@@ -99,13 +118,10 @@ def build_resnet50_standin(
             y = g.conv(y, mid, mid * 4, 1, relu=False, scale=0.2)
             short = g.conv(x, c_in, mid * 4, 1, stride=stride, relu=False) if block == 0 else x
             x, c_in = g.relu(g.add(y, short)), mid * 4
-    gap, flat, logits = g.name("gap"), g.name("flat"), "logits"
-    g.nodes.append(helper.make_node("GlobalAveragePool", [x], [gap]))
-    g.nodes.append(helper.make_node("Flatten", [gap], [flat], axis=1))
     bias = np.full(NUM_CLASSES, 0.01, np.float32)
     bias[0] = -1e4  # "background": never the argmax, as with the real model on ImageNet photos
-    fc_w = g.weight((c_in, NUM_CLASSES), c_in, 0.5)
-    g.nodes.append(helper.make_node("Gemm", [flat, fc_w, g.tensor(bias, "fc_b")], [logits]))
+    logits = "logits"
+    g.classifier(x, c_in, NUM_CLASSES, logits, bias)
     batch = "unk__batch"
     if interface == "mlperf":
         g.nodes.append(helper.make_node("Softmax", [logits], ["softmax_tensor:0"], axis=1))
@@ -116,15 +132,5 @@ def build_resnet50_standin(
         ]
     else:
         outputs = [helper.make_tensor_value_info(logits, TensorProto.FLOAT, [batch, NUM_CLASSES])]
-    graph = helper.make_graph(
-        g.nodes,
-        f"resnet50_standin_w{width}",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch, 3, 224, 224])],
-        outputs,
-        g.inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytest-mlperf")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    data: bytes = model.SerializeToString()
-    return data
+    inputs = [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [batch, 3, 224, 224])]
+    return g.serialize(f"resnet50_standin_w{width}", inputs, outputs)

@@ -228,12 +228,37 @@ def test_inference_exception_fails_case_and_next_case_runs(project: pytest.Pytes
     result.stdout.fnmatch_lines([
         "*InvalidArgument*",  # the original onnxruntime error, chained
         "*The above exception was the direct cause of the following exception*",
-        "*InferenceError: *test_broken: the backend raised during the " + scenario + " performance run*",
+        "*InferenceError: *test_broken: inference or sample loading raised during the " + scenario
+        + " performance run*",
     ])
     runs = results_of(project)["runs"]
     assert runs[0]["passed"] is False
     assert runs[0]["reasons"][0].startswith("inference failed: ")
     assert runs[1]["passed"] is True
+
+
+def test_dataset_load_failure_inside_loadgen_fails_the_case_cleanly(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        from conftest import make_dataset
+
+        class Unloadable(type(make_dataset())):
+            def load(self, indices):
+                if len(indices) > 32:  # LoadGen's load, not the harness's warm-up of the first samples
+                    raise OSError("disk vanished while loading samples")
+                super().load(indices)
+
+        def test_broken(mlperf, tiny_model):
+            base = make_dataset()
+            mlperf.run(tiny_model, Unloadable(base.inputs, base.labels, name="unloadable"), scenario="Offline")
+
+        def test_next(mlperf, tiny_model, tiny_dataset):
+            mlperf.run(tiny_model, tiny_dataset, scenario="Offline")
+        """
+    )
+    result = project.runpytest(*FAST)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*OSError: disk vanished while loading samples*", "*InferenceError*test_broken*"])
 
 
 def test_keyboard_interrupt_keeps_finished_runs(project: pytest.Pytester) -> None:

@@ -17,7 +17,7 @@ def test_defaults_give_the_plugin_defaults_and_fixed_output_paths() -> None:
     argv = pytest_argv(inputs, Path("/out/r.json"), Path("/out/logs"), workspace=WS)
     assert argv == [
         "suites", "--mlperf-mode", "both", "--mlperf-profile", "smoke",
-        "--mlperf-results", "/out/r.json", "--mlperf-log-dir", "/out/logs",
+        "--mlperf-results", "/out/r.json", "--mlperf-log-dir", "/out/logs", "--mlperf-record-latencies",
     ]
 
 

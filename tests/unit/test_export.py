@@ -79,8 +79,33 @@ def test_gab_bigger_is_throughput_and_accuracy(document: dict[str, Any]) -> None
     }
 
 
+#: The JSON Schema Bencher publishes for BMF (https://bencher.dev/docs/reference/bencher-metric-format).
+BMF_SCHEMA = {
+    "type": "object",
+    "patternProperties": {
+        ".+": {
+            "type": "object",
+            "patternProperties": {
+                ".+": {
+                    "type": "object",
+                    "properties": {
+                        "value": {"type": "number"},
+                        "lower_value": {"type": "number"},
+                        "upper_value": {"type": "number"},
+                    },
+                    "required": ["value"],
+                }
+            },
+        }
+    },
+}
+
+
 def test_bmf_shape(document: dict[str, Any]) -> None:
+    import jsonschema
+
     bmf = bencher_metric_format(document)
+    jsonschema.validate(bmf, BMF_SCHEMA)
     assert json.loads(json.dumps(bmf)) == bmf  # plain JSON: names -> measure slugs -> metric
     for benchmark, measures in bmf.items():
         assert isinstance(benchmark, str)
