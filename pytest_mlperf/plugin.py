@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_mlperf.assets import MLPerfAssets, TerminalStream
 from pytest_mlperf.config import OPTIONS, ListValue, OptionSpec, UsageProblem, build_run_config, convert_ini
-from pytest_mlperf.runner import CaseRunner
 from pytest_mlperf.session import COMPARISON_PROPERTY, RUN_PROPERTY, MLPerfSession, gate_reasons
+
+if TYPE_CHECKING:  # the harness pulls in numpy and LoadGen: imported only when a benchmark asks for it
+    from pytest_mlperf.assets import MLPerfAssets
+    from pytest_mlperf.runner import CaseRunner
 
 SESSION_KEY = pytest.StashKey[MLPerfSession]()
 
@@ -106,6 +108,8 @@ def mlperf_cache_dir(pytestconfig: pytest.Config) -> Path:
 @pytest.fixture
 def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
     """Runs LoadGen benchmarks for this test: ``mlperf.run(model=..., dataset=...)`` returns a RunResult."""
+    from pytest_mlperf.runner import CaseRunner
+
     session = request.config.stash[SESSION_KEY]
     item = request.node
     marker = item.get_closest_marker("mlperf")
@@ -136,6 +140,7 @@ def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
 @pytest.fixture(scope="session")
 def mlperf_assets(pytestconfig: pytest.Config) -> Iterator[MLPerfAssets]:
     """Models and datasets declared in the manifests: ``mlperf_assets.get(name) -> Path``, ``.provision(name)``."""
+    from pytest_mlperf.assets import MLPerfAssets, TerminalStream
     from pytest_mlperf.errors import ConfigError
     from pytest_mlperf.manifest import load_catalog
     from pytest_mlperf.provision import Provisioner

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_mlperf.config import RunConfig
 from pytest_mlperf.errors import MLPerfWarning
-from pytest_mlperf.harness import Harness
 from pytest_mlperf.results import new_document, write_json_atomic
+
+if TYPE_CHECKING:
+    from pytest_mlperf.harness import Harness
 
 #: user_properties key under which a test's run travels to the reporting process (xdist-safe).
 RUN_PROPERTY = "mlperf_run"
@@ -34,18 +37,39 @@ def gate_reasons(comparison: Mapping[str, Any]) -> list[str]:
 
 
 class MLPerfSession:
-    """Owns the results document; only the process that writes results (never an xdist worker) keeps runs."""
+    """Owns the results document; only the process that writes results (never an xdist worker) keeps runs.
+
+    The plugin is loaded by every pytest run in an environment that has it installed, so nothing costly happens
+    here until a benchmark runs: the harness (numpy, LoadGen) and the document's provenance (git, nvidia-smi) are
+    made on first use.
+    """
 
     def __init__(self, config: RunConfig, rootdir: Path, writes_results: bool) -> None:
         self.config = config
         self.rootdir = rootdir
-        self.harness = Harness(config, rootdir)
         self.writes_results = writes_results
-        self.document: dict[str, Any] | None = new_document(rootdir) if writes_results else None
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._harness: Harness | None = None
+        self._document: dict[str, Any] | None = None
         self.affinity: list[int] | None = None  # this xdist worker's cores, once pinned
         self.worker: tuple[int, int] | None = None  # (index, count) under pytest-xdist
         self.comparisons: list[dict[str, Any]] = []
         self._environment: dict[str, Any] | None = None
+
+    @property
+    def harness(self) -> Harness:
+        if self._harness is None:
+            from pytest_mlperf.harness import Harness
+
+            self._harness = Harness(self.config, self.rootdir)
+        return self._harness
+
+    @property
+    def document(self) -> dict[str, Any] | None:
+        """The results document (None in an xdist worker), its provenance read on first use."""
+        if self._document is None and self.writes_results:
+            self._document = new_document(self.rootdir) | {"datetime": self.started}
+        return self._document
 
     @property
     def gating(self) -> bool:
@@ -106,7 +130,7 @@ class MLPerfSession:
 
     @property
     def runs(self) -> list[dict[str, Any]]:
-        return self.document["runs"] if self.document is not None else []
+        return self._document["runs"] if self._document is not None else []
 
     def pin_worker_once(self) -> None:
         """Pin an xdist worker to its own cores before its first performance run (never for other tests)."""
@@ -115,17 +139,19 @@ class MLPerfSession:
 
     def add_run(self, run: dict[str, Any]) -> None:
         """Keep a finished run and rewrite the file, so a crash later loses nothing already measured."""
-        if self.document is None:
+        document = self.document
+        if document is None:
             return
-        self.document["runs"].append(run)
+        document["runs"].append(run)
         self.flush("partial")
 
     def flush(self, status: str) -> None:
-        if self.document is None:
+        document = self.document
+        if document is None:
             return
-        self.document["status"] = status
+        document["status"] = status
         try:
-            write_json_atomic(self.results_path, self.document)
+            write_json_atomic(self.results_path, document)
         except OSError as exc:
             warnings.warn(
                 MLPerfWarning(f"could not write results to {self.results_path}: {exc}; check --mlperf-results"),

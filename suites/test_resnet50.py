@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from pytest_mlperf import ArrayDataset
+from pytest_mlperf.assets import MLPerfAssets
 from pytest_mlperf.datasets.imagenet import (
     FULL_COUNT,
     ImageNetDataset,
@@ -29,7 +30,6 @@ from pytest_mlperf.datasets.imagenet import (
     find_imagenet,
     synthetic_imagenet,
 )
-from pytest_mlperf.plugin import MLPerfAssets
 from pytest_mlperf.provision import AssetUnavailable
 from pytest_mlperf.runner import CaseRunner
 
