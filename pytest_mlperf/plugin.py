@@ -112,7 +112,11 @@ def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
 
     session = request.config.stash[SESSION_KEY]
     item = request.node
-    marker = item.get_closest_marker("mlperf")
+    # Suite-level defaults (a module's or class's ``pytestmark``) merge with the test's own marker, key by key,
+    # the closest marker winning.
+    marker_kwargs: dict[str, Any] = {}
+    for marker in reversed(list(item.iter_markers("mlperf"))):
+        marker_kwargs.update(marker.kwargs)
     params = getattr(getattr(item, "callspec", None), "params", {})
 
     def record(run: dict[str, Any]) -> None:
@@ -126,7 +130,7 @@ def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
     return CaseRunner(
         harness=session.harness,
         nodeid=item.nodeid,
-        marker_kwargs=dict(marker.kwargs) if marker else {},
+        marker_kwargs=marker_kwargs,
         cli_thresholds=session.config.thresholds,
         default_scenario=params.get("mlperf_scenario"),
         default_mode=params.get("mlperf_mode"),

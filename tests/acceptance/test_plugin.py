@@ -145,6 +145,24 @@ def test_unknown_marker_argument_is_refused(project: pytest.Pytester) -> None:
     )
 
 
+def test_suite_level_marker_defaults_merge_with_the_test_marker(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.mlperf(accuracy=0.5, latency_ms=1000, model_name="tiny")
+
+        @pytest.mark.mlperf(latency_ms=900)
+        def test_x(mlperf, tiny_model, tiny_dataset):
+            result = mlperf.run(tiny_model, tiny_dataset, scenario="SingleStream")
+            assert result.thresholds["accuracy"] == 0.5  # from the module
+            assert result.thresholds["latency_ms"] == 900  # the test's own marker wins
+            assert result.model == "tiny"
+        """
+    )
+    project.runpytest(*FAST).assert_outcomes(passed=1)
+
+
 def test_unmet_thresholds_fail_with_every_reason(project: pytest.Pytester) -> None:
     project.makepyfile(
         """
