@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,25 @@ def make_dataset(count: int = 64, wrong_labels: int = 0) -> ArrayDataset:
     labels = np.argmax(x @ WEIGHTS + BIAS, axis=1)
     labels[:wrong_labels] = (labels[:wrong_labels] + 1) % CLASSES
     return ArrayDataset(x, labels, name="tiny", task=Classification(topk=1))
+
+
+class DelayedDataset(ArrayDataset):
+    """Sleeps a fixed time per sample after inference: a deterministic slowdown that dominates the tiny model."""
+
+    delay_s = 0.0
+
+    def postprocess(self, outputs: np.ndarray) -> np.ndarray:
+        if self.delay_s:
+            time.sleep(self.delay_s * len(outputs))
+        return super().postprocess(outputs)
+
+
+def make_delayed_dataset(delay_s: float) -> DelayedDataset:
+    """``make_dataset()``'s samples, each costing *delay_s* extra seconds of post-processing."""
+    base = make_dataset()
+    dataset = DelayedDataset(base.inputs, base.labels, name="tiny", task=Classification(topk=1))
+    dataset.delay_s = delay_s
+    return dataset
 
 
 @pytest.fixture(scope="session")

@@ -17,28 +17,15 @@ from pytest_mlperf import cli
 from pytest_mlperf.results import schema
 from tests.conftest import FAST, TINY_CONFTEST
 
-DELAY_CONFTEST = '''
+DELAY_CONFTEST = """
 
 import os
-import time
-
-
-class DelayedDataset(ArrayDataset):
-    """Sleeps a fixed time per sample after inference: a deterministic, calibrated slowdown."""
-
-    def postprocess(self, outputs):
-        delay = float(os.environ.get("MLPERF_TEST_DELAY_US", "0")) * 1e-6
-        if delay:
-            time.sleep(delay * len(outputs))
-        return super().postprocess(outputs)
 
 
 @pytest.fixture
 def delayed_dataset():
-    x = np.random.default_rng(1).standard_normal((64, FEATURES)).astype(np.float32)
-    labels = np.argmax(x @ WEIGHTS + BIAS, axis=1)
-    return DelayedDataset(x, labels, name="tiny", task=Classification(topk=1))
-'''
+    return make_delayed_dataset(float(os.environ.get("MLPERF_TEST_DELAY_US", "0")) * 1e-6)
+"""
 
 GATED_TEST = """
 def test_gated(mlperf, mlperf_scenario, mlperf_mode, tiny_model, delayed_dataset):

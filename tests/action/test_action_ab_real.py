@@ -28,28 +28,16 @@ MakeRepo = Callable[[list[dict[str, str]]], tuple[Path, list[str]]]
 
 TINY_CONFTEST = REPO_ROOT / "tests" / "tiny_conftest.py"
 
-SLOW_DATASET = '''
-
-import time
+SLOW_DATASET = """
 
 #: Seconds slept per sample after inference; the head commit of a slower change raises it.
 DELAY_S = {delay}
 
 
-class SleepyDataset(ArrayDataset):
-    """Sleeps DELAY_S per sample in postprocessing: a deterministic cost that dominates the tiny model."""
-
-    def postprocess(self, outputs):
-        time.sleep(DELAY_S * len(outputs))
-        return super().postprocess(outputs)
-
-
 @pytest.fixture
 def sleepy_dataset():
-    x = np.random.default_rng(1).standard_normal((64, FEATURES)).astype(np.float32)
-    labels = np.argmax(x @ WEIGHTS + BIAS, axis=1)
-    return SleepyDataset(x, labels, name="tiny", task=Classification(topk=1))
-'''
+    return make_delayed_dataset(DELAY_S)
+"""
 
 BENCHMARK = """
 def test_tiny(mlperf, mlperf_scenario, mlperf_mode, tiny_model, sleepy_dataset):
