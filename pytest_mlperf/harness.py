@@ -190,8 +190,11 @@ class Harness:
         """Run *case*; *record* receives the result before any failure is raised, so nothing is lost."""
         cfg = self.config
         started = time.perf_counter()
-        if isinstance(case.model, Path | str) and not Path(case.model).exists() and cfg.backend != "noop":
-            raise ModelError(f"model file not found: {case.model}")
+        if cfg.backend != "noop" and not Path(case.model).exists():
+            raise ModelError(
+                f"model file not found: {case.model} (relative paths start at {Path.cwd()}); check the path, or "
+                "provision the model through the mlperf_assets fixture"
+            )
         backend = self.backend_for(case.model)
         spec, values = self.settings_for(case, backend)
         log_dir = self.log_dir_for(case)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +82,6 @@ class RunOutcome:
     """What happened in one StartTest call; the logs themselves are parsed by logs.py."""
 
     log_dir: Path
-    wall_s: float
     error: BaseException | None
 
 
@@ -130,7 +128,6 @@ def run_test(
             failure.append(exc)
 
     sut.start()
-    started = time.perf_counter()
     # StartTest runs in a thread so that Ctrl-C reaches the main thread during a long run.
     runner = threading.Thread(target=target, name="mlperf-loadgen", daemon=True)
     try:
@@ -142,10 +139,9 @@ def run_test(
         runner.join()
         raise
     finally:
-        wall = time.perf_counter() - started
         sut.stop()
         lg.DestroyQSL(qsl_handle)
         lg.DestroyFastSUT(sut_handle)
     if failure:
         raise LoadGenError(f"LoadGen failed while writing {log_dir}: {failure[0]}") from failure[0]
-    return RunOutcome(log_dir=log_dir, wall_s=wall, error=sut.error)
+    return RunOutcome(log_dir=log_dir, error=sut.error)
