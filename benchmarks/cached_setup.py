@@ -24,7 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_mlperf.provision import Provisioner, file_digests
+from pytest_mlperf.provisioning.provision import Provisioner, file_digests
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -33,9 +33,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from pytest_mlperf import ArrayDataset, Classification
-from pytest_mlperf.compare import Source, compare_documents
 from pytest_mlperf.config import Overrides, RunConfig
-from pytest_mlperf.gate import GatePolicy
+from pytest_mlperf.gate.compare import Source, compare_documents
+from pytest_mlperf.gate.statistics import GatePolicy
 from pytest_mlperf.harness import Case, Harness
 from pytest_mlperf.results import RunResult, new_document
 

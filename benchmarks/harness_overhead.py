@@ -37,12 +37,13 @@ import numpy as np
 import onnxruntime as ort
 from models import MODELS, ensure_model
 
-from pytest_mlperf import loadgen, logs
 from pytest_mlperf.backends.base import Backend
-from pytest_mlperf.backends.onnxruntime import usable_cores
 from pytest_mlperf.config import Overrides, RunConfig
 from pytest_mlperf.datasets.base import ArrayDataset
 from pytest_mlperf.harness import Case, Harness
+from pytest_mlperf.loadgen import logs
+from pytest_mlperf.loadgen import run as loadgen
+from pytest_mlperf.provenance import usable_cpus
 from pytest_mlperf.results import RunResult
 
 
@@ -255,7 +256,7 @@ def _drop(result: RunResult) -> None:
 def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None]) -> tuple[list[Row], str]:
     spec = MODELS[name]
     path = ensure_model(name)
-    threads = usable_cores()
+    threads = len(usable_cpus())
     count = 64 if name == "heavy" else 1024
     inputs = np.random.default_rng(7).random((count, *spec.sample_shape), dtype=np.float32)
     dataset = ArrayDataset(inputs, name=f"{name}-random", synthetic_inputs=True)
@@ -475,7 +476,7 @@ def render(
         "alternate per scenario, the order rotating each round. ratio = median of per-round harness/bare ratios, "
         "spread = their min..max (for p90 lower is better). harness/bare/floor columns are medians.",
         "harness: Harness.run, smoke profile calibrated once per case, onnxruntime backend, "
-        f"{usable_cores()} intra-op threads, batch 32, 1 worker; {'; '.join(notes)}.",
+        f"{len(usable_cpus())} intra-op threads, batch 32, 1 worker; {'; '.join(notes)}.",
         "bare: InferenceSession.run with the same options, sample count and batch size on preloaded contiguous "
         "batches (p90 timed around session.run). busy: share of LoadGen's measured run time that the harness spent "
         "inside backend.run, within the same run (immune to run-to-run noise). LG floor: LoadGen with a minimal "

@@ -6,7 +6,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_mlperf.config import SCENARIOS, Thresholds
+    from pytest_mlperf.config import Thresholds
     from pytest_mlperf.datasets.base import ArrayDataset, Classification, Dataset
     from pytest_mlperf.errors import (
         ConfigError,
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         ProvisioningError,
     )
     from pytest_mlperf.results import RunResult
+    from pytest_mlperf.rules import SCENARIOS
 
 #: Where each public name lives. Resolved on first access: pytest imports this package for the plugin in every
 #: run, and the datasets pull in numpy, which a project that never benchmarks should not pay for.

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_mlperf.backends.base import Backend
-from pytest_mlperf.config import SMOKE_MIN_DURATION_MS, SMOKE_MIN_QUERIES, Overrides
+from pytest_mlperf.config import Overrides
 from pytest_mlperf.datasets.base import Dataset
+from pytest_mlperf.rules import SMOKE_MIN_DURATION_MS, SMOKE_MIN_QUERIES
 
 #: Expected latency is set below the measured one so LoadGen pre-generates enough queries; running out
 #: of queries before min_duration makes a run INVALID, while surplus queries are simply never issued.

@@ -12,17 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pytest_mlperf.compare import (
+from pytest_mlperf.export import FORMATS, export
+from pytest_mlperf.gate.compare import (
     ComparisonInputError,
     Source,
     compare_documents,
     dumps,
     exit_code,
-    render_markdown,
-    render_text,
 )
-from pytest_mlperf.export import FORMATS, export
-from pytest_mlperf.gate import DEFAULT_ACCURACY_TOLERANCE, DEFAULT_ALPHA, DEFAULT_FLOOR, GatePolicy
+from pytest_mlperf.gate.render import render_markdown, render_text
+from pytest_mlperf.gate.statistics import DEFAULT_ACCURACY_TOLERANCE, DEFAULT_ALPHA, DEFAULT_FLOOR, GatePolicy
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 

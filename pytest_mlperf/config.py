@@ -10,36 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mlperf.errors import ConfigError
-
-SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
-MODES = ("performance", "accuracy")
-MODE_CHOICES = ("performance", "accuracy", "both")
-PROFILES = ("smoke", "official")
-
-#: The percentile each scenario's latency is judged at (MLPerf Inference rules).
-LATENCY_PERCENTILE = {"SingleStream": "p90", "MultiStream": "p99", "Server": "p99", "Offline": None}
-
-#: Keys LoadGen accepts in user.conf (``model.scenario.key = value``).
-USER_CONF_KEYS = frozenset(
-    {
-        "target_qps", "target_latency", "target_latency_percentile", "target_duration",
-        "min_duration", "max_duration", "min_query_count", "max_query_count", "qsl_rng_seed",
-        "sample_index_rng_seed", "schedule_rng_seed", "accuracy_log_rng_seed",
-        "accuracy_log_probability", "accuracy_log_sampling_target", "print_timestamps",
-        "performance_issue_unique", "performance_issue_same", "performance_issue_same_index",
-        "performance_sample_count_override", "sample_concatenate_permutation", "test05",
-        "test05_qsl_rng_seed", "test05_sample_index_rng_seed", "test05_schedule_rng_seed",
-        "coalesce_queries", "max_async_queries", "samples_per_query", "use_token_latencies",
-        "ttft_latency", "tpot_latency", "infer_token_latencies", "token_latency_scaling_factor",
-        "server_num_issue_query_threads", "offline_expected_qps", "single_stream_expected_latency_ns",
-        "multi_stream_expected_latency_ns", "enable_trace", "mode",
-    }
-)  # fmt: skip
-
-#: Smoke-profile minimum query counts: enough for LoadGen's early-stopping estimate at each
-#: scenario's percentile (MultiStream needs 662 queries at p99; Server 459 with no over-latency query), no more.
-SMOKE_MIN_QUERIES = {"SingleStream": 100, "MultiStream": 662, "Server": 500, "Offline": 1}
-SMOKE_MIN_DURATION_MS = 1000
+from pytest_mlperf.loadgen.userconf import parse_user_conf
+from pytest_mlperf.rules import MODE_CHOICES, MODES, PROFILES, SCENARIOS
 
 #: Default of --mlperf-repeat: one run per performance case (the README, "Gating regressions", advises 3-5).
 DEFAULT_REPEAT = 1
@@ -433,7 +405,7 @@ def provisioning_options(
         assets[name.strip()] = _absolute(Path(path_text.strip()), base)
     catalog = None
     if manifests or assets:
-        from pytest_mlperf.manifest import load_catalog
+        from pytest_mlperf.provisioning.manifest import load_catalog
 
         try:
             catalog = load_catalog(manifests)
@@ -467,7 +439,7 @@ def parse_fraction(raw: Any, source: str) -> float:
 
 def load_baseline(path: Path, option: str = "--mlperf-baseline", role: str = "a baseline") -> Mapping[str, Any]:
     """Read and check a results JSON given to *option*; UsageProblem naming the file when it cannot serve."""
-    from pytest_mlperf.compare import ComparisonInputError, check_document
+    from pytest_mlperf.gate.compare import ComparisonInputError, check_document
     from pytest_mlperf.results import load_document
 
     if not path.is_file():
@@ -532,34 +504,3 @@ def thresholds_from_marker(kwargs: Mapping[str, Any], scenario: str | None, wher
         latency_ms=pick("latency_ms"),
         min_qps=pick("min_qps"),
     )
-
-
-_USER_CONF_LINE = re.compile(r"^(?P<model>[\w\-.*]+?)\.(?P<scenario>[\w*]+)\.(?P<key>\w+) = (?P<value>\S+)$")
-
-
-def parse_user_conf(text: str, source: str) -> list[tuple[str, str, str, str]]:
-    """Validate a user.conf the way LoadGen reads it, but fail with the file and line instead of -22."""
-    entries: list[tuple[str, str, str, str]] = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].rstrip()
-        if not line.strip():
-            continue
-        match = _USER_CONF_LINE.match(line.strip())
-        if match is None:
-            raise ConfigError(
-                f"{source}:{lineno}: malformed line {raw.strip()!r}; expected "
-                "`model.scenario.key = value` with spaces around '=' (e.g. `*.Offline.min_duration = 1000`)"
-            )
-        model, scenario, key, value = match.group("model", "scenario", "key", "value")
-        if scenario != "*" and scenario not in SCENARIOS:
-            raise ConfigError(
-                f"{source}:{lineno}: unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)} or *"
-            )
-        if key not in USER_CONF_KEYS:
-            raise ConfigError(f"{source}:{lineno}: unknown key {key!r}; LoadGen ignores it, so it is refused")
-        try:
-            float(value)
-        except ValueError:
-            raise ConfigError(f"{source}:{lineno}: value {value!r} for {key} is not a number") from None
-        entries.append((model, scenario, key, value))
-    return entries

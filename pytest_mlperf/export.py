@@ -19,12 +19,12 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pytest_mlperf.config import LATENCY_PERCENTILE
+from pytest_mlperf.rules import LATENCY_PERCENTILE, QPS_SCENARIOS
 
 FORMATS = ("gab-smaller", "gab-bigger", "bmf", "pytest-benchmark")
 # The pytest-benchmark JSON layout this exporter follows (stable since pytest-benchmark 3.x).
 PYTEST_BENCHMARK_VERSION = "4.0.0"
-QPS_SCENARIOS = frozenset({"Server", "Offline"})
+
 
 
 def _cases(document: Mapping[str, Any]) -> list[tuple[str, list[Mapping[str, Any]]]]:

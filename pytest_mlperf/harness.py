@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -10,14 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_mlperf import calibrate, loadgen, logs, trace
+from pytest_mlperf import calibrate
 from pytest_mlperf.backends import create_backend, describe
 from pytest_mlperf.backends.base import Backend, BackendOptions
-from pytest_mlperf.config import LATENCY_PERCENTILE, RunConfig, Thresholds
+from pytest_mlperf.config import RunConfig, Thresholds
 from pytest_mlperf.datasets.base import AccuracyCoverageError, Dataset
 from pytest_mlperf.errors import InferenceError, LoadGenError, ModelError
 from pytest_mlperf.fileio import file_sha256
+from pytest_mlperf.loadgen import logs, trace
+from pytest_mlperf.loadgen import run as loadgen
+from pytest_mlperf.provenance import usable_cpus
 from pytest_mlperf.results import Metrics, RunResult, case_dirname
+from pytest_mlperf.rules import LATENCY_PERCENTILE
 from pytest_mlperf.sut import SutOptions, make_sut
 from pytest_mlperf.verdict import judge
 
@@ -244,7 +247,7 @@ class Harness:
             dataset={"name": case.dataset.name, "count": case.dataset.total_count},
             backend=backend.name,
             backend_options=describe(self.backend_options())
-            | {"version": backend.version, "cpu_affinity": sorted(os.sched_getaffinity(0))},
+            | {"version": backend.version, "cpu_affinity": usable_cpus()},
             scenario=case.scenario,
             mode=case.mode,
             profile=cfg.profile,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,10 +12,16 @@ from pytest_mlperf.config import OPTIONS, ListValue, OptionSpec, UsageProblem, b
 from pytest_mlperf.session import COMPARISON_PROPERTY, RUN_PROPERTY, MLPerfSession, gate_reasons
 
 if TYPE_CHECKING:  # the harness pulls in numpy and LoadGen: imported only when a benchmark asks for it
-    from pytest_mlperf.assets import MLPerfAssets
+    from pytest_mlperf.provisioning.assets import MLPerfAssets
     from pytest_mlperf.runner import CaseRunner
 
 SESSION_KEY = pytest.StashKey[MLPerfSession]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_mlperf import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,7 +72,9 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     numprocesses = getattr(config.option, "numprocesses", None)
     if "performance" in run_config.modes and workerinput is None and isinstance(numprocesses, int) and numprocesses > 1:
-        cores = len(os.sched_getaffinity(0))
+        from pytest_mlperf.provenance import usable_cpus
+
+        cores = len(usable_cpus())
         if numprocesses > cores:
             raise pytest.UsageError(
                 f"-n {numprocesses} starts more xdist workers than the {cores} usable cores, so performance runs "
@@ -144,10 +151,10 @@ def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
 @pytest.fixture(scope="session")
 def mlperf_assets(pytestconfig: pytest.Config) -> Iterator[MLPerfAssets]:
     """Models and datasets declared in the manifests: ``mlperf_assets.get(name) -> Path``, ``.provision(name)``."""
-    from pytest_mlperf.assets import MLPerfAssets, TerminalStream
     from pytest_mlperf.errors import ConfigError
-    from pytest_mlperf.manifest import load_catalog
-    from pytest_mlperf.provision import Provisioner
+    from pytest_mlperf.provisioning.assets import MLPerfAssets, TerminalStream
+    from pytest_mlperf.provisioning.manifest import load_catalog
+    from pytest_mlperf.provisioning.provision import Provisioner
 
     cfg = pytestconfig.stash[SESSION_KEY].config
     stream = TerminalStream(pytestconfig)

@@ -1,12 +1,9 @@
-"""Result dataclasses, provenance (machine, software, commit) and the atomic, versioned results JSON writer."""
+"""Result dataclasses and the atomic, versioned results JSON: its schema, writer and reader."""
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import re
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -61,7 +58,7 @@ class RunResult:
     @property
     def primary_latency_ns(self) -> float | None:
         """The latency the scenario is judged by (p90 SingleStream, p99 MultiStream/Server)."""
-        from pytest_mlperf.config import LATENCY_PERCENTILE
+        from pytest_mlperf.rules import LATENCY_PERCENTILE
 
         key = LATENCY_PERCENTILE.get(self.scenario)
         if key is None or not self.metrics.latency_ns:
@@ -83,99 +80,10 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _memory_bytes() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _gpus() -> list[dict[str, Any]]:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    gpus = []
-    for line in out.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            mib = float(parts[2]) if re.fullmatch(r"[\d.]+", parts[2]) else 0.0
-            gpus.append({"name": parts[0], "driver": parts[1], "memory_bytes": int(mib * 2**20)})
-    return gpus
-
-
-def machine_info() -> dict[str, Any]:
-    """The hardware a run measured; part of the baseline fingerprint."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    return {
-        "cpu": _cpu_model(),
-        "cores": usable,
-        "logical_cpus": os.cpu_count() or 1,
-        "memory_bytes": _memory_bytes(),
-        "os": platform.platform(),
-        "arch": platform.machine(),
-        "gpus": _gpus(),
-    }
-
-
-def commit_info(cwd: Path) -> dict[str, Any] | None:
-    """The git commit the code was at, or None outside a repository."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-
-    try:
-        sha = git("rev-parse", "HEAD")
-    except (OSError, subprocess.SubprocessError):
-        return None
-    try:
-        branch = git("rev-parse", "--abbrev-ref", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        branch, dirty = "", False
-    return {"sha": sha, "branch": branch, "dirty": dirty}
-
-
-def versions() -> dict[str, str]:
-    """Versions of everything that can move a measurement."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def v(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "plugin": v("pytest-mlperf"),
-        "loadgen": v("mlcommons-loadgen"),
-        "onnxruntime": v("onnxruntime"),
-        "numpy": v("numpy"),
-        "python": platform.python_version(),
-    }
-
-
 def new_document(cwd: Path) -> dict[str, Any]:
     """The envelope of a session's results, without runs."""
+    from pytest_mlperf.provenance import commit_info, machine_info, versions
+
     return {
         "schema_version": SCHEMA_VERSION,
         "datetime": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -221,7 +129,7 @@ def case_dirname(nodeid: str, repeat: int = 0) -> str:
 
 def runs_table(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """Compact terminal rows: case, scenario/mode, QPS, primary latency, accuracy, verdict."""
-    from pytest_mlperf.config import LATENCY_PERCENTILE
+    from pytest_mlperf.rules import LATENCY_PERCENTILE
 
     rows = [("case", "scenario", "mode", "qps", "latency", "accuracy", "valid", "result")]
     for run in runs:

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from pytest_mlperf.config import MODES, SCENARIOS, Thresholds, UsageProblem, thresholds_from_marker
+from pytest_mlperf.config import Thresholds, UsageProblem, thresholds_from_marker
 from pytest_mlperf.datasets.base import Dataset
 from pytest_mlperf.harness import Case, Harness
 from pytest_mlperf.results import RunResult
+from pytest_mlperf.rules import MODES, SCENARIOS
 
 
 class CaseRunner:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -76,7 +75,7 @@ class MLPerfSession:
         return self.config.baseline_document is not None
 
     def policy(self) -> Any:
-        from pytest_mlperf.gate import GatePolicy
+        from pytest_mlperf.gate.statistics import GatePolicy
 
         return GatePolicy(alpha=self.config.alpha, floor=self.config.floor)
 
@@ -89,7 +88,7 @@ class MLPerfSession:
 
     def compare_case(self, case_id: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         """Compare one case's runs (all its repeats) with the baseline's runs of the same id."""
-        from pytest_mlperf.compare import Source, compare_documents
+        from pytest_mlperf.gate.compare import Source, compare_documents
 
         cfg = self.config
         assert cfg.baseline_document is not None
@@ -108,7 +107,7 @@ class MLPerfSession:
         return comparison_path(self.results_path)
 
     def comparison(self) -> dict[str, Any]:
-        from pytest_mlperf.compare import merge_comparisons
+        from pytest_mlperf.gate.compare import merge_comparisons
 
         return merge_comparisons(self.comparisons, self.policy())
 
@@ -183,7 +182,7 @@ class MLPerfSession:
         terminalreporter.write_line(f"results JSON: {self.results_path}")
         terminalreporter.write_line(f"LoadGen logs: {self.harness.log_root}")
         if self.gating:
-            from pytest_mlperf.compare import render_text
+            from pytest_mlperf.gate.render import render_text
 
             terminalreporter.write_sep("-", f"mlperf baseline comparison vs {self.config.baseline}")
             if not self.comparisons:
@@ -196,8 +195,20 @@ class MLPerfSession:
 
 def pin_worker(worker_index: int, worker_count: int) -> list[int]:
     """Give this xdist worker its own slice of the cores, so performance runs never share a core."""
-    cores = sorted(os.sched_getaffinity(0))
+    from pytest_mlperf.provenance import pin_to, usable_cpus
+
+    cores = usable_cpus()
     per = len(cores) // worker_count
     mine = cores[worker_index * per : (worker_index + 1) * per]
-    os.sched_setaffinity(0, mine)
+    if not pin_to(mine):
+        import warnings
+
+        warnings.warn(
+            MLPerfWarning(
+                f"xdist worker {worker_index} cannot be pinned to its own cores on this OS; its performance runs "
+                "may share cores with other workers. Use -n 0 for uncontended numbers."
+            ),
+            stacklevel=2,
+        )
+        return cores
     return mine

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pytest_mlperf.config import LATENCY_PERCENTILE, Thresholds
+from pytest_mlperf.config import Thresholds
+from pytest_mlperf.rules import LATENCY_PERCENTILE
 
 
 @dataclass(frozen=True)

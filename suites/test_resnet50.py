@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from pytest_mlperf import ArrayDataset
-from pytest_mlperf.assets import MLPerfAssets
 from pytest_mlperf.datasets.imagenet import (
     FULL_COUNT,
     ImageNetDataset,
@@ -30,7 +29,8 @@ from pytest_mlperf.datasets.imagenet import (
     find_imagenet,
     synthetic_imagenet,
 )
-from pytest_mlperf.provision import AssetUnavailable
+from pytest_mlperf.provisioning.assets import MLPerfAssets
+from pytest_mlperf.provisioning.provision import AssetUnavailable
 from pytest_mlperf.runner import CaseRunner
 
 MODEL = "resnet50-v1.5-onnx"

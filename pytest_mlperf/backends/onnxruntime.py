@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from pytest_mlperf.backends.base import BackendOptions
 from pytest_mlperf.errors import ModelError
+from pytest_mlperf.provenance import usable_cpus
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (respects taskset / xdist pinning), not the host's total."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 class OnnxRuntimeBackend:
@@ -49,7 +41,7 @@ class OnnxRuntimeBackend:
                 f"unknown graph optimisation {options.graph_optimization!r}; use one of {_OPT_LEVELS}"
             )
         so = ort.SessionOptions()
-        so.intra_op_num_threads = options.intra_op_threads or usable_cores()
+        so.intra_op_num_threads = options.intra_op_threads or len(usable_cpus())
         so.inter_op_num_threads = max(1, options.inter_op_threads)
         so.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

@@ -35,7 +35,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -362,7 +361,7 @@ def find_imagenet(assets: AssetSource) -> ImageList:
     Raises ``AssetUnavailable`` (a skip, or a failure in strict mode) saying how to provide either, when neither
     can be had; ImageNetError when the data is there but malformed.
     """
-    from pytest_mlperf.provision import AssetUnavailable
+    from pytest_mlperf.provisioning.provision import AssetUnavailable
 
     full = assets.optional(IMAGENET_FULL)
     if full is not None:
@@ -445,8 +444,9 @@ class ImageNetDataset(PreloadedSamples):
         self.labels = np.asarray(images.labels, dtype=np.int64)
         self.task = ImageNetClassification(topk=5, label_offset=label_offset)
         self.cache_root = Path(cache_dir) / "preprocessed" / f"imagenet-{params.key()}"
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.workers = workers or max(1, cores)
+        from pytest_mlperf.provenance import usable_cpus
+
+        self.workers = workers or len(usable_cpus())
         self._preprocess = preprocess or (lambda path, p: resize_and_crop(decode_rgb(path, p), p))
         self._tensors: list[Path] | None = None
         self.preprocessed = 0  # images preprocessed by this object (0 when everything came from the cache)

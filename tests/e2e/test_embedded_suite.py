@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pytest_mlperf.logs import read_accuracy_log, read_detail
+from pytest_mlperf.loadgen.logs import read_accuracy_log, read_detail
 from pytest_mlperf.results import schema
 
 SUITES = Path(__file__).resolve().parents[2] / "suites"

@@ -21,10 +21,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from pytest_httpserver import HTTPServer
 
-import pytest_mlperf.provision as provision_module
-from pytest_mlperf.archive import UnsafeArchiveError, extract_archive
+import pytest_mlperf.provisioning.provision as provision_module
 from pytest_mlperf.errors import ConfigError, MLPerfWarning, ProvisioningError
-from pytest_mlperf.provision import (
+from pytest_mlperf.provisioning.archive import UnsafeArchiveError, extract_archive
+from pytest_mlperf.provisioning.provision import (
     AssetUnavailable,
     DownloadFailed,
     Provisioner,
@@ -370,8 +370,8 @@ CHILD = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from pytest_mlperf.manifest import load_catalog
-    from pytest_mlperf.provision import Provisioner
+    from pytest_mlperf.provisioning.manifest import load_catalog
+    from pytest_mlperf.provisioning.provision import Provisioner
 
     catalog = load_catalog([Path(sys.argv[1])], packaged=False)
     prov = Provisioner(Path(sys.argv[2]), manifests=catalog, env={}, stream=sys.stderr, tty=False)

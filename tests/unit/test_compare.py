@@ -11,17 +11,16 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pytest_mlperf.compare import (
+from pytest_mlperf.gate.compare import (
     ComparisonInputError,
     Source,
-    comparable_settings,
     compare_documents,
     exit_code,
     failures_by_case,
-    render_markdown,
-    render_text,
 )
-from pytest_mlperf.gate import GatePolicy
+from pytest_mlperf.gate.fingerprint import comparable_settings
+from pytest_mlperf.gate.render import render_markdown, render_text
+from pytest_mlperf.gate.statistics import GatePolicy
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "results"
 SCHEMAS = Path(__file__).resolve().parents[2] / "pytest_mlperf" / "schema"
@@ -157,7 +156,7 @@ def test_calibration_hints_do_not_count_but_server_load_does() -> None:
 
 
 def test_pinned_cores_count_but_not_which_ones() -> None:
-    from pytest_mlperf.compare import run_fingerprint
+    from pytest_mlperf.gate.fingerprint import run_fingerprint
 
     run = {"scenario": "Offline", "mode": "performance", "backend_options": {"threads": 1, "cpu_affinity": [0]}}
     other = copy.deepcopy(run)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from pytest_mlperf.config import (
-    SCENARIOS,
     Thresholds,
     UsageProblem,
     parse_accuracy,
     parse_mode,
     parse_scenarios,
-    parse_user_conf,
     thresholds_from_marker,
 )
 from pytest_mlperf.errors import ConfigError
+from pytest_mlperf.loadgen.userconf import parse_user_conf
+from pytest_mlperf.rules import SCENARIOS
 
 
 def test_scenarios_are_case_insensitive_deduplicated_and_ordered() -> None:
@@ -87,7 +87,7 @@ def test_user_conf_errors_name_file_and_line(line: str, message: str) -> None:
 
 
 def test_every_scenario_has_a_percentile_rule() -> None:
-    from pytest_mlperf.config import LATENCY_PERCENTILE, SMOKE_MIN_QUERIES
+    from pytest_mlperf.rules import LATENCY_PERCENTILE, SMOKE_MIN_QUERIES
 
     assert set(LATENCY_PERCENTILE) == set(SCENARIOS) == set(SMOKE_MIN_QUERIES)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pytest_mlperf.errors import LoadGenError
-from pytest_mlperf.gate import (
+from pytest_mlperf.gate.statistics import (
     GatePolicy,
     compare_accuracy,
     compare_latency,
@@ -18,7 +18,7 @@ from pytest_mlperf.gate import (
     loadgen_percentile,
     min_latency_samples,
 )
-from pytest_mlperf.trace import per_query_latencies_ns, per_sample_latencies_ns
+from pytest_mlperf.loadgen.trace import per_query_latencies_ns, per_sample_latencies_ns
 
 MESSAGE = re.compile(
     r"^p90 latency [+-]\d+\.\d % \[[+-]\d+\.\d, [+-]\d+\.\d\] vs baseline \(p(=0\.\d{4}|<0\.0001), floor 5 %\)$"

@@ -32,7 +32,7 @@ from pytest_mlperf.datasets.imagenet import (
     synthetic_imagenet,
 )
 from pytest_mlperf.models.standin import NUM_CLASSES, build_resnet50_standin
-from pytest_mlperf.provision import AssetUnavailable, Provisioned
+from pytest_mlperf.provisioning.provision import AssetUnavailable, Provisioned
 
 Image = pytest.importorskip("PIL.Image", reason="ImageNet preprocessing needs Pillow: pip install pillow")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mlperf import logs as logs_module
 from pytest_mlperf.errors import MLPerfError
-from pytest_mlperf.logs import (
+from pytest_mlperf.loadgen import logs as logs_module
+from pytest_mlperf.loadgen.logs import (
     LogParseError,
     parse_accuracy_log,
     parse_detail,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pytest_mlperf.errors import ConfigError
-from pytest_mlperf.manifest import load_catalog, load_manifest, packaged_manifest_paths
+from pytest_mlperf.provisioning.manifest import load_catalog, load_manifest, packaged_manifest_paths
 
 SHA = "a" * 64
 MD5 = "b" * 32

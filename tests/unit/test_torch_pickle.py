@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_mlperf.torch_pickle import TorchPickleError, UnsafePickleError, load_pickle, load_state_dict
+from pytest_mlperf.models.torch_pickle import TorchPickleError, UnsafePickleError, load_pickle, load_state_dict
 
 
 class _Pickle:

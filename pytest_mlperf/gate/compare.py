@@ -1,4 +1,4 @@
-"""Compare base and head results documents case by case, refusing mismatched fingerprints; render the comparison.
+"""Compare base and head results documents case by case, refusing mismatched fingerprints.
 
 The output is the comparison JSON of docs/contracts.md (schema/comparison.schema.json). Each side may hold several
 documents (repeats from several sessions, ABAB interleaving): runs with the same id are pooled.
@@ -11,9 +11,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pytest_mlperf.config import LATENCY_PERCENTILE, SCENARIOS
 from pytest_mlperf.errors import MLPerfError
-from pytest_mlperf.gate import (
+from pytest_mlperf.gate.fingerprint import (
+    environment_fingerprint,
+    fingerprint_differences,
+    run_fingerprint,
+)
+from pytest_mlperf.gate.statistics import (
     STATISTICS,
     Decision,
     GatePolicy,
@@ -23,28 +27,7 @@ from pytest_mlperf.gate import (
     latency_label,
     latency_metric,
 )
-
-# Scenarios whose throughput is a primary metric (MLPerf Inference rules); SingleStream/MultiStream are judged on
-# latency alone.
-QPS_SCENARIOS = frozenset({"Server", "Offline"})
-# Versions that move a measurement. The backend's own package (e.g. "openvino") is added when versions lists it.
-FINGERPRINT_VERSIONS = ("plugin", "loadgen", "onnxruntime")
-# Settings that are hints for how many queries to generate, not conditions of the measurement: calibration sets
-# them per run, so they differ between two runs of the same code. Server's target_qps is NOT here: latency under a
-# different load is a different measurement.
-HINT_SETTINGS = frozenset(
-    {
-        "offline_expected_qps",
-        "single_stream_expected_latency_ns",
-        "multi_stream_expected_latency_ns",
-        "min_sample_count",
-        "target_duration_ms",
-        "print_timestamps",
-        "enable_trace",
-    }
-)
-HINT_SETTINGS_UNLESS_SERVER = frozenset({"target_qps", "target_latency_ns"})
-HINT_SETTINGS_OFFLINE = frozenset({"samples_per_query"})
+from pytest_mlperf.rules import LATENCY_PERCENTILE, QPS_SCENARIOS, SCENARIOS
 
 VERDICT_ORDER = ("regression", "improvement", "no-change", "missing-in-base", "missing-in-head")
 
@@ -96,92 +79,6 @@ def check_document(name: str, document: Any) -> Mapping[str, Any]:
 
 
 # --- fingerprints ---------------------------------------------------------------------------------------------
-
-
-def environment_fingerprint(document: Mapping[str, Any]) -> dict[str, Any]:
-    """Machine and software identity of one document: CPU, cores, GPUs (model, driver), measurement versions."""
-    machine = document.get("machine") or {}
-    versions = document.get("versions") or {}
-    backends = {run.get("backend") for run in document.get("runs") or [] if isinstance(run, Mapping)}
-    keys = [*FINGERPRINT_VERSIONS, *sorted(b for b in backends if isinstance(b, str) and b in versions)]
-    return {
-        "cpu": machine.get("cpu"),
-        "cores": machine.get("cores"),
-        "gpus": [{"name": g.get("name"), "driver": g.get("driver")} for g in machine.get("gpus") or []],
-        "versions": {key: versions.get(key) for key in dict.fromkeys(keys)},
-    }
-
-
-def comparable_settings(
-    scenario: str, settings: Mapping[str, Any] | None, mode: str = "performance"
-) -> dict[str, Any]:
-    """Effective settings that define the measurement, with calibration hints dropped and ``effective_`` stripped.
-
-    An accuracy run's score does not depend on the load it ran under, so its load targets are hints too.
-    """
-    ignored = set(HINT_SETTINGS)
-    if scenario != "Server" or mode == "accuracy":
-        ignored |= HINT_SETTINGS_UNLESS_SERVER
-    if scenario == "Offline":
-        ignored |= HINT_SETTINGS_OFFLINE
-    out: dict[str, Any] = {}
-    for key, value in (settings or {}).items():
-        name = key.removeprefix("effective_")
-        if name not in ignored:
-            out[name] = value
-    return out
-
-
-def _backend_fingerprint(options: Any) -> Any:
-    """Which cores an xdist worker was pinned to does not matter, only how many it had."""
-    if not isinstance(options, Mapping) or "cpu_affinity" not in options:
-        return options
-    out = {k: v for k, v in options.items() if k != "cpu_affinity"}
-    out["cpu_count"] = len(options["cpu_affinity"] or ())
-    return out
-
-
-def run_fingerprint(run: Mapping[str, Any]) -> dict[str, Any]:
-    """What must agree between base and head runs of one case for their numbers to be comparable."""
-    dataset = run.get("dataset") or {}
-    return {
-        "model_sha256": run.get("model_sha256"),
-        "profile": run.get("profile"),
-        "synthetic_inputs": bool(run.get("synthetic_inputs", False)),
-        "backend": run.get("backend"),
-        "backend_options": _backend_fingerprint(run.get("backend_options")),
-        "dataset": {"name": dataset.get("name"), "count": dataset.get("count")},
-        "settings": comparable_settings(str(run.get("scenario")), run.get("settings"), str(run.get("mode"))),
-    }
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        # A sha256 in full drowns the message; 12 hex digits still identify it.
-        return repr(value[:12] + "...") if len(value) == 64 and value.isalnum() else repr(value)
-    return json.dumps(value, sort_keys=True)
-
-
-def fingerprint_differences(base: Any, head: Any, prefix: str = "") -> list[str]:
-    """One line per differing leaf, e.g. ``cpu 'A' != 'B'`` or ``settings.min_duration_ms 1000 != 2000``."""
-    if isinstance(base, Mapping) and isinstance(head, Mapping):
-        out: list[str] = []
-        for key in dict.fromkeys([*base, *head]):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in base:
-                out.append(f"{path} (absent) != {_show(head[key])}")
-            elif key not in head:
-                out.append(f"{path} {_show(base[key])} != (absent)")
-            else:
-                out.extend(fingerprint_differences(base[key], head[key], path))
-        return out
-    if base != head:
-        label = prefix.removeprefix("versions.") + " version" if prefix.startswith("versions.") else prefix
-        return [f"{label} {_show(base)} != {_show(head)}"]
-    return []
-
-
-# --- grouping -------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -535,134 +432,3 @@ def exit_code(comparison: Mapping[str, Any]) -> int:
 def dumps(comparison: Mapping[str, Any]) -> str:
     """The comparison JSON as written by ``--json``."""
     return json.dumps(comparison, indent=2) + "\n"
-
-
-# --- rendering ------------------------------------------------------------------------------------------------
-
-
-def format_value(value: float | None, unit: str) -> str:
-    """A metric value with a unit people read: ms/µs for ns, samples/s, percent for ratios."""
-    if value is None:
-        return "-"
-    if unit == "ns":
-        if value >= 1e6:
-            return f"{value / 1e6:.3f} ms"
-        return f"{value / 1e3:.1f} µs"
-    if unit == "ratio":
-        return f"{value * 100:.2f} %"
-    return f"{value:,.1f}/s"
-
-
-def _change_cell(case: Mapping[str, Any]) -> str:
-    change, ci = case["change"], case["ci"]
-    if case["verdict"].startswith("missing"):
-        return str(case["verdict"]).replace("-", " ")
-    if case["metric"] == "accuracy" and change is not None:
-        below = "; below target" if "below target" in str(case["message"]) else ""
-        return f"{change * 100:+.2f} points{below}"
-    if ci is None:
-        # Undecided: the message carries the reason (insufficient samples, no per-query latencies).
-        label_end = str(case["message"]).find(": ")
-        message = str(case["message"])
-        return message[label_end + 2 :] if label_end >= 0 else message
-    return f"{change * 100:+.1f} % [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}]"
-
-
-def _p_cell(case: Mapping[str, Any]) -> str:
-    p = case["p_value"]
-    if p is None:
-        return "-"
-    return "<0.0001" if p < 0.0001 else f"{p:.4f}"
-
-
-_MD_VERDICT = {
-    "regression": ":red_circle: regression",
-    "improvement": ":green_circle: improvement",
-    "no-change": ":white_circle: no change",
-    "missing-in-base": ":heavy_minus_sign: only in head",
-    "missing-in-head": ":heavy_minus_sign: only in base",
-}
-
-
-def _policy_line(comparison: Mapping[str, Any]) -> str:
-    policy = comparison["policy"]
-    line = f"alpha {policy['alpha']:g}, floor {policy['floor'] * 100:g} %"
-    if "accuracy_tolerance" in policy:
-        line += f", accuracy tolerance {policy['accuracy_tolerance'] * 100:.1f} points"
-    return line
-
-
-def _counts_line(comparison: Mapping[str, Any]) -> str:
-    c = comparison["counts"]
-    return (
-        f"{c['regressions']} regressed, {c['improvements']} improved, {c['unchanged']} unchanged, "
-        f"{c['missing']} missing"
-    )
-
-
-def _rows(comparison: Mapping[str, Any]) -> list[tuple[str, ...]]:
-    return [
-        (
-            case["id"],
-            case["metric"],
-            format_value(case["base"], case["unit"]),
-            format_value(case["head"], case["unit"]),
-            _change_cell(case),
-            _p_cell(case),
-            f"{case['n_base']}/{case['n_head']}",
-            case["verdict"],
-        )
-        for case in comparison["cases"]
-    ]
-
-
-def _notable(comparison: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(id, message) of every regression and improvement, regressions first: the lines people act on."""
-    cases = [c for c in comparison["cases"] if c["verdict"] in ("regression", "improvement")]
-    cases.sort(key=lambda c: c["verdict"] != "regression")
-    return [(str(c["id"]), str(c["message"])) for c in cases]
-
-
-_HEADER = ("case", "metric", "base", "head", "change [CI]", "p", "n base/head", "verdict")
-
-
-def render_markdown(comparison: Mapping[str, Any]) -> str:
-    """A Markdown report: verdict, policy, fingerprint warnings, one table row per case and metric."""
-    lines = [f"### pytest-mlperf comparison: {comparison['verdict']}", ""]
-    if comparison["verdict"] == "refused":
-        lines += [f"**Refused:** {comparison['refused_reason']}", ""]
-        return "\n".join(lines)
-    lines += [f"{_counts_line(comparison)} ({_policy_line(comparison)})", ""]
-    differences = comparison["fingerprint"]["differences"]
-    if differences:
-        lines += ["> [!WARNING]", "> Compared with --force despite these differences:"]
-        lines += [f"> - {d}" for d in differences]
-        lines.append("")
-    if not comparison["cases"]:
-        return "\n".join([*lines, "No cases to compare."])
-    lines += ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
-    for row in _rows(comparison):
-        cells = [f"`{row[0]}`", *row[1:-1], _MD_VERDICT[row[-1]]]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    notable = _notable(comparison)
-    if notable:
-        lines += ["", "<details><summary>Changes beyond the floor</summary>", ""]
-        lines += [f"- `{case_id}`: {message}" for case_id, message in notable]
-        lines += ["", "</details>"]
-    return "\n".join(lines) + "\n"
-
-
-def render_text(comparison: Mapping[str, Any]) -> str:
-    """A terminal report: the same content as the Markdown one, as aligned plain-text columns."""
-    lines = [f"pytest-mlperf comparison: {comparison['verdict'].upper()}"]
-    if comparison["verdict"] == "refused":
-        return "\n".join([*lines, f"refused: {comparison['refused_reason']}"]) + "\n"
-    lines.append(f"{_counts_line(comparison)} ({_policy_line(comparison)})")
-    for diff in comparison["fingerprint"]["differences"]:
-        lines.append(f"WARNING: compared with --force despite: {diff}")
-    rows = [_HEADER, *_rows(comparison)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
-    for row in rows:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    lines += [f"{case_id}: {message}" for case_id, message in _notable(comparison)]
-    return "\n".join(lines) + "\n"

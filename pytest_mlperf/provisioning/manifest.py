@@ -140,7 +140,7 @@ def packaged_manifest_paths() -> list[Path]:
     candidates: list[Path] = []
     if shipped.is_dir():
         candidates.append(Path(str(shipped)))
-    candidates.append(Path(__file__).resolve().parent.parent / "fixtures")
+    candidates.append(Path(__file__).resolve().parents[2] / "fixtures")
     for folder in candidates:
         found = sorted(folder.glob("*.yaml"))
         if found:

@@ -43,9 +43,9 @@ import filelock
 import requests
 import urllib3
 
-from pytest_mlperf.archive import extract_archive
 from pytest_mlperf.errors import ConfigError, MLPerfWarning, ProvisioningError
-from pytest_mlperf.manifest import Asset, Catalog, load_catalog
+from pytest_mlperf.provisioning.archive import extract_archive
+from pytest_mlperf.provisioning.manifest import Asset, Catalog, load_catalog
 
 __all__ = [
     "ENV_ASSET_PREFIX",

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_mlperf.manifest import Asset
-    from pytest_mlperf.provision import AssetUnavailable, Provisioned, Provisioner
+    from pytest_mlperf.provisioning.manifest import Asset
+    from pytest_mlperf.provisioning.provision import AssetUnavailable, Provisioned, Provisioner
 
 
 class TerminalStream:
@@ -70,7 +70,7 @@ class MLPerfAssets:
 
     def provision(self, name: str) -> Provisioned:
         """The asset with its digests and origin; skips (or fails, in strict mode) when it cannot be had."""
-        from pytest_mlperf.provision import AssetUnavailable
+        from pytest_mlperf.provisioning.provision import AssetUnavailable
 
         got = self._outcome(name)
         if isinstance(got, AssetUnavailable):
@@ -85,7 +85,7 @@ class MLPerfAssets:
 
     def optional(self, name: str) -> Provisioned | None:
         """Like :meth:`provision`, but None instead of a skip when the asset cannot be had (other errors fail)."""
-        from pytest_mlperf.provision import AssetUnavailable
+        from pytest_mlperf.provisioning.provision import AssetUnavailable
 
         got = self._outcome(name)
         if isinstance(got, AssetUnavailable):
@@ -96,7 +96,7 @@ class MLPerfAssets:
 
     def why_unavailable(self, name: str) -> str | None:
         """After :meth:`optional` returned None: why, and how to provide the asset."""
-        from pytest_mlperf.provision import AssetUnavailable
+        from pytest_mlperf.provisioning.provision import AssetUnavailable
 
         got = self._outcomes.get(name)
         return self._reason(got) if isinstance(got, AssetUnavailable) else None

@@ -1,0 +1,1 @@
+"""The regression gate: statistics (pure), comparison of results documents, fingerprints and rendering."""

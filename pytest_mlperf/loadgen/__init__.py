@@ -1,0 +1,1 @@
+"""LoadGen: running it (``run``, the only importer of mlperf_loadgen), its logs, its trace and user.conf."""

@@ -1,0 +1,1 @@
+"""Provisioning: manifests, the cache, verified downloads and safe archive extraction."""

@@ -1,0 +1,19 @@
+"""Shared MLPerf names: scenarios, modes, profiles, and the percentile each scenario is judged at."""
+
+from __future__ import annotations
+
+SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
+MODES = ("performance", "accuracy")
+MODE_CHOICES = ("performance", "accuracy", "both")
+PROFILES = ("smoke", "official")
+
+#: The percentile each scenario's latency is judged at (MLPerf Inference rules).
+LATENCY_PERCENTILE = {"SingleStream": "p90", "MultiStream": "p99", "Server": "p99", "Offline": None}
+
+#: Smoke-profile minimum query counts: enough for LoadGen's early-stopping estimate at each
+#: scenario's percentile (MultiStream needs 662 queries at p99; Server 459 with no over-latency query), no more.
+SMOKE_MIN_QUERIES = {"SingleStream": 100, "MultiStream": 662, "Server": 500, "Offline": 1}
+SMOKE_MIN_DURATION_MS = 1000
+
+#: Scenarios whose throughput is a measurement of its own (SingleStream's is the inverse of its latency).
+QPS_SCENARIOS = frozenset({"Server", "Offline"})
