@@ -33,6 +33,7 @@ def pytest_mlperf_make_backend(
 
 def pytest_mlperf_backend_names(config: pytest.Config) -> list[str]:
     """Return the backend names this plugin can make, so that ``--mlperf-backend`` can list and check them."""
+    raise NotImplementedError  # a specification: pluggy never calls its body
 
 
 def pytest_mlperf_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
