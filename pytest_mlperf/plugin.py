@@ -81,7 +81,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"would share cores and report contended numbers. Use -n {cores} or fewer (each worker is pinned to "
                 "its own cores), -n 0, or --mlperf-mode=accuracy."
             )
-    session = MLPerfSession(run_config, Path(str(config.rootpath)), writes_results=workerinput is None)
+    session = MLPerfSession(
+        run_config, Path(str(config.rootpath)), writes_results=workerinput is None, pytestconfig=config
+    )
     if workerinput is not None:
         session.worker = (int(str(workerinput["workerid"]).lstrip("gw") or 0), int(workerinput["workercount"]))
     config.stash[SESSION_KEY] = session
