@@ -133,11 +133,16 @@ class JournaledDocument:
         self.started = False
 
     def start(self, envelope: Mapping[str, Any] | None, items_key: str = "runs") -> None:
-        """Empty the sidecar (a previous session's leftover) and write the envelope that points at it."""
+        """Empty the sidecar (a previous session's leftover) and write the envelope that points at it.
+
+        Without an envelope a previous session's document is removed, so that it is never taken for this one's.
+        """
         from pytest_mlperf.fileio import atomic_write
 
         atomic_write(self.journal, b"")
-        if envelope is not None:
+        if envelope is None:
+            self.path.unlink(missing_ok=True)
+        else:
             write_json_atomic(
                 self.path, {**envelope, "status": "partial", "journal": self.journal.name, items_key: []}
             )

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pytest_mlperf import cli
 from pytest_mlperf.config import build_run_config
 from pytest_mlperf.results import SCHEMA_VERSION, ResultsFileError, read_document, runs_journal
 from pytest_mlperf.session import MLPerfSession, comparison_journal
@@ -99,6 +100,7 @@ def test_comparisons_are_appended_and_merged_once_at_the_end(tmp_path: Path) -> 
          "cases": [{"id": f"t::{verdict}", "verdict": verdict, "message": verdict}], "counts": {"regressions": n}}
         for verdict, n in (("no-change", 0), ("regression", 1))
     ]
+    session.comparison_path.write_text('{"verdict": "regression"}')  # an earlier session's, never to be mistaken
     for part in parts:
         session.add_comparison(part)
     journal = comparison_journal(path)
@@ -131,7 +133,9 @@ os.kill(os.getpid(), signal.SIGKILL) if {kill} else os._exit(3)
 
 
 @pytest.mark.parametrize(("kill", "torn"), [(True, False), (False, True)], ids=["SIGKILL", "torn-last-line"])
-def test_a_killed_session_keeps_every_finished_run(tmp_path: Path, kill: bool, torn: bool) -> None:
+def test_a_killed_session_keeps_every_finished_run(
+    tmp_path: Path, kill: bool, torn: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "results.json"
     script = CRASHING_SESSION.format(tests=str(REPO), path=str(path), runs=7, torn=torn, kill=kill)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
@@ -146,6 +150,10 @@ def test_a_killed_session_keeps_every_finished_run(tmp_path: Path, kill: bool, t
         assert "the last line was cut short (the session was killed while writing it); ignored, 7 finished" in (
             document["notes"][0]
         )
+        # The command line reads it too, and says what it skipped.
+        assert cli.main(["compare", str(path), str(path), "--json", str(tmp_path / "c.json")]) == 0
+        assert f"pytest-mlperf: note: {runs_journal(path)}: the last line was cut short" in capsys.readouterr().err
+        assert json.loads((tmp_path / "c.json").read_text())["counts"]["unchanged"] == 7
     else:
         assert "notes" not in document
 
@@ -221,8 +229,6 @@ def test_other_versions_are_refused_with_the_fix(tmp_path: Path, version: object
 
 
 def test_a_release_1_file_compares_against_a_version_2_file(tmp_path: Path) -> None:
-    from pytest_mlperf import cli
-
     head = json.loads((DATA / "head_same.json").read_text())
     assert head["schema_version"] == 1
     head["schema_version"] = 2
@@ -236,3 +242,19 @@ def test_a_release_1_file_compares_against_a_version_2_file(tmp_path: Path) -> N
         comparison = json.loads(out.read_text())
         assert comparison["verdict"] == "no-change"
         assert comparison["counts"] == {"regressions": 0, "improvements": 0, "unchanged": 3, "missing": 0}
+
+
+def test_the_reader_needs_only_the_standard_library(tmp_path: Path) -> None:
+    """The Action's reporter has no pytest-mlperf installed: it imports the reader from the Action's own folder."""
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from pytest_mlperf.results import read_document;"
+        "from pathlib import Path;"
+        "print(read_document(Path(sys.argv[2]))['upgraded_from'], sorted(sys.modules.keys() & {'numpy', 'pytest'}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", script, str(REPO), str(DATA / "base.json")],
+        capture_output=True, text=True, check=False, env={},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "[]"]
