@@ -84,15 +84,17 @@ def resolve_commit(workspace: Path, ref: str) -> str:
 
 def load_results(path: Path) -> dict[str, Any]:
     """A results JSON written by the plugin, read by the plugin's one reader (older versions upgraded)."""
-    from pytest_mlperf.results import ResultsFileError, read_document
+    from pytest_mlperf.results import ResultsFileError, ResultsVersionError, read_document
 
     try:
         return read_document(path)
-    except ResultsFileError as exc:
+    except ResultsVersionError as exc:
         raise AbError(
             f"results file {exc} (the Action runs the pytest-mlperf of its own release: to read a newer file, "
             "use a newer Action release)"
         ) from None
+    except ResultsFileError as exc:
+        raise AbError(f"results file {exc}; see the pytest output above") from None
 
 
 def merge_results(paths: Sequence[Path]) -> dict[str, Any]:

@@ -172,6 +172,10 @@ class ResultsFileError(MLPerfError, ValueError):
     """A results file that cannot be read; the message names the file and the fix."""
 
 
+class ResultsVersionError(ResultsFileError):
+    """A results file of a schema version this pytest-mlperf does not read; the message says which it reads."""
+
+
 def _read_bytes(path: Path, max_bytes: int | None, what: str) -> bytes:
     if path.is_symlink() and max_bytes is not None:
         raise ResultsFileError(f"{path}: {what} is a symbolic link; refusing to follow it")
@@ -266,8 +270,8 @@ def read_document(path: Path, *, max_bytes: int | None = None) -> dict[str, Any]
     if "schema_version" not in document and not isinstance(document.get("runs"), list):
         raise ResultsFileError(no_runs)
     version = document.get("schema_version")
-    if isinstance(version, bool) or version not in READABLE_VERSIONS:
-        raise ResultsFileError(_version_refusal(path, document))
+    if type(version) is not int or version not in READABLE_VERSIONS:  # not True, not 1.0
+        raise ResultsVersionError(_version_refusal(path, document))
     if not isinstance(document.get("runs"), list):
         raise ResultsFileError(no_runs)
     if "journal" in document:

@@ -210,6 +210,7 @@ def test_a_version_1_file_is_upgraded_in_memory() -> None:
         (3, "A newer pytest-mlperf wrote it: upgrade pytest-mlperf (pip install -U pytest-mlperf) to read it"),
         (0, "No released pytest-mlperf writes that: re-run the session that produced it with this version"),
         ("2", "No released pytest-mlperf writes that: re-run the session"),
+        (1.0, "No released pytest-mlperf writes that"),
         (True, "No released pytest-mlperf writes that"),
         (None, "No released pytest-mlperf writes that"),
     ],
