@@ -171,11 +171,20 @@ class MLPerfSession:
 
     @staticmethod
     def _finish(file: JournaledDocument, document: dict[str, Any], what: str) -> None:
+        """Best effort too: on failure the partial file and its journal stay, and readers still get every run."""
         try:
             file.finish(document)
         except OSError as exc:
             warnings.warn(
                 MLPerfWarning(f"could not write {what} to {file.path}: {exc}; check --mlperf-results"), stacklevel=1
+            )
+        except (TypeError, ValueError) as exc:  # serialised before writing, so nothing was written
+            warnings.warn(
+                MLPerfWarning(
+                    f"could not write {what} to {file.path}: {exc}; a pytest_mlperf_update_results_json hook "
+                    "added a value JSON cannot hold. The partial file and its runs file keep every run"
+                ),
+                stacklevel=1,
             )
 
     def finish(self, status: str) -> None:

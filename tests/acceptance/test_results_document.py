@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pytest_mlperf.results import schema
+from pytest_mlperf.results import read_document, schema
 from tests.acceptance.test_gate_plugin import PERF, gated  # noqa: F401 (a fixture)
 from tests.conftest import TINY_CONFTEST
 
@@ -86,3 +86,16 @@ def test_a_baseline_of_an_unknown_version_is_refused_with_the_fix(project: pytes
         "*--mlperf-baseline: future.json cannot be used as a baseline: future.json: schema_version 3; this "
         "pytest-mlperf reads versions 1 and 2. A newer pytest-mlperf wrote it: upgrade pytest-mlperf*"
     ])
+
+
+def test_a_hook_that_breaks_the_document_costs_no_run(project: pytest.Pytester) -> None:
+    project.makeconftest(
+        TINY_CONFTEST.read_text() + "\n\ndef pytest_mlperf_update_results_json(config, document):\n"
+        "    document['when'] = object()\n"
+    )
+    project.makepyfile(test_user=USER_TEST)
+    result = project.runpytest("-p", "no:cacheprovider", "--mlperf-scenarios=Offline", "--mlperf-mode=accuracy")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*a pytest_mlperf_update_results_json hook added a value JSON cannot hold*"])
+    doc = read_document(project.path / "mlperf-results" / "results.json")
+    assert doc["status"] == "partial" and len(doc["runs"]) == 1
