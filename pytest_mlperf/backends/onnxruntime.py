@@ -95,18 +95,24 @@ class OnnxRuntimeBackend:
             self.output_names = tuple(all_outputs)
         self.intra_op_threads = so.intra_op_num_threads
         self._model = model
+        # The one-input, one-output model is the common case: its run() builds two one-entry dicts and nothing else.
+        self._run = self._session.run
+        self._output_list = list(self.output_names)
+        self._only_input = self.input_names[0] if len(self.input_names) == 1 else None
+        self._only_output = self.output_names[0] if len(self.output_names) == 1 else None
 
     def run(self, inputs: Inputs) -> Mapping[str, np.ndarray]:
         if isinstance(inputs, np.ndarray):
-            if len(self.input_names) != 1:
+            if self._only_input is None:
                 raise ModelError(
                     f"{self._model} has {len(self.input_names)} inputs ({', '.join(self.input_names)}) but the "
                     "dataset gives one array; give the dataset a mapping of input name -> array"
                 )
-            feed: Mapping[str, np.ndarray] = {self.input_names[0]: inputs}
+            outs = self._run(self._output_list, {self._only_input: inputs})
         else:
-            feed = inputs
-        outs = self._session.run(self.output_names, feed)
+            outs = self._run(self._output_list, inputs)
+        if self._only_output is not None:
+            return {self._only_output: outs[0]}
         return dict(zip(self.output_names, outs, strict=True))
 
     def warmup(self, sample: Inputs) -> None:
@@ -119,3 +125,4 @@ class OnnxRuntimeBackend:
     def close(self) -> None:
         # Dropping the session frees its arenas (and device memory); ORT has no explicit close.
         self.__dict__.pop("_session", None)
+        self.__dict__.pop("_run", None)
