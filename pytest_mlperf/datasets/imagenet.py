@@ -427,7 +427,8 @@ class ImageNetDataset(PreloadedSamples):
         self.performance_count = min(performance_count, self.total_count)
         self.params = params
         self.labels = np.asarray(images.labels, dtype=np.int64)
-        self.task = ImageNetClassification(topk=5, label_offset=label_offset)
+        # The MLPerf ResNet50 convention: one float32 label per sample, which accuracy-imagenet.py decodes.
+        self.task = ImageNetClassification(topk=1, label_offset=label_offset)
         self.cache_root = Path(cache_dir) / "preprocessed" / f"imagenet-{params.key()}"
         from pytest_mlperf.provenance import usable_cpus
 
@@ -528,5 +529,5 @@ def synthetic_imagenet(count: int = 64, params: Preprocessing = RESNET50_PREPROC
         None,
         name="synthetic-imagenet",
         synthetic_inputs=True,
-        task=ImageNetClassification(topk=5, label_offset=1),
+        task=ImageNetClassification(topk=1, label_offset=1),
     )

@@ -18,6 +18,9 @@ from pytest_mlperf.sut import BaseSUT, Complete
 if TYPE_CHECKING:
     from pytest_mlperf.tasks.base import Responses
 
+#: LoadGen's conf_type for a user file read after mlperf.conf (see build_settings).
+USER_CONF_TYPE = 2
+
 _MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.AccuracyOnly}
 
 
@@ -55,7 +58,11 @@ def build_settings(spec: SettingsSpec) -> Any:
         if rc != 0:
             raise LoadGenError(f"LoadGen could not apply its built-in mlperf.conf for {spec.model_name!r} (rc={rc})")
     if spec.user_conf is not None:
-        rc = settings.FromConfig(str(spec.user_conf), spec.model_name, spec.scenario, 1)
+        # conf_type 1 counts user.conf loads in a static, process-wide counter: from the second case of a session on,
+        # LoadGen logs "Multiple conf files are used" (an error) although each run reads mlperf.conf and one
+        # user.conf, exactly as an official run does. conf_type 2 reads the same file with the same rules (the seeds
+        # stay mlperf.conf's), without the counter and without reloading mlperf.conf, which was applied just above.
+        rc = settings.FromConfig(str(spec.user_conf), spec.model_name, spec.scenario, USER_CONF_TYPE)
         if rc != 0:
             raise LoadGenError(
                 f"LoadGen refused user.conf {spec.user_conf} (rc={rc}); check the `model.scenario.key = value` lines"
