@@ -17,6 +17,7 @@ from pytest_mlperf.provisioning.inputs import (
     ENV_MIRROR,
     ENV_OFFLINE,
     absolute_path,
+    check_override_names,
     parse_asset_spec,
     parse_mirror,
 )
@@ -430,12 +431,10 @@ def provisioning_options(
             catalog = load_catalog(manifests)
         except ConfigError as exc:
             raise UsageProblem(f"--mlperf-manifest: {exc}") from None
-        unknown = sorted(set(assets) - set(catalog))
-        if unknown:
-            raise UsageProblem(
-                f"--mlperf-asset {unknown[0]}={assets[unknown[0]]}: no manifest entry is named {unknown[0]!r}; "
-                f"known: {', '.join(sorted(catalog))} (add your own with --mlperf-manifest PATH)"
-            )
+        try:
+            check_override_names(assets, catalog, catalog.describe_sources())
+        except ConfigError as exc:
+            raise UsageProblem(str(exc)) from None
     return {
         "mirror": mirror,
         "assets": tuple(assets.items()),

@@ -19,6 +19,7 @@ __all__ = [
     "HTTP_URL",
     "absolute_path",
     "asset_env_var",
+    "check_override_names",
     "env_asset_overrides",
     "env_flag",
     "parse_asset_spec",
@@ -56,6 +57,18 @@ def parse_asset_spec(raw: str, source: str = "--mlperf-asset", base: Path | None
             "(NAME is a manifest entry)"
         )
     return name.strip(), absolute_path(Path(path_text.strip()), base)
+
+
+def check_override_names(overrides: Mapping[str, Path], known: Iterable[str], sources: str) -> None:
+    """ConfigError for the first ``NAME=PATH`` override whose NAME no manifest entry has (read from *sources*)."""
+    names = sorted(known)
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        name = unknown[0]
+        raise ConfigError(
+            f"--mlperf-asset {name}={overrides[name]}: no manifest entry is named {name!r}; known: "
+            f"{', '.join(names)} (from {sources}; add your own with --mlperf-manifest PATH)"
+        )
 
 
 def asset_env_var(name: str) -> str:

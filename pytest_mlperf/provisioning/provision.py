@@ -42,7 +42,7 @@ import filelock
 import requests
 import urllib3
 
-from pytest_mlperf.errors import ConfigError, MLPerfWarning, ProvisioningError
+from pytest_mlperf.errors import MLPerfWarning, ProvisioningError
 from pytest_mlperf.provisioning.archive import extract_archive
 from pytest_mlperf.provisioning.cache import (
     ENV_CACHE,
@@ -55,6 +55,7 @@ from pytest_mlperf.provisioning.inputs import (
     ENV_MIRROR,
     ENV_OFFLINE,
     asset_env_var,
+    check_override_names,
     env_asset_overrides,
     env_flag,
     parse_asset_spec,
@@ -246,12 +247,8 @@ class Provisioner:
         for name, (path, origin) in env_asset_overrides(env, self.catalog).items():
             self.overrides[name] = path
             self._override_origin[name] = origin
+        check_override_names(overrides, self.catalog, self._sources())
         for name, path in overrides.items():
-            if name not in self.catalog:
-                raise ConfigError(
-                    f"--mlperf-asset {name}={path}: no asset named {name!r} in the manifests "
-                    f"({self._sources()}); known assets: {', '.join(sorted(self.catalog))}"
-                )
             self.overrides[name] = Path(path).expanduser()
             self._override_origin[name] = f"--mlperf-asset {name}={path}"
 

@@ -593,7 +593,8 @@ def test_override_for_an_unknown_asset_is_a_config_error(
     write_manifest: WriteManifest, make_provisioner: ProvisionerFactory, tmp_path: Path
 ) -> None:
     manifest = write_manifest(entry("m", "http://127.0.0.1:9/m.onnx", b"x"))
-    with pytest.raises(ConfigError, match=r"--mlperf-asset typo=.*no asset named 'typo'.*known assets: m"):
+    unknown = rf"--mlperf-asset typo={tmp_path}: no manifest entry is named 'typo'; known: m \(from {manifest}; add"
+    with pytest.raises(ConfigError, match=unknown):
         make_provisioner(manifest, overrides={"typo": tmp_path})
     assert parse_asset_spec("imagenet-val=~/data") == ("imagenet-val", Path("~/data").expanduser())
     assert parse_asset_spec("v=data", base=tmp_path) == ("v", tmp_path / "data")
