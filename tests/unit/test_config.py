@@ -117,7 +117,7 @@ def test_run_config_defaults_are_the_declared_option_defaults() -> None:
                                                "workers", "repeat", "alpha", "floor"}  # fmt: skip
     for spec in literal:
         # Giving the declared default explicitly must change nothing: RunConfig holds exactly that value.
-        given = build_run_config(lambda s, spec=spec: spec.default if s is spec else None)  # type: ignore[misc]
+        given = build_run_config(lambda s, spec=spec: spec.default if s is spec else None)
         assert given == unset, spec.flag
 
 
