@@ -159,7 +159,8 @@ def runs_table(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     for run in runs:
         metrics = run.get("metrics") or {}
         qps = metrics.get("qps")
-        pct = LATENCY_PERCENTILE.get(run["scenario"])
+        # The percentile the run was judged at (Server: LoadGen's effective one), else the rules'.
+        pct = (run.get("thresholds") or {}).get("latency_percentile") or LATENCY_PERCENTILE.get(run["scenario"])
         lat = (metrics.get("latency_ns") or {}).get(pct) if pct else None
         metric = primary_metric(run)
         acc = (metrics.get("accuracy") or {}).get(metric) if metric else None
