@@ -126,8 +126,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def mlperf_cache_dir(pytestconfig: pytest.Config) -> Path:
-    """The directory where models, datasets and built artefacts are cached (``--mlperf-cache-dir``)."""
-    return pytestconfig.stash[SESSION_KEY].config.cache_dir
+    """The directory where models, datasets and built artefacts are cached (``--mlperf-cache-dir``), created
+    with its ``CACHEDIR.TAG`` on first use."""
+    from pytest_mlperf.errors import ProvisioningError
+    from pytest_mlperf.provisioning.cache import ensure_cache_dir
+
+    try:
+        return ensure_cache_dir(pytestconfig.stash[SESSION_KEY].config.cache_dir)
+    except ProvisioningError as exc:
+        pytest.fail(f"pytest-mlperf: {exc}", pytrace=False)
 
 
 @pytest.fixture

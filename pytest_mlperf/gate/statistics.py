@@ -21,11 +21,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from pytest_mlperf.rules import DEFAULT_ACCURACY_TOLERANCE, DEFAULT_ALPHA, DEFAULT_FLOOR
+
 Verdict = Literal["regression", "improvement", "no-change"]
 
-DEFAULT_ALPHA = 0.01
-DEFAULT_FLOOR = 0.05
-DEFAULT_ACCURACY_TOLERANCE = 0.01
 DEFAULT_RESAMPLES = 2000
 # Any fixed value will do: a fixed seed makes the same inputs give the same CI, so a verdict never flips on rerun.
 DEFAULT_SEED = 20_261_129
