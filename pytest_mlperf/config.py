@@ -117,8 +117,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("backend-option", "An engine-specific setting for the backend, as KEY=VALUE (e.g. outputs=ArgMax:0 "
                "for onnxruntime); repeatable, the last value of a key wins (ini: one per line).", kind="list",
                metavar="KEY=VALUE", default_help="none"),
-    OptionSpec("backend", "Inference backend: onnxruntime, noop (harness cost only), or one a plugin adds "
-               "through pytest_mlperf_make_backend.", "onnxruntime", metavar="NAME"),
+    OptionSpec("backend", "Inference backend: onnxruntime, openvino, litert, torch, tensorflow, tvm, tensorrt, noop "
+               "(harness cost only), or one a plugin adds through pytest_mlperf_make_backend.", "onnxruntime",
+               metavar="NAME"),
+    OptionSpec("backends", "Run every case on each of these backends, comma-separated, parametrized like the "
+               "scenarios (ids like test_x[openvino-Offline-performance]); `installed` means every engine whose "
+               "package is importable here.", default_help="--mlperf-backend alone, unparametrized",
+               metavar="LIST"),
     OptionSpec("providers", "ONNX Runtime execution providers in priority order, comma-separated, e.g. "
                "CUDAExecutionProvider,CPUExecutionProvider.", "CPUExecutionProvider", metavar="LIST"),
     OptionSpec("threads", "Intra-op threads per inference session; 0 means one per usable core.", 0, kind="int",
@@ -221,6 +226,8 @@ class RunConfig:
     log_dir: Path = Path(_default("log-dir"))
     thresholds: Thresholds = field(default_factory=Thresholds)
     backend: str = _default("backend")
+    #: ``--mlperf-backends``: the engines every case is parametrized over; None: only ``backend``, unparametrized.
+    backends: tuple[str, ...] | None = None
     #: ``--mlperf-backend-option`` pairs in the order given (the backend reads the last value of a key).
     backend_options: tuple[tuple[str, str], ...] = ()
     providers: tuple[str, ...] = tuple(_split_list(_default("providers")))
@@ -336,7 +343,11 @@ def build_run_config(
     )
     _positive(thresholds.latency_ms, "--mlperf-latency-bound-ms")
     _positive(thresholds.min_qps, "--mlperf-min-qps", allow_zero=True)
-    known = list(backend_names) if backend_names is not None else ["onnxruntime", "noop"]
+    if backend_names is None:  # outside pytest (benchmarks, tests of this function): the built-in engines
+        from pytest_mlperf.backends import BACKENDS
+
+        backend_names = BACKENDS
+    known = list(backend_names)
     backend = val("backend").strip()
     if backend not in known:
         raise UsageProblem(
@@ -344,6 +355,7 @@ def build_run_config(
             "more by implementing pytest_mlperf_make_backend and pytest_mlperf_backend_names)"
         )
     backend_options = parse_backend_options(val("backend-option"))
+    backends = parse_backends(val("backends"), known) if val("backends") else None
     providers = tuple(_split_list(val("providers")))
     threads, batch_size, wait, workers = val("threads"), val("batch-size"), val("server-max-wait-us"), val("workers")
     _positive(threads, "--mlperf-threads", allow_zero=True)
@@ -391,6 +403,7 @@ def build_run_config(
         log_dir=Path(val("log-dir")),
         thresholds=thresholds,
         backend=backend,
+        backends=backends,
         backend_options=backend_options,
         providers=providers,
         threads=int(threads),
@@ -399,6 +412,42 @@ def build_run_config(
         workers=int(workers),
         cache_dir=Path(val("cache-dir")).expanduser() if val("cache-dir") else default_cache_dir(),
     )
+
+
+def parse_backends(raw: str, known: Sequence[str]) -> tuple[str, ...]:
+    """``--mlperf-backends``: names, or ``installed`` (every built-in engine importable here, and plugins' own)."""
+    from pytest_mlperf.backends import ENGINES, installed_engines, is_installed, missing_engine_message
+
+    names: list[str] = []
+    for item in _split_list(raw):
+        if item.lower() == "installed":
+            names.extend([n for n in known if n not in ENGINES] + installed_engines())
+            continue
+        if item not in known:
+            raise UsageProblem(
+                f"--mlperf-backends: unknown backend {item!r}; valid backends are {', '.join(known)}, or `installed`"
+            )
+        if item in ENGINES and not is_installed(item):
+            raise UsageProblem(f"--mlperf-backends: {missing_engine_message(item)}")
+        names.append(item)
+    unique = tuple(dict.fromkeys(names))
+    if not unique:
+        raise UsageProblem(f"--mlperf-backends: {raw!r} names no backend; e.g. --mlperf-backends onnxruntime,openvino")
+    return unique
+
+
+def options_for(engine: str, pairs: Sequence[tuple[str, str]], engines: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The --mlperf-backend-option pairs one engine sees: unprefixed keys, and ``ENGINE.KEY`` ones for it (prefix
+    dropped); keys prefixed with another engine's name are that engine's alone."""
+    out: list[tuple[str, str]] = []
+    for key, value in pairs:
+        prefix, dot, rest = key.partition(".")
+        if dot and prefix in engines:
+            if prefix == engine:
+                out.append((rest, value))
+        else:
+            out.append((key, value))
+    return tuple(out)
 
 
 def parse_backend_options(raw: ListValue | None) -> tuple[tuple[str, str], ...]:
@@ -410,7 +459,7 @@ def parse_backend_options(raw: ListValue | None) -> tuple[tuple[str, str], ...]:
         if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z_][\w.-]*", key.strip()):
             raise UsageProblem(
                 f"{flag}: {item!r} is not KEY=VALUE; e.g. --mlperf-backend-option outputs=ArgMax:0 (KEY is a "
-                "setting of the chosen backend)"
+                "setting of the chosen backend; ENGINE.KEY=VALUE, e.g. openvino.device=CPU, reaches one engine only)"
             )
         pairs.append((key.strip(), value.strip()))
     return tuple(pairs)

@@ -118,6 +118,10 @@ def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     run_config = metafunc.config.stash[SESSION_KEY].config
+    # First, so that ids read engine-scenario-mode; `mlperf` asks for mlperf_backend, so every benchmark gets it.
+    backends = run_config.backends
+    if backends and "mlperf_backend" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "mlperf_backend"):
+        metafunc.parametrize("mlperf_backend", backends, ids=list(backends))
     if "mlperf_scenario" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "mlperf_scenario"):
         metafunc.parametrize("mlperf_scenario", run_config.scenarios, ids=list(run_config.scenarios))
     if "mlperf_mode" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "mlperf_mode"):
@@ -138,7 +142,13 @@ def mlperf_cache_dir(pytestconfig: pytest.Config) -> Path:
 
 
 @pytest.fixture
-def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
+def mlperf_backend(pytestconfig: pytest.Config) -> str:
+    """The inference engine this case runs on: ``--mlperf-backend``, or this case's one of ``--mlperf-backends``."""
+    return pytestconfig.stash[SESSION_KEY].config.backend
+
+
+@pytest.fixture
+def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> CaseRunner:
     """Runs LoadGen benchmarks for this test: ``mlperf.run(model=..., dataset=...)`` returns a RunResult."""
     from pytest_mlperf.runner import CaseRunner
 
@@ -166,6 +176,7 @@ def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
         cli_thresholds=session.config.thresholds,
         default_scenario=params.get("mlperf_scenario"),
         default_mode=params.get("mlperf_mode"),
+        backend=mlperf_backend,
         record=record,
         before_performance_run=session.pin_worker_once,
         repeat=session.config.repeat,

@@ -28,6 +28,7 @@ class CaseRunner:
         cli_thresholds: Thresholds,
         default_scenario: str | None,
         default_mode: str | None,
+        backend: str | None = None,
         record: Callable[[dict[str, Any]], None],
         before_performance_run: Callable[[], None] = lambda: None,
         repeat: int = 1,
@@ -39,6 +40,7 @@ class CaseRunner:
         self._cli = cli_thresholds
         self.scenario = default_scenario
         self.mode = default_mode
+        self.backend = backend
         self._record = record
         self._before_performance_run = before_performance_run
         self._repeat = repeat
@@ -125,6 +127,7 @@ class CaseRunner:
                     model_name=name,
                     repeat=first + index,
                     task=task,
+                    backend=self.backend,
                 )
                 if mode == "performance":
                     self._before_performance_run()
