@@ -11,7 +11,7 @@ from typing import Any
 
 from pytest_mlperf.errors import ConfigError
 from pytest_mlperf.loadgen.userconf import parse_user_conf
-from pytest_mlperf.rules import MODE_CHOICES, MODES, PROFILES, SCENARIOS
+from pytest_mlperf.rules import AUTO_ROUNDS, MODE_CHOICES, MODES, PROFILES, SCENARIOS
 
 #: Default of --mlperf-repeat: one run per performance case (the README, "Gating regressions", advises 3-5).
 DEFAULT_REPEAT = 1
@@ -90,8 +90,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("workers", "Inference threads for Offline and Server. Default: 1.", kind="int", metavar="N"),
     OptionSpec("baseline", "A results JSON to gate against: each case is compared with its runs there, and a "
                "significant regression beyond the floor fails it. Default: no comparison.", metavar="PATH"),
-    OptionSpec("repeat", "How many times each performance case runs (repeats 0..N-1), pooled for the gate. "
-               f"Default: {DEFAULT_REPEAT}.", kind="int", metavar="N"),
+    OptionSpec("repeat", "How many times each performance case runs (repeats 0..N-1), pooled for the gate; "
+               f"auto runs {AUTO_ROUNDS[0]} to {AUTO_ROUNDS[1]}, stopping once the comparison with "
+               f"--mlperf-baseline is decided ({AUTO_ROUNDS[0]} without a baseline). Default: {DEFAULT_REPEAT}.",
+               metavar="N|auto"),
     OptionSpec("alpha", "Significance level of the baseline comparison, between 0 and 1. Default: 0.01.",
                kind="float", metavar="X"),
     OptionSpec("floor", "Smallest relative change the gate acts on, as a fraction (0.05) or percent (5%). "
@@ -175,6 +177,8 @@ class RunConfig:
     workers: int = 1
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     repeat: int = DEFAULT_REPEAT
+    #: --mlperf-repeat auto: ``repeat`` is then the most runs, and each case stops once its comparison is decided.
+    adaptive: bool = False
     baseline: Path | None = None
     #: The baseline's results document, read and checked once at configure time.
     baseline_document: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -254,6 +258,25 @@ def _positive(value: float | None, source: str, allow_zero: bool = False) -> Non
         raise UsageProblem(f"{source}: {value} is not valid; it must be {need}")
 
 
+def parse_repeat(raw: Any) -> tuple[bool, int]:
+    """``--mlperf-repeat``: (adaptive, runs), from a whole number >= 1 or ``auto`` (then the most rounds)."""
+    if raw is None:
+        return False, DEFAULT_REPEAT
+    text = str(raw).strip().lower()
+    if text == "auto":
+        return True, AUTO_ROUNDS[1]
+    try:
+        repeat = int(text)
+    except ValueError:
+        raise UsageProblem(
+            f"--mlperf-repeat: {raw!r} is not a whole number or auto; write e.g. --mlperf-repeat 3 or "
+            "--mlperf-repeat auto"
+        ) from None
+    if repeat < 1:
+        raise UsageProblem(f"--mlperf-repeat: {repeat} is not valid; it must be 1 or more (runs per performance case)")
+    return False, repeat
+
+
 def build_run_config(get: Callable[[OptionSpec], Any], rootdir: Path | None = None) -> RunConfig:
     """Validate raw option values (``get`` returns the flag, else the ini value, else None; a ListValue or None
     for list options). Relative paths from the ini file are taken from *rootdir*, those from flags from the cwd."""
@@ -312,9 +335,7 @@ def build_run_config(get: Callable[[OptionSpec], Any], rootdir: Path | None = No
             "--mlperf-min-duration-ms/--mlperf-min-query-count only affect performance runs, but "
             "--mlperf-mode=accuracy runs none; drop the override or use --mlperf-mode=both"
         )
-    repeat = val("repeat") if val("repeat") is not None else DEFAULT_REPEAT
-    if repeat < 1:
-        raise UsageProblem(f"--mlperf-repeat: {repeat} is not valid; it must be 1 or more (runs per performance case)")
+    adaptive, repeat = parse_repeat(val("repeat"))
     alpha = val("alpha") if val("alpha") is not None else 0.01
     if not (math.isfinite(alpha) and 0.0 < alpha < 1.0):
         raise UsageProblem(f"--mlperf-alpha: {alpha} is not valid; it must be between 0 and 1 (exclusive), e.g. 0.01")
@@ -329,7 +350,9 @@ def build_run_config(get: Callable[[OptionSpec], Any], rootdir: Path | None = No
         manifests=provisioning["manifests"],
         catalog=provisioning["catalog"],
         strict_assets=bool(val("strict-assets")),
-        repeat=int(repeat),
+        # Without a baseline nothing decides when to stop: auto runs its minimum.
+        repeat=repeat if not adaptive or baseline is not None else AUTO_ROUNDS[0],
+        adaptive=adaptive and baseline is not None,
         baseline=baseline,
         baseline_document=baseline_document,
         alpha=float(alpha),

@@ -145,6 +145,7 @@ def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
         before_performance_run=session.pin_worker_once,
         repeat=session.config.repeat,
         gate=gate if session.gating else None,
+        decided=session.decided if session.gating and session.config.adaptive else None,
     )
 
 

@@ -1,4 +1,4 @@
-"""Shared MLPerf names: scenarios, modes, profiles, and the percentile each scenario is judged at."""
+"""Shared MLPerf names: scenarios, modes, profiles, the percentile each scenario is judged at, the gate's rounds."""
 
 from __future__ import annotations
 
@@ -17,3 +17,6 @@ SMOKE_MIN_DURATION_MS = 1000
 
 #: Scenarios whose throughput is a measurement of its own (SingleStream's is the inverse of its latency).
 QPS_SCENARIOS = frozenset({"Server", "Offline"})
+
+#: Rounds of ``--mlperf-repeat auto`` (``repeat: auto`` in the Action): at least the first, at most the second.
+AUTO_ROUNDS = (3, 10)

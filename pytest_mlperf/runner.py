@@ -31,6 +31,7 @@ class CaseRunner:
         before_performance_run: Callable[[], None] = lambda: None,
         repeat: int = 1,
         gate: Callable[[str, list[dict[str, Any]]], list[str]] | None = None,
+        decided: Callable[[str, list[dict[str, Any]]], bool] | None = None,
     ) -> None:
         self._harness = harness
         self.nodeid = nodeid
@@ -42,6 +43,8 @@ class CaseRunner:
         self._before_performance_run = before_performance_run
         self._repeat = repeat
         self._gate = gate
+        # --mlperf-repeat auto: asked after each performance run whether the gate's verdict is settled.
+        self._decided = decided
         self.results: list[RunResult] = []
 
     @property
@@ -106,6 +109,8 @@ class CaseRunner:
             if mode == "performance":
                 self._before_performance_run()
             results.append(self._harness.run(case, record))
+            if mode == "performance" and self._decided is not None and self._decided(self.nodeid, records):
+                break
         result = results[-1]
         reasons = [
             f"repeat {r.repeat}: {reason}" if len(results) > 1 else reason for r in results for reason in r.reasons

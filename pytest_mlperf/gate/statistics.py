@@ -27,6 +27,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from pytest_mlperf.rules import AUTO_ROUNDS
+
 Verdict = Literal["regression", "improvement", "no-change"]
 
 DEFAULT_ALPHA = 0.01
@@ -127,8 +129,6 @@ class Decision:
 
 # --- adaptive rounds --------------------------------------------------------------------------------------------
 
-#: Rounds of ``--mlperf-repeat auto``: every comparison gets at least the first, at most the second.
-AUTO_ROUNDS = (3, 10)
 # A metric stops early as "no-change" once a regression of the floor is outside this two-sided interval. Stopping
 # for no-change never adds false regressions, so this level trades only rounds against power, not alpha.
 FUTILITY_ALPHA = 0.20

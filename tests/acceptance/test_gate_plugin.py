@@ -177,6 +177,30 @@ def test_case_missing_from_the_baseline_is_reported(gated: pytest.Pytester) -> N
     assert comparison["counts"]["missing"] == 1
 
 
+def test_repeat_auto_stops_once_the_comparison_is_decided(
+    gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream", "--mlperf-repeat=5")
+    monkeypatch.setenv("MLPERF_TEST_DELAY_US", SLOW_US)
+    result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", f"--mlperf-baseline={base}",
+                             "--mlperf-repeat=auto")
+    result.assert_outcomes(failed=1)
+    # Ten times slower is clear at the first look: the minimum of three runs, not the maximum of ten.
+    assert len(load(gated.path / "mlperf-results" / "results.json")["runs"]) == 3
+    comparison = load(gated.path / "mlperf-results" / "results.comparison.json")
+    (case,) = comparison["cases"]
+    assert (case["verdict"], case["runs_head"], case["decided"]) == ("regression", 3, True)
+    assert "round 3 of 3-10, level 0.0042" in case["message"]
+
+    # Without a baseline nothing decides when to stop: auto runs its minimum.
+    result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", "--mlperf-repeat=auto")
+    result.assert_outcomes(passed=1)
+    assert len(load(gated.path / "mlperf-results" / "results.json")["runs"]) == 3
+    result = gated.runpytest("--mlperf-repeat=many")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mlperf-repeat: 'many' is not a whole number or auto*"])
+
+
 def test_repeat_runs_each_performance_case_n_times(gated: pytest.Pytester) -> None:
     result = gated.runpytest(*FAST, "--mlperf-scenarios=Offline", "--mlperf-repeat=3")
     result.assert_outcomes(passed=2)
