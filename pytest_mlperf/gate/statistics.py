@@ -13,6 +13,9 @@ test is Student's t on the logarithms of those per-run values, with the run-to-r
   formula reduces to a prediction interval, the single run judged against the other side's run-to-run spread.
 - One run per side: nothing separates machine noise from a change, so the verdict is "no-change" and the message
   says how many runs to add.
+- Adaptive rounds (``Look``, ``--mlperf-repeat auto``): each look after a round tests at its own share of alpha
+  (Pocock-type alpha spending), and a metric is decided once it is significant or a regression as large as the
+  floor is implausible.
 - Accuracy: no statistics (a run is deterministic); an absolute target and a largest accepted drop.
 """
 
