@@ -47,6 +47,12 @@ class RunResult:
     log_dir: str
     duration_s: float
     repeat: int = 0
+    #: The task that scored the run: ``{"name", "metric", "higher_is_better"}``; ``metric`` names the primary
+    #: key of ``metrics.accuracy``.
+    task: dict[str, Any] = field(default_factory=lambda: {"name": "classification", "metric": "top1",
+                                                          "higher_is_better": True})
+    #: A model that is not a local file (a server URL) is identified by what its backend reports.
+    model_identity: str | None = None
     synthetic_inputs: bool = False
     latency_samples_ns: list[int] | None = None
     validity_reasons: list[str] = field(default_factory=list)
@@ -117,6 +123,24 @@ def load_document(path: Path) -> dict[str, Any]:
     return doc
 
 
+def primary_metric(run: Mapping[str, Any]) -> str | None:
+    """The key of ``metrics.accuracy`` that a run is judged by: its task's metric.
+
+    A run without a task is a schema-1 run, and schema 1 only ever held classification judged on ``top1``.
+    """
+    task = run.get("task")
+    if not isinstance(task, Mapping):
+        return "top1"
+    metric = task.get("metric")
+    return metric if isinstance(metric, str) else None
+
+
+def higher_is_better(run: Mapping[str, Any]) -> bool:
+    """Whether a larger value of the run's primary accuracy metric is better (True unless its task says not)."""
+    task = run.get("task")
+    return not (isinstance(task, Mapping) and task.get("higher_is_better") is False)
+
+
 def case_dirname(nodeid: str, repeat: int = 0) -> str:
     """A filesystem-safe, readable, unique-enough directory name for a case's logs."""
     import hashlib
@@ -137,7 +161,8 @@ def runs_table(runs: Sequence[Mapping[str, Any]]) -> list[str]:
         qps = metrics.get("qps")
         pct = LATENCY_PERCENTILE.get(run["scenario"])
         lat = (metrics.get("latency_ns") or {}).get(pct) if pct else None
-        acc = (metrics.get("accuracy") or {}).get("top1")
+        metric = primary_metric(run)
+        acc = (metrics.get("accuracy") or {}).get(metric) if metric else None
         name = run["id"].split("::")[-1] + (f" #{run['repeat']}" if run.get("repeat") else "")
         if run.get("synthetic_inputs"):
             name += " (synthetic inputs)"
@@ -148,7 +173,7 @@ def runs_table(runs: Sequence[Mapping[str, Any]]) -> list[str]:
             run["mode"],
             f"{qps:,.1f}" if qps is not None else "-",
             f"{pct} {lat / 1e6:.3f} ms" if lat is not None else "-",
-            f"{acc * 100:.2f} %" if acc is not None else "-",
+            f"{metric} {acc * 100:.2f} %" if acc is not None else "-",
             "-" if valid is None else ("VALID" if valid else "INVALID"),
             "PASS" if run["passed"] else "FAIL",
         ))

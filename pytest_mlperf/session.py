@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,13 +55,18 @@ class MLPerfSession:
         self.worker: tuple[int, int] | None = None  # (index, count) under pytest-xdist
         self.comparisons: list[dict[str, Any]] = []
         self._environment: dict[str, Any] | None = None
+        #: Makes backends; the plugin sets it to the pytest_mlperf_make_backend hook.
+        self.make_backend: Callable[[str, Any, Any], Any] | None = None
 
     @property
     def harness(self) -> Harness:
         if self._harness is None:
             from pytest_mlperf.harness import Harness
 
-            self._harness = Harness(self.config, self.rootdir)
+            if self.make_backend is not None:
+                self._harness = Harness(self.config, self.rootdir, self.make_backend)
+            else:
+                self._harness = Harness(self.config, self.rootdir)
         return self._harness
 
     @property
@@ -179,6 +184,11 @@ class MLPerfSession:
                 self.add_run(value)
             elif name == COMPARISON_PROPERTY and isinstance(value, dict):
                 self.add_comparison(value)
+
+    def close(self) -> None:
+        """Release the session's backends (GPU memory, server connections)."""
+        if self._harness is not None:
+            self._harness.close()
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.runs:
