@@ -294,7 +294,7 @@ def _missing_case(group: _Group, present: str) -> dict[str, Any]:
         "run_spread": None,
         "decided": True,
         "verdict": f"missing-in-{absent}",
-        "message": f"{group.id}: only in {present} ({hint}); not compared",
+        "message": f"{group.id}: only in {present} ({hint}); not compared ({len(group.runs)} {present} runs)",
     }
 
 

@@ -450,7 +450,8 @@ def compare_latency(
             metric,
             "ns",
             False,
-            f"{label}: insufficient samples (base {base.size}, head {head.size} queries; need >= {need} per side)",
+            f"{label}: insufficient samples (base {base.size}, head {head.size} queries; need >= {need} per side; "
+            f"runs {len(b_runs)} base / {len(h_runs)} head)",
             base=stat(base) if base.size else None,
             head=stat(head) if head.size else None,
             **counts,
@@ -460,8 +461,9 @@ def compare_latency(
     per_run_h = np.array([stat(run) for run in h_runs])
     if base_value <= 0.0 or per_run_b.min() <= 0.0 or per_run_h.min() <= 0.0:
         return _undecided(
-            metric, "ns", False, f"{label}: a run's value is 0 ns, no ratio to report", base=base_value,
-            head=head_value, **counts,
+            metric, "ns", False,
+            f"{label}: a run's value is 0 ns, no ratio to report (runs {len(b_runs)} base / {len(h_runs)} head)",
+            base=base_value, head=head_value, **counts,
         )
     return _decide_runs(
         np.log(per_run_b),
@@ -519,7 +521,8 @@ def compare_run_values(
         )
     if not (np.all(np.isfinite(base)) and np.all(np.isfinite(head)) and base.min() > 0 and head.min() > 0):
         return _undecided(
-            metric, unit, higher_is_better, f"{label}: values must be finite and > 0 to compare", **counts
+            metric, unit, higher_is_better,
+            f"{label}: values must be finite and > 0 to compare (runs {base.size} base / {head.size} head)", **counts
         )
     log_b, log_h = np.log(base), np.log(head)
     return _decide_runs(

@@ -185,12 +185,14 @@ def test_repeat_auto_stops_once_the_comparison_is_decided(
     result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", f"--mlperf-baseline={base}",
                              "--mlperf-repeat=auto")
     result.assert_outcomes(failed=1)
-    # Ten times slower is clear at the first look: the minimum of three runs, not the maximum of ten.
-    assert len(load(gated.path / "mlperf-results" / "results.json")["runs"]) == 3
+    # Ten times slower is clear at the first look on a quiet machine (3 runs); a loaded one may need more rounds
+    # (the generated-data tests pin down when a look stops). Whichever look stopped, its verdict is the case's.
+    runs = len(load(gated.path / "mlperf-results" / "results.json")["runs"])
+    assert 3 <= runs <= 10
     comparison = load(gated.path / "mlperf-results" / "results.comparison.json")
     (case,) = comparison["cases"]
-    assert (case["verdict"], case["runs_head"], case["decided"]) == ("regression", 3, True)
-    assert "round 3 of 3-10, level 0.0042" in case["message"]
+    assert (case["verdict"], case["runs_head"], case["decided"]) == ("regression", runs, True)
+    assert f"round {runs} of 3-10, level " in case["message"]
 
     # Without a baseline nothing decides when to stop: auto runs its minimum.
     result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", "--mlperf-repeat=auto")
