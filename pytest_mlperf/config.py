@@ -490,13 +490,12 @@ def parse_fraction(raw: Any, source: str) -> float:
 def load_baseline(path: Path, option: str = "--mlperf-baseline", role: str = "a baseline") -> Mapping[str, Any]:
     """Read and check a results JSON given to *option*; UsageProblem naming the file when it cannot serve."""
     from pytest_mlperf.gate.compare import ComparisonInputError, check_document
-    from pytest_mlperf.results import load_document
+    from pytest_mlperf.results import read_document
 
     if not path.is_file():
         raise UsageProblem(f"{option}: file not found: {path}; pass a results JSON of an earlier run")
     try:
-        document = load_document(path)
-        return check_document(str(path), document)
+        return check_document(str(path), read_document(path))
     except (ValueError, ComparisonInputError) as exc:
         raise UsageProblem(f"{option}: {path} cannot be used as {role}: {exc}") from None
 

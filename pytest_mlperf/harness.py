@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,11 @@ from pytest_mlperf.backends import create_backend
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import RunConfig, Thresholds
 from pytest_mlperf.datasets.base import Dataset
-from pytest_mlperf.errors import InferenceError, LoadGenError, ModelError
+from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfWarning, ModelError
 from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.loadgen import logs, trace
 from pytest_mlperf.loadgen import run as loadgen
+from pytest_mlperf.loadgen.userconf import parse_user_conf
 from pytest_mlperf.provenance import usable_cpus
 from pytest_mlperf.results import Metrics, RunResult, case_dirname
 from pytest_mlperf.rules import LATENCY_PERCENTILE
@@ -86,6 +88,7 @@ class Harness:
         # Load targets of each (case id, scenario) already run this session: repeats run under the same load.
         self._targets: dict[tuple[str, str], float] = {}
         self._calibrations: dict[tuple[str, str, str, int], calibrate.Calibration] = {}
+        self._user_conf: dict[Path, list[tuple[str, str, str, str]]] = {}
 
     def backend_options(self) -> BackendOptions:
         cfg = self.config
@@ -189,7 +192,9 @@ class Harness:
         try:
             if fresh:
                 backend.warmup(case.dataset.one(0))
-            return calibrate.measure(backend, case.dataset, case.resolved_task(), self.config.batch_size, kinds, cal)
+            return calibrate.measure(
+                backend, case.dataset, case.resolved_task(), self.batch_size(backend), kinds, cal
+            )
         finally:
             case.dataset.unload(warm)
 
@@ -232,6 +237,54 @@ class Harness:
             pass
         return samples
 
+    def batch_size(self, backend: Backend) -> int:
+        """The batch ceiling: --mlperf-batch-size, clamped to a model whose batch axis is fixed (recorded)."""
+        fixed = getattr(backend, "max_batch", None)
+        return min(self.config.batch_size, fixed) if isinstance(fixed, int) and fixed > 0 else self.config.batch_size
+
+    def latency_rule(self, case: Case, settings: Mapping[str, Any]) -> tuple[str | None, float | None]:
+        """The percentile and bound (ms) a run's latency is judged at.
+
+        Server is judged where LoadGen judged it: at the effective target_latency_percentile and target latency of
+        the detail log (mlperf.conf, user.conf or the smoke profile's bound), unless the command line gave a bound.
+        The other scenarios keep the rules' percentile and the case's bound.
+        """
+        percentile = LATENCY_PERCENTILE.get(case.scenario)
+        bound = case.thresholds.latency_ms
+        if case.scenario != "Server":
+            return percentile, bound
+        fraction = settings.get("target_latency_percentile")
+        if isinstance(fraction, int | float) and 0 < fraction < 1:
+            percentile = logs.percentile_name(float(fraction))
+        target_ns = settings.get("target_latency_ns")
+        if self.config.thresholds.latency_ms is None and isinstance(target_ns, int | float) and target_ns > 0:
+            bound = float(target_ns) / 1e6
+        return percentile, bound
+
+    def check_user_conf(self, case: Case) -> None:
+        """Warn when --mlperf-user-conf has lines, but none for this case: LoadGen would ignore them silently."""
+        path = self.config.user_conf
+        if path is None:
+            return
+        if path not in self._user_conf:
+            self._user_conf[path] = parse_user_conf(path.read_text(encoding="utf-8"), str(path))
+        entries = self._user_conf[path]
+        model = case.model_name or "*"
+        if not entries or any(m in (model, "*") and s in (case.scenario, "*") for m, s, _, _ in entries):
+            return
+        seen = sorted({f"{m}.{s}.{k}" for m, s, k, _ in entries})
+        models = sorted({m for m, _, _, _ in entries if m != "*"}) or ["*"]
+        shown = ", ".join(seen[:6]) + (" ..." if len(seen) > 6 else "")
+        named = f"model_name {case.model_name!r}" if case.model_name else "no model_name (only `*.` lines apply)"
+        warnings.warn(
+            MLPerfWarning(
+                f"{case.id}: none of the lines of {path} applies to this {case.scenario} case, which has {named}; "
+                f"the file sets {shown}. Give the case the model name those lines use, e.g. "
+                f"@pytest.mark.mlperf(model_name={models[0]!r}) or mlperf.run(..., model_name={models[0]!r})"
+            ),
+            stacklevel=2,
+        )
+
     def run(self, case: Case, record: Callable[[RunResult], None]) -> RunResult:
         """Run *case*; *record* receives the result before any failure is raised, so nothing is lost."""
         cfg = self.config
@@ -240,13 +293,13 @@ class Harness:
         workers = cfg.workers if case.scenario in ("Server", "Offline") else 1
         backends = self.backends_for(case.model, workers)
         backend = backends[0]
+        batch_size = self.batch_size(backend)
+        self.check_user_conf(case)
         spec, values = self.settings_for(case, backend)
         log_dir = self.log_dir_for(case)
         if log_dir.exists():
             shutil.rmtree(log_dir)  # stale logs from an earlier session would be parsed as this run's
-        options = SutOptions(
-            batch_size=cfg.batch_size, server_max_wait_us=cfg.server_max_wait_us, workers=cfg.workers
-        )
+        options = SutOptions(batch_size=batch_size, server_max_wait_us=cfg.server_max_wait_us, workers=cfg.workers)
         outcome = loadgen.run_test(
             lambda complete: make_sut(case.scenario, backends, case.dataset, task, complete, options),
             case.dataset,
@@ -264,15 +317,19 @@ class Harness:
                 scoring_error = str(exc)
             if accuracy is not None:
                 write_accuracy_txt(log_dir, task.accuracy_line(accuracy))
+        failed = outcome.error is not None
+        percentile, bound_ms = self.latency_rule(case, detail.settings)
+        thresholds = replace(case.thresholds, latency_ms=bound_ms)
         verdict = judge(
             scenario=case.scenario,
             mode=case.mode,
-            thresholds=case.thresholds,
+            thresholds=thresholds,
             valid=detail.valid,
             validity_reasons=detail.invalid_reasons,
             recommendation=detail.recommendation,
             qps=detail.qps,
             latency_ns=detail.latency_ns,
+            latency_percentile=percentile,
             accuracy=accuracy,
             accuracy_metric=task.metric,
             higher_is_better=task.higher_is_better,
@@ -286,6 +343,10 @@ class Harness:
         latency = {k: v for k, v in detail.latency_ns.items() if k in ("mean", "p50", "p90", "p95", "p99", "p99.9")}
         describe = getattr(backend, "describe", None)
         description = dict(describe()) if describe is not None else {"version": getattr(backend, "version", None)}
+        if batch_size != cfg.batch_size:
+            description |= {"batch_size": batch_size, "model_max_batch": getattr(backend, "max_batch", None)}
+        # A run whose inference failed did not do the work: none of its figures is a measurement.
+        measured = case.mode == "performance" and not failed
         result = RunResult(
             id=case.id,
             repeat=case.repeat,
@@ -303,19 +364,23 @@ class Harness:
             settings=dict(detail.settings),
             overrides=values,
             metrics=Metrics(
-                qps=detail.qps if case.mode == "performance" else None,
-                latency_ns=latency if case.mode == "performance" and latency else None,
+                qps=detail.qps if measured else None,
+                latency_ns=latency if measured and latency else None,
                 accuracy=accuracy,
             ),
             thresholds={
                 "accuracy": case.thresholds.accuracy,
-                "latency_ms": case.thresholds.latency_ms,
-                "latency_percentile": LATENCY_PERCENTILE.get(case.scenario),
+                "latency_ms": bound_ms,
+                "latency_percentile": percentile,
                 "min_qps": case.thresholds.min_qps,
             },
-            latency_samples_ns=self.latency_samples(case, log_dir) if outcome.error is None else None,
-            valid=detail.valid if case.mode == "performance" else None,
-            validity_reasons=list(detail.invalid_reasons),
+            latency_samples_ns=self.latency_samples(case, log_dir) if not failed else None,
+            valid=(False if failed else detail.valid) if case.mode == "performance" else None,
+            validity_reasons=(
+                ["the SUT failed: LoadGen's own verdict does not count for a run whose inference raised"]
+                if failed and case.mode == "performance"
+                else list(detail.invalid_reasons)
+            ),
             recommendation=detail.recommendation,
             passed=not reasons,
             reasons=reasons,

@@ -87,7 +87,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"would share cores and report contended numbers. Use -n {cores} or fewer (each worker is pinned to "
                 "its own cores), -n 0, or --mlperf-mode=accuracy."
             )
-    session = MLPerfSession(run_config, Path(str(config.rootpath)), writes_results=workerinput is None)
+    session = MLPerfSession(
+        run_config, Path(str(config.rootpath)), writes_results=workerinput is None, pytestconfig=config
+    )
     session.make_backend = lambda name, model, options: config.hook.pytest_mlperf_make_backend(
         config=config, name=name, model=model, options=options
     )

@@ -31,6 +31,7 @@ def judge(
     qps: float | None = None,
     latency_ns: Mapping[str, float] | None = None,
     accuracy: Mapping[str, float] | None = None,
+    latency_percentile: str | None = None,
     accuracy_metric: str = "top1",
     higher_is_better: bool = True,
     loadgen_errors: Sequence[str] = (),
@@ -44,7 +45,7 @@ def judge(
             reasons.append(f"INVALID: {detail}{rec}")
         elif valid is None:
             reasons.append("INVALID: LoadGen wrote no result_validity; the run did not finish")
-        pct = LATENCY_PERCENTILE.get(scenario)
+        pct = latency_percentile or LATENCY_PERCENTILE.get(scenario)
         if thresholds.latency_ms is not None and pct is not None:
             measured = (latency_ns or {}).get(pct)
             if measured is None:

@@ -56,7 +56,8 @@ class Classification:
     def _labels(self, classes: np.ndarray) -> np.ndarray:
         # One float32 conversion writes a new contiguous block; the offset rides along in the same pass.
         if self.label_offset:
-            return np.subtract(classes, self.label_offset, dtype=np.float32)
+            labels: np.ndarray = np.subtract(classes, self.label_offset, dtype=np.float32)
+            return labels
         return classes.astype(np.float32)
 
     def _top_classes(self, scores: np.ndarray) -> np.ndarray:
@@ -66,7 +67,8 @@ class Classification:
         n, classes = logits.shape
         k = min(self.topk, classes)
         if k == 1:
-            return np.argmax(logits, axis=1)[:, None]
+            top: np.ndarray = np.argmax(logits, axis=1)[:, None]
+            return top
         if classes <= 128:  # on the SingleStream hot path one small sort beats argpartition + gathers
             return np.argsort(-logits, axis=1)[:, :k]
         part = np.argpartition(logits, classes - k, axis=1)[:, classes - k :]
