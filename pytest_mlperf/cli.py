@@ -22,9 +22,9 @@ from pytest_mlperf.gate.compare import (
     exit_code,
 )
 from pytest_mlperf.gate.render import render_markdown, render_text
-from pytest_mlperf.gate.statistics import GatePolicy
+from pytest_mlperf.gate.statistics import GatePolicy, Look
 from pytest_mlperf.results import ResultsFileError, read_document
-from pytest_mlperf.rules import DEFAULT_ACCURACY_TOLERANCE, DEFAULT_ALPHA, DEFAULT_FLOOR
+from pytest_mlperf.rules import AUTO_ROUNDS, DEFAULT_ACCURACY_TOLERANCE, DEFAULT_ALPHA, DEFAULT_FLOOR
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 
@@ -102,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"largest accepted accuracy drop, as 0.01 or 1%% (default {DEFAULT_ACCURACY_TOLERANCE})",
     )
     comp.add_argument("--force", action="store_true", help="compare even when the fingerprints differ")
+    comp.add_argument(
+        "--round",
+        type=int,
+        metavar="K",
+        help=f"compare as round K ({AUTO_ROUNDS[0]}-{AUTO_ROUNDS[1]}) of adaptive rounds (repeat: auto): tested at "
+        "that round's share of alpha; the JSON's sequential.decided says whether to run another round",
+    )
 
     exp = sub.add_parser("export", help="convert a results file to another tool's format")
     exp.add_argument("--format", choices=FORMATS, required=True, help="target format")
@@ -146,8 +153,9 @@ def _compare(args: argparse.Namespace, out: TextIO) -> int:
         case_floors=dict(args.case_floor),
         accuracy_tolerance=args.accuracy_tolerance,
     )
+    look = Look(args.round) if args.round is not None else None
     comparison = compare_documents(
-        [_load(p) for p in base_paths], [_load(p) for p in head_paths], policy, force=args.force
+        [_load(p) for p in base_paths], [_load(p) for p in head_paths], policy, force=args.force, look=look
     )
     if args.json is not None:
         _write(args.json, dumps(comparison))

@@ -22,6 +22,7 @@ from pytest_mlperf.provisioning.inputs import (
     parse_mirror,
 )
 from pytest_mlperf.rules import (
+    AUTO_ROUNDS,
     DEFAULT_ALPHA,
     DEFAULT_FLOOR,
     MODE_CHOICES,
@@ -136,8 +137,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("workers", "Inference threads for Offline and Server.", 1, kind="int", metavar="N"),
     OptionSpec("baseline", "A results JSON to gate against: each case is compared with its runs there, and a "
                "significant regression beyond the floor fails it.", metavar="PATH", default_help="no comparison"),
-    OptionSpec("repeat", "How many times each performance case runs (repeats 0..N-1), pooled for the gate.", 1,
-               kind="int", metavar="N"),
+    OptionSpec("repeat", "How many times each performance case runs (repeats 0..N-1), pooled for the gate; "
+               f"auto runs {AUTO_ROUNDS[0]} to {AUTO_ROUNDS[1]}, stopping once the comparison with "
+               f"--mlperf-baseline is decided ({AUTO_ROUNDS[0]} without a baseline).", "1", metavar="N|auto"),
     OptionSpec("alpha", "Significance level of the baseline comparison, between 0 and 1.", DEFAULT_ALPHA,
                kind="float", metavar="X"),
     OptionSpec("floor", "Smallest relative change the gate acts on, as a fraction (0.05) or percent (5%).",
@@ -236,7 +238,9 @@ class RunConfig:
     server_max_wait_us: int = _default("server-max-wait-us")
     workers: int = _default("workers")
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
-    repeat: int = _default("repeat")
+    repeat: int = int(_default("repeat"))
+    #: --mlperf-repeat auto: ``repeat`` is then the most runs, and each case stops once its comparison is decided.
+    adaptive: bool = False
     baseline: Path | None = None
     #: The baseline's results document, read and checked once at configure time.
     baseline_document: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -299,6 +303,23 @@ def _positive(value: float | None, source: str, allow_zero: bool = False) -> Non
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         need = "zero or more" if allow_zero else "greater than zero"
         raise UsageProblem(f"{source}: {value} is not valid; it must be {need}")
+
+
+def parse_repeat(raw: Any) -> tuple[bool, int]:
+    """``--mlperf-repeat``: (adaptive, runs), from a whole number >= 1 or ``auto`` (then the most rounds)."""
+    text = str(raw).strip().lower()
+    if text == "auto":
+        return True, AUTO_ROUNDS[1]
+    try:
+        repeat = int(text)
+    except ValueError:
+        raise UsageProblem(
+            f"--mlperf-repeat: {raw!r} is not a whole number or auto; write e.g. --mlperf-repeat 3 or "
+            "--mlperf-repeat auto"
+        ) from None
+    if repeat < 1:
+        raise UsageProblem(f"--mlperf-repeat: {repeat} is not valid; it must be 1 or more (runs per performance case)")
+    return False, repeat
 
 
 def build_run_config(
@@ -367,9 +388,7 @@ def build_run_config(
             "--mlperf-min-duration-ms/--mlperf-min-query-count only affect performance runs, but "
             "--mlperf-mode=accuracy runs none; drop the override or use --mlperf-mode=both"
         )
-    repeat = val("repeat")
-    if repeat < 1:
-        raise UsageProblem(f"--mlperf-repeat: {repeat} is not valid; it must be 1 or more (runs per performance case)")
+    adaptive, repeat = parse_repeat(val("repeat"))
     alpha = parse_alpha(val("alpha"), "--mlperf-alpha")
     floor = parse_fraction(val("floor"), "--mlperf-floor")
     baseline = Path(val("baseline")).expanduser() if val("baseline") else None
@@ -382,7 +401,9 @@ def build_run_config(
         manifests=provisioning["manifests"],
         catalog=provisioning["catalog"],
         strict_assets=bool(val("strict-assets")),
-        repeat=int(repeat),
+        # Without a baseline nothing decides when to stop: auto runs its minimum.
+        repeat=repeat if not adaptive or baseline is not None else AUTO_ROUNDS[0],
+        adaptive=adaptive and baseline is not None,
         baseline=baseline,
         baseline_document=baseline_document,
         alpha=alpha,

@@ -181,6 +181,7 @@ def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> CaseRunner:
         before_performance_run=session.pin_worker_once,
         repeat=session.config.repeat,
         gate=gate if session.gating else None,
+        decided=session.decided if session.gating and session.config.adaptive else None,
     )
 
 

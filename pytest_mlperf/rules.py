@@ -1,4 +1,5 @@
-"""Shared MLPerf names: scenarios, modes, profiles, the percentile each scenario is judged at, gate defaults."""
+"""Shared MLPerf names: scenarios, modes, profiles, the percentile each scenario is judged at, gate defaults
+and rounds."""
 
 from __future__ import annotations
 
@@ -22,3 +23,6 @@ DEFAULT_ACCURACY_TOLERANCE = 0.01
 
 #: Scenarios whose throughput is a measurement of its own (SingleStream's is the inverse of its latency).
 QPS_SCENARIOS = frozenset({"Server", "Offline"})
+
+#: Rounds of ``--mlperf-repeat auto`` (``repeat: auto`` in the Action): at least the first, at most the second.
+AUTO_ROUNDS = (3, 10)

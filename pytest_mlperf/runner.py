@@ -33,6 +33,7 @@ class CaseRunner:
         before_performance_run: Callable[[], None] = lambda: None,
         repeat: int = 1,
         gate: Callable[[str, list[dict[str, Any]]], list[str]] | None = None,
+        decided: Callable[[str, list[dict[str, Any]]], bool] | None = None,
     ) -> None:
         self._harness = harness
         self.nodeid = nodeid
@@ -45,6 +46,8 @@ class CaseRunner:
         self._before_performance_run = before_performance_run
         self._repeat = repeat
         self._gate = gate
+        # --mlperf-repeat auto: asked after each performance run whether the gate's verdict is settled.
+        self._decided = decided
         self.results: list[RunResult] = []
 
     @property
@@ -132,6 +135,8 @@ class CaseRunner:
                 if mode == "performance":
                     self._before_performance_run()
                 results.append(self._harness.run(case, collect))
+                if mode == "performance" and self._decided is not None and self._decided(self.nodeid, records):
+                    break
             finished = True
         finally:
             # The case's verdict is composed here, once, then every run is recorded once: a run that raised is

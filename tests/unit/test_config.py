@@ -11,6 +11,7 @@ from pytest_mlperf.config import (
     UsageProblem,
     parse_accuracy,
     parse_mode,
+    parse_repeat,
     parse_scenarios,
     thresholds_from_marker,
 )
@@ -92,6 +93,16 @@ def test_every_scenario_has_a_percentile_rule() -> None:
     from pytest_mlperf.rules import LATENCY_PERCENTILE, SMOKE_MIN_QUERIES
 
     assert set(LATENCY_PERCENTILE) == set(SCENARIOS) == set(SMOKE_MIN_QUERIES)
+
+
+def test_repeat_is_a_whole_number_or_auto() -> None:
+    assert parse_repeat("1") == (False, 1)  # the declared default; an unset option never reaches the parser
+    assert parse_repeat("4") == (False, 4)
+    assert parse_repeat(" Auto ") == (True, 10)
+    with pytest.raises(UsageProblem, match="--mlperf-repeat: 'many' is not a whole number or auto; write e\\.g\\."):
+        parse_repeat("many")
+    with pytest.raises(UsageProblem, match="--mlperf-repeat: 0 is not valid; it must be 1 or more"):
+        parse_repeat("0")
 
 
 def test_readme_documents_every_option() -> None:
