@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pytest_mlperf.errors import ModelError
 
 if TYPE_CHECKING:  # the plugin imports this module to register the built-in backends; numpy comes with a run
     import numpy as np
@@ -40,6 +43,39 @@ class BackendOptions:
         if self.extra:
             out["options"] = dict(self.extra)
         return out
+
+    def refuse_unknown(self, engine: str, keys: Sequence[str], reads: str) -> None:
+        """Raise ModelError for an ``--mlperf-backend-option`` key the *engine* does not read; *reads* explains the
+        keys it does."""
+        unknown = sorted({key for key, _ in self.extra} - set(keys))
+        if unknown:
+            raise ModelError(
+                f"--mlperf-backend-option {unknown[0]}=...: the {engine} backend has no option {unknown[0]!r}; "
+                f"it reads: {reads}"
+            )
+
+
+def as_feeds(inputs: Inputs, input_names: Sequence[str], model: object) -> Mapping[str, np.ndarray]:
+    """*inputs* by input name: one array feeds a one-input model's only input; a mapping passes as it is."""
+    if isinstance(inputs, Mapping):
+        return inputs
+    if len(input_names) != 1:
+        raise ModelError(
+            f"{model} has {len(input_names)} inputs ({', '.join(input_names)}) but the dataset gives one array; "
+            "give the dataset a mapping of input name -> array"
+        )
+    return {input_names[0]: inputs}
+
+
+def model_file(model: Path | str) -> Path:
+    """*model* as a Path to an existing file, or ModelError saying how to provide it."""
+    path = Path(model)
+    if not path.is_file():
+        raise ModelError(
+            f"model file not found: {path} (relative paths start at {Path.cwd()}); check the path, or "
+            "provision the model through the mlperf_assets fixture (see --mlperf-asset NAME=PATH)"
+        )
+    return path
 
 
 @runtime_checkable

@@ -1,0 +1,241 @@
+"""LiteRT engine: the .tflite written from the numpy weights agrees with ONNX Runtime, runs the digits suite, and
+records its options; one interpreter per inference thread."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ai_edge_litert")
+
+import onnxruntime as ort
+
+from pytest_mlperf.backends.base import BackendOptions
+from pytest_mlperf.backends.litert import LiteRtBackend
+from pytest_mlperf.config import RunConfig
+from pytest_mlperf.errors import ModelError
+from pytest_mlperf.harness import Harness
+from pytest_mlperf.models.digits import build_digits_onnx, digits_logits, load_digits, train_digits_cnn
+from pytest_mlperf.models.digits_formats import digits_model_for
+from pytest_mlperf.models.digits_tflite import build_digits_tflite, ensure_digits_tflite
+
+SUITES = Path(__file__).resolve().parents[2] / "suites"
+# fp32 logits of a few units; the engines sum in different orders, so they agree to ~1e-5, not bit for bit.
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def weights() -> dict[str, np.ndarray]:
+    return train_digits_cnn()
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return load_digits()[0]
+
+
+@pytest.fixture(scope="module")
+def tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_digits_tflite(tmp_path_factory.mktemp("cache"))
+
+
+def litert(model: Path, **extra: str) -> LiteRtBackend:
+    return LiteRtBackend(model, BackendOptions(extra=tuple(extra.items())))
+
+
+def ops(backend: LiteRtBackend) -> list[str]:
+    # The interpreter's execution plan: a DELEGATE node stands for the ops a delegate took over.
+    details: list[dict[str, Any]] = backend._interpreter._get_ops_details()
+    return [str(op["op_name"]) for op in details]
+
+
+@pytest.mark.parametrize("delegate", ["xnnpack", "none"])
+def test_logits_match_onnxruntime_and_the_numpy_reference(
+    weights: dict[str, np.ndarray], images: np.ndarray, tflite: Path, delegate: str
+) -> None:
+    session = ort.InferenceSession(build_digits_onnx(weights), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": images})[0]
+    backend = litert(tflite, delegate=delegate)
+    got = backend.run(images)["logits"]
+    assert got.shape == (len(images), 10) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(got, digits_logits(weights, images), rtol=0, atol=ATOL)
+    # The logits are not all alike: a graph that ignored its input would fail here.
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+    assert len(np.unique(got.argmax(axis=1))) == 10
+
+
+def test_the_batch_axis_is_resized_to_each_batch(
+    weights: dict[str, np.ndarray], images: np.ndarray, tflite: Path
+) -> None:
+    backend = litert(tflite)
+    assert backend.max_batch is None and backend.describe()["batch_axis"] == "dynamic"
+    reference = digits_logits(weights, images[:41])
+    start = 0
+    for size in (1, 7, 32, 1):  # grows, shrinks and grows again: each resize must reallocate correctly
+        out = backend.run(images[start : start + size])["logits"]
+        np.testing.assert_allclose(out, reference[start : start + size], rtol=0, atol=ATOL)
+        start += size
+
+
+def test_a_fixed_batch_model_is_cut_and_padded(
+    weights: dict[str, np.ndarray], images: np.ndarray, tmp_path: Path
+) -> None:
+    model = tmp_path / "digits-b4.tflite"
+    model.write_bytes(build_digits_tflite(weights, batch=4))
+    backend = litert(model)
+    assert backend.max_batch == 4 and backend.describe()["batch_axis"] == 4
+    for n in (1, 4, 10):
+        np.testing.assert_allclose(
+            backend.run(images[:n])["logits"], digits_logits(weights, images[:n]), rtol=0, atol=ATOL
+        )
+    harness = Harness(RunConfig(backend="litert", batch_size=32), tmp_path)
+    assert harness.batch_size(backend) == 4
+
+
+def test_xnnpack_is_on_by_default_and_off_with_delegate_none(tflite: Path) -> None:
+    default, off = litert(tflite), litert(tflite, delegate="none")
+    assert "DELEGATE" in ops(default)
+    assert "DELEGATE" not in ops(off)
+    assert {"CONV_2D", "FULLY_CONNECTED"} <= set(ops(off))
+    assert default.describe()["delegate"] == "xnnpack"
+    assert off.describe() == default.describe() | {"delegate": "none", "options": {"delegate": "none"}}
+
+
+def test_options_are_recorded(tflite: Path) -> None:
+    backend = litert(tflite, threads="1", delegate="none")
+    described = backend.describe()
+    assert described["threads"] == 1 and described["delegate"] == "none"
+    assert described["version"] and described["options"] == {"threads": "1", "delegate": "none"}
+    # Without the option the interpreter follows --mlperf-threads (BackendOptions.intra_op_threads).
+    assert LiteRtBackend(tflite, BackendOptions(intra_op_threads=2)).describe()["threads"] == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"threads": "two"}, "threads=two: the litert backend needs a whole number >= 0"),
+        ({"threads": "-1"}, "threads=-1: the litert backend needs a whole number >= 0"),
+        ({"delegate": "gpu"}, "delegate=gpu: not xnnpack or none, and no delegate library exists at that path"),
+        ({"providers": "x"}, "the litert backend has no option 'providers'; it reads: threads=N"),
+    ],
+)
+def test_a_bad_option_is_a_clear_error(tflite: Path, extra: dict[str, str], message: str) -> None:
+    with pytest.raises(ModelError, match=message.replace("(", r"\(")):
+        litert(tflite, **extra)
+
+
+# LiteRT's Delegate.__del__ reads an attribute its failed constructor never set; that noise is LiteRT's, not ours.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_file_that_is_not_a_delegate_library_is_refused(tflite: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "libfake_delegate.so"
+    fake.write_bytes(b"not an ELF file")
+    with pytest.raises(ModelError, match=r"delegate=.*libfake_delegate\.so: LiteRT could not load it as a delegate"):
+        litert(tflite, delegate=str(fake))
+
+
+def test_a_broken_model_file_is_a_clear_error(tflite: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(tflite.read_bytes()[:100])
+    with pytest.raises(ModelError, match=r"litert could not load .*broken\.tflite.*delete it and provision it again"):
+        litert(broken)
+    with pytest.raises(ModelError, match="model file not found"):
+        litert(tmp_path / "absent.tflite")
+
+
+def test_wrong_input_shape_or_dtype_is_a_clear_error(tflite: Path, images: np.ndarray) -> None:
+    backend = litert(tflite)
+    with pytest.raises(ModelError, match=r"input 'input' has shape \[-1, 1, 8, 8\].*cannot take shape \[4, 8, 8, 1\]"):
+        backend.run(np.ascontiguousarray(images[:4].transpose(0, 2, 3, 1)))
+    with pytest.raises(ModelError, match=r"input 'input' takes float32.*the dataset gave float64"):
+        backend.run(images[:4].astype(np.float64))
+
+
+def test_the_tflite_is_built_once_reproducibly_and_cached(weights: dict[str, np.ndarray], tmp_path: Path) -> None:
+    assert build_digits_tflite(weights) == build_digits_tflite(weights)
+    first = ensure_digits_tflite(tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert digits_model_for("litert", tmp_path) == first
+    assert first.stat().st_mtime_ns == stamp
+    assert first.read_bytes()[4:8] == b"TFL3"
+    assert first.read_bytes() == build_digits_tflite(weights)
+
+
+def test_each_inference_thread_gets_its_own_interpreter(
+    weights: dict[str, np.ndarray], images: np.ndarray, tflite: Path, tmp_path: Path
+) -> None:
+    harness = Harness(RunConfig(backend="litert", workers=2), tmp_path)
+    backends = harness.backends_for(tflite, count=2, engine="litert")
+    assert len(backends) == 2
+    assert backends[0] is not backends[1]
+    assert backends[0]._interpreter is not backends[1]._interpreter  # type: ignore[attr-defined]
+    assert harness.backends_for(tflite, count=2, engine="litert") == backends  # made once per session
+    reference = digits_logits(weights, images)
+    errors: list[str] = []
+
+    def work(backend: Any, size: int) -> None:
+        # Different batch sizes per thread: a shared interpreter would be resized under the other thread's feet.
+        for start in range(0, len(images) - size, size):
+            out = backend.run(images[start : start + size])["logits"]
+            if not np.allclose(out, reference[start : start + size], rtol=0, atol=ATOL):
+                errors.append(f"batch of {size} at {start}")
+
+    threads = [threading.Thread(target=work, args=(b, size)) for b, size in zip(backends, (3, 17), strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    harness.close()
+
+
+def _accuracy(doc: dict[str, Any], engine: str) -> float:
+    runs = [r for r in doc["runs"] if r["backend"] == engine and r["mode"] == "accuracy"]
+    assert runs, f"no accuracy run for {engine}"
+    top1 = {float(r["metrics"]["accuracy"]["top1"]) for r in runs}
+    assert len(top1) == 1, f"{engine}: accuracy differs between scenarios: {top1}"
+    return top1.pop()
+
+
+@pytest.mark.slow
+def test_the_digits_suite_runs_on_litert_as_accurately_as_onnxruntime(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    results = tmp_path / "results.json"
+    result = pytester.runpytest_subprocess(
+        str(SUITES / "test_digits.py"), "--mlperf-backends=onnxruntime,litert", f"--mlperf-results={results}",
+        f"--mlperf-log-dir={tmp_path / 'logs'}", f"--mlperf-cache-dir={tmp_path / 'cache'}",
+        "--mlperf-min-duration-ms=300", "-p", "no:cacheprovider", timeout=600,
+    )
+    result.assert_outcomes(passed=16)
+    result.stdout.fnmatch_lines(["*test_digits?litert-Offline-accuracy?*PASS*"])
+    doc = json.loads(results.read_text())
+    assert abs(_accuracy(doc, "litert") - _accuracy(doc, "onnxruntime")) <= 0.001
+    assert _accuracy(doc, "litert") >= 0.97
+    for run in (r for r in doc["runs"] if r["backend"] == "litert"):
+        options = run["backend_options"]
+        assert options["delegate"] == "xnnpack" and options["threads"] >= 1 and options["version"]
+        assert run["model"] == "digits-cnn" and len(run["model_sha256"]) == 64
+
+
+@pytest.mark.slow
+def test_engine_options_reach_litert_alone(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    result = pytester.runpytest_subprocess(
+        str(SUITES / "test_digits.py"), "--mlperf-backends=onnxruntime,litert", "-k", "Offline-accuracy",
+        "--mlperf-backend-option=litert.threads=1", "--mlperf-backend-option=litert.delegate=none",
+        f"--mlperf-results={results}", f"--mlperf-log-dir={tmp_path / 'logs'}",
+        f"--mlperf-cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider", timeout=300,
+    )
+    # onnxruntime refuses keys it does not read, so it passing shows the litert.* keys did not reach it.
+    result.assert_outcomes(passed=2)
+    runs = {r["backend"]: r for r in json.loads(results.read_text())["runs"]}
+    assert runs["litert"]["backend_options"]["threads"] == 1
+    assert runs["litert"]["backend_options"]["delegate"] == "none"
+    assert runs["litert"]["backend_options"]["options"] == {"threads": "1", "delegate": "none"}
+    assert "options" not in runs["onnxruntime"]["backend_options"]
