@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -81,11 +82,45 @@ def ensure_built(cache_dir: Path, name: str, build: Callable[[], bytes], *, what
     build it once: the others wait on a file lock, then reuse it. The sidecar is written last, so a crash between
     the two writes leaves a mismatch that the next call rebuilds.
     """
+
+    def make(path: Path) -> None:
+        data = build()
+        atomic_write(path, data)
+        atomic_write(_sidecar(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode("ascii"))
+
+    return _build_once(cache_dir, name, _intact, make, what)
+
+
+def ensure_built_dir(cache_dir: Path, name: str, build: Callable[[Path], None], *, what: str) -> Path:
+    """Return the directory ``cache_dir/name``, building it first when it is missing (a SavedModel, say).
+
+    *build* fills a fresh temporary directory beside it, which is then renamed into place: a rename is atomic, so
+    the name only ever holds a whole build, and a crash leaves a hidden temporary that the next build ignores. Put
+    what decides the contents (a recipe hash) into *name*. The same file lock as :func:`ensure_built` makes
+    parallel processes build it once.
+    """
+
+    def make(path: Path) -> None:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        try:
+            build(tmp)
+            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide shared caches from other users of a runner
+            os.rename(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    return _build_once(cache_dir, name, Path.is_dir, make, what)
+
+
+def _build_once(
+    cache_dir: Path, name: str, ready: Callable[[Path], bool], make: Callable[[Path], None], what: str
+) -> Path:
     from filelock import FileLock, Timeout
 
     parts = tuple(name.split("/"))
     path = Path(cache_dir).expanduser().joinpath(*parts)
-    if _intact(path):
+    if ready(path):
         return path
     try:
         path = cache_file(Path(cache_dir), *parts)
@@ -94,12 +129,10 @@ def ensure_built(cache_dir: Path, name: str, build: Callable[[], bytes], *, what
     lock = path.with_name(path.name + ".lock")
     try:
         with FileLock(str(lock), timeout=BUILD_LOCK_TIMEOUT_S):
-            if _intact(path):  # another process built it while this one waited
+            if ready(path):  # another process built it while this one waited
                 return path
-            data = build()
             try:
-                atomic_write(path, data)
-                atomic_write(_sidecar(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode("ascii"))
+                make(path)
             except OSError as exc:
                 raise ProvisioningError(
                     f"{what}: cannot write {path} ({exc}); point --mlperf-cache-dir at a writable directory with "

@@ -38,6 +38,12 @@ def test_packaged_manifests_declare_the_issue_assets() -> None:
     assert resnet.layout["label_offset"] == -1
     assert resnet.layout["input_shape"] == [-1, 3, 224, 224]
 
+    tf_resnet = catalog["resnet50-v1.5-tf"]
+    assert tf_resnet.url == "https://zenodo.org/record/2535873/files/resnet50_v1.pb"
+    assert tf_resnet.md5 == "7b94a2da05dd30f6c0af23a46bc08886"
+    assert tf_resnet.layout["format"] == "tf-frozen-graph" and tf_resnet.layout["data_format"] == "NHWC"
+    assert tf_resnet.layout["outputs"] == ["ArgMax:0", "softmax_tensor:0"]
+
     eff = catalog["efficientnet-lite0-pth"]
     assert eff.source == "python-package"
     assert eff.package is not None

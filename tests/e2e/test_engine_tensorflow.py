@@ -1,0 +1,234 @@
+"""TensorFlow engine: the SavedModel built from the numpy weights agrees with ONNX Runtime and runs the digits suite;
+frozen GraphDefs (the MLPerf ResNet50 .pb's format) load through tf.compat.v1; options are recorded."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+import onnxruntime as ort
+import tensorflow as tf
+
+from pytest_mlperf.backends.base import BackendOptions
+from pytest_mlperf.backends.tensorflow import TensorFlowBackend
+from pytest_mlperf.errors import ModelError
+from pytest_mlperf.models.digits import build_digits_onnx, digits_logits, load_digits, train_digits_cnn
+from pytest_mlperf.models.digits_formats import digits_model_for
+from pytest_mlperf.models.digits_tensorflow import ensure_digits_savedmodel
+
+SUITES = Path(__file__).resolve().parents[2] / "suites"
+# fp32 logits of a few units; the engines sum in different orders, so they agree to ~1e-5, not bit for bit.
+ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def weights() -> dict[str, np.ndarray]:
+    return train_digits_cnn()
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return load_digits()[0]
+
+
+@pytest.fixture(scope="module")
+def savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_digits_savedmodel(tmp_path_factory.mktemp("cache"))
+
+
+def tensorflow(model: Path, **extra: str) -> TensorFlowBackend:
+    return TensorFlowBackend(model, BackendOptions(extra=tuple(extra.items())))
+
+
+def frozen_graph(weights: dict[str, np.ndarray], path: Path, batch: int | None = None) -> Path:
+    """The digits CNN as a frozen GraphDef shaped like the MLPerf ResNet50 .pb: an NHWC placeholder
+    ``input_tensor``, and ``ArgMax`` and ``softmax_tensor`` outputs, weights as constants."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [batch, 8, 8, 1], name="input_tensor")
+        conv = tf.nn.conv2d(x, tf.constant(weights["conv1.weight"].transpose(2, 3, 1, 0)), 1, "SAME")
+        pooled = tf.nn.max_pool2d(tf.nn.relu(conv + weights["conv1.bias"]), 2, 2, "VALID")
+        flat = tf.reshape(tf.transpose(pooled, [0, 3, 1, 2]), [-1, 256])
+        hidden = tf.nn.relu(tf.matmul(flat, tf.constant(weights["fc1.weight"].T)) + weights["fc1.bias"])
+        logits = tf.matmul(hidden, tf.constant(weights["fc2.weight"].T)) + weights["fc2.bias"]
+        tf.argmax(logits, axis=1, name="ArgMax")
+        tf.nn.softmax(logits, name="softmax_tensor")
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    return path
+
+
+def nhwc(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_savedmodel_logits_match_onnxruntime_and_the_numpy_reference(
+    weights: dict[str, np.ndarray], images: np.ndarray, savedmodel: Path
+) -> None:
+    session = ort.InferenceSession(build_digits_onnx(weights), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": images})[0]
+    backend = tensorflow(savedmodel)
+    assert backend.input_names == ("input",) and backend.output_names == ("logits",)
+    got = backend.run(images)["logits"]
+    assert got.shape == (len(images), 10) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(got, digits_logits(weights, images), rtol=0, atol=ATOL)
+    assert len(np.unique(got.argmax(axis=1))) == 10
+    for size in (1, 7):  # the batch axis is free
+        np.testing.assert_allclose(backend.run(images[:size])["logits"], expected[:size], rtol=0, atol=ATOL)
+    backend.close()
+
+
+def test_the_savedmodel_is_built_once_into_place_and_identified_by_content(tmp_path: Path) -> None:
+    first = ensure_digits_savedmodel(tmp_path)
+    stamp = (first / "saved_model.pb").stat().st_mtime_ns
+    assert digits_model_for("tensorflow", tmp_path) == first
+    assert (first / "saved_model.pb").stat().st_mtime_ns == stamp, "the cached SavedModel was rebuilt"
+    assert first.name.endswith(".savedmodel") and first.parent.name == "tensorflow"
+    assert [p.name for p in first.parent.iterdir() if p.name.endswith(".tmp")] == [], "a build temporary was left"
+    identity = tensorflow(first).model_identity
+    assert identity is not None and identity.startswith("sha256:")
+    assert tensorflow(first).model_identity == identity
+    (first / "assets" / "extra.txt").write_text("changed")
+    assert tensorflow(first).model_identity != identity, "the identity must cover every file of the directory"
+
+
+def test_options_are_recorded(savedmodel: Path) -> None:
+    backend = tensorflow(savedmodel, threads="1", inter_op_threads="2")
+    described = backend.describe()
+    assert (described["threads"], described["inter_op_threads"]) == (1, 2)
+    assert described["format"] == "savedmodel" and described["signature"] == "serving_default"
+    assert described["version"] == tf.__version__
+    assert described["options"] == {"threads": "1", "inter_op_threads": "2"}
+    # Without the options the session follows --mlperf-threads and BackendOptions.inter_op_threads.
+    default = TensorFlowBackend(savedmodel, BackendOptions(intra_op_threads=3, inter_op_threads=1)).describe()
+    assert (default["threads"], default["inter_op_threads"]) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"threads": "many"}, "threads=many: the tensorflow backend needs a whole number >= 0"),
+        ({"inter_op_threads": "-2"}, "inter_op_threads=-2: the tensorflow backend needs a whole number >= 0"),
+        ({"signature": "predict"}, "has no signature 'predict'; its signatures are serving_default"),
+        ({"delegate": "none"}, "the tensorflow backend has no option 'delegate'; it reads: threads=N"),
+        ({"data_format": "CHW"}, "data_format=CHW: use NCHW .* or NHWC"),
+    ],
+)
+def test_a_bad_option_is_a_clear_error(savedmodel: Path, extra: dict[str, str], message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        tensorflow(savedmodel, **extra)
+
+
+def test_a_frozen_graph_loads_by_tensor_name_like_the_mlperf_resnet50_pb(
+    weights: dict[str, np.ndarray], images: np.ndarray, tmp_path: Path
+) -> None:
+    model = frozen_graph(weights, tmp_path / "frozen.pb")
+    reference = digits_logits(weights, images)
+    named = tensorflow(model, inputs="input_tensor:0", outputs="ArgMax:0,softmax_tensor:0")
+    assert named.output_names == ("ArgMax:0", "softmax_tensor:0")  # in the order given: classification reads the first
+    out = named.run(nhwc(images))
+    np.testing.assert_array_equal(out["ArgMax:0"], reference.argmax(axis=1))
+    np.testing.assert_allclose(out["softmax_tensor:0"], softmax(reference), rtol=0, atol=1e-5)
+    assert named.describe()["format"] == "frozen_graph" and named.model_identity is None  # the harness hashes it
+    # data_format=NHWC feeds the datasets' NCHW batches (the ImageNet dataset's layout) to an NHWC graph.
+    transposed = tensorflow(model, outputs="ArgMax:0", data_format="NHWC")
+    np.testing.assert_array_equal(transposed.run(images)["ArgMax:0"], reference.argmax(axis=1))
+    assert transposed.describe()["data_format"] == "NHWC"
+    # Unnamed, the placeholders are the inputs and the tensors no op consumes are the outputs.
+    found = tensorflow(model)
+    assert found.input_names == ("input_tensor:0",)
+    assert set(found.output_names) == {"ArgMax:0", "softmax_tensor:0"}
+
+
+def test_a_frozen_graph_with_a_fixed_batch_is_cut_and_padded(
+    weights: dict[str, np.ndarray], images: np.ndarray, tmp_path: Path
+) -> None:
+    backend = tensorflow(frozen_graph(weights, tmp_path / "b1.pb", batch=1), outputs="ArgMax:0")
+    assert backend.max_batch == 1
+    expected = digits_logits(weights, images[:5]).argmax(axis=1)
+    np.testing.assert_array_equal(backend.run(nhwc(images[:5]))["ArgMax:0"], expected)
+
+
+def test_bad_frozen_graphs_and_tensor_names_are_clear_errors(
+    weights: dict[str, np.ndarray], images: np.ndarray, tmp_path: Path
+) -> None:
+    model = frozen_graph(weights, tmp_path / "frozen.pb")
+    with pytest.raises(ModelError, match=r"has no tensor 'logits:0'.*its placeholders are input_tensor:0"):
+        tensorflow(model, outputs="logits:0")
+    garbage = tmp_path / "garbage.pb"
+    garbage.write_bytes(b"\xff" * 64)
+    with pytest.raises(ModelError, match=r"could not load .*garbage\.pb as a frozen GraphDef"):
+        tensorflow(garbage)
+    with pytest.raises(ModelError, match=r"is a directory but not a SavedModel"):
+        tensorflow(tmp_path)
+    with pytest.raises(ModelError, match="model not found"):
+        tensorflow(tmp_path / "absent.pb")
+    with pytest.raises(ModelError, match=r"refused the batch \{'input_tensor:0': \[3, 1, 8, 8\]\}"):
+        tensorflow(model).run(images[:3])  # NCHW into an NHWC graph
+
+
+def test_one_session_serves_concurrent_threads(
+    weights: dict[str, np.ndarray], images: np.ndarray, savedmodel: Path
+) -> None:
+    backend = tensorflow(savedmodel)
+    assert backend.thread_safe is True
+    reference = digits_logits(weights, images)
+    errors: list[str] = []
+
+    def work(size: int) -> None:
+        for start in range(0, 400, size):
+            out = backend.run(images[start : start + size])["logits"]
+            if not np.allclose(out, reference[start : start + size], rtol=0, atol=ATOL):
+                errors.append(f"batch of {size} at {start}")
+
+    threads = [threading.Thread(target=work, args=(size,)) for size in (3, 17)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def _accuracy(doc: dict[str, Any], engine: str) -> float:
+    runs = [r for r in doc["runs"] if r["backend"] == engine and r["mode"] == "accuracy"]
+    assert runs, f"no accuracy run for {engine}"
+    top1 = {float(r["metrics"]["accuracy"]["top1"]) for r in runs}
+    assert len(top1) == 1, f"{engine}: accuracy differs between scenarios: {top1}"
+    return top1.pop()
+
+
+@pytest.mark.slow
+def test_the_digits_suite_runs_on_tensorflow_as_accurately_as_onnxruntime(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    results = tmp_path / "results.json"
+    result = pytester.runpytest_subprocess(
+        str(SUITES / "test_digits.py"), "--mlperf-backends=onnxruntime,tensorflow",
+        "--mlperf-backend-option=tensorflow.threads=1", f"--mlperf-results={results}",
+        f"--mlperf-log-dir={tmp_path / 'logs'}", f"--mlperf-cache-dir={tmp_path / 'cache'}",
+        "--mlperf-min-duration-ms=300", "-p", "no:cacheprovider", timeout=600,
+    )
+    result.assert_outcomes(passed=16)
+    result.stdout.fnmatch_lines(["*test_digits?tensorflow-Offline-accuracy?*PASS*"])
+    doc = json.loads(results.read_text())
+    assert abs(_accuracy(doc, "tensorflow") - _accuracy(doc, "onnxruntime")) <= 0.001
+    assert _accuracy(doc, "tensorflow") >= 0.97
+    for run in (r for r in doc["runs"] if r["backend"] == "tensorflow"):
+        options = run["backend_options"]
+        assert options["threads"] == 1 and options["format"] == "savedmodel" and options["version"] == tf.__version__
+        assert options["options"] == {"threads": "1"}
+        # A SavedModel is a directory: the run is identified by the backend's digest of its files.
+        assert run["model_identity"].startswith("sha256:") and run["model_sha256"] is None
+    assert all("options" not in r["backend_options"] for r in doc["runs"] if r["backend"] == "onnxruntime")
