@@ -35,6 +35,8 @@ from typing import Any
 import mlperf_loadgen as lg  # only for the bare Server reference; the harness path goes through the package
 import numpy as np
 import onnxruntime as ort
+from engine_models import ENGINES as ENGINE_CONVERTED
+from engine_models import engine_model
 from models import MODELS, ensure_model
 
 from pytest_mlperf.backends import create_backend
@@ -281,6 +283,7 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
     dataset = ArrayDataset(inputs, name=f"{name}-random", synthetic_inputs=True)
     batch = RunConfig().batch_size
     sess = _session(path, threads)
+    path = engine_model(path, ENGINE)  # a SavedModel or .tflite for engines that do not read ONNX
     if ENGINE == "onnxruntime":
         infer = bare_infer(sess)
     else:  # the engine's own wrapper called in a loop: its bare speed, without LoadGen or the harness
@@ -535,8 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--backend",
         default="onnxruntime",
-        help="engine for the harness and the bare loop: onnxruntime, or another that reads ONNX (openvino, tvm, "
-        "tensorrt); the bare loop then calls that engine's backend.run, and the LoadGen floor is left out",
+        help="engine for the harness and the bare loop: onnxruntime, another that reads ONNX (openvino, tvm, "
+        "tensorrt), or litert / tensorflow (the models converted with TensorFlow); the bare loop then calls that "
+        "engine's backend.run, and the LoadGen floor is left out",
     )
     parser.add_argument("--json", type=Path, help="also write the raw numbers to this file")
     parser.add_argument("--keep-logs", type=Path, help="write LoadGen logs here instead of a temporary directory")
@@ -554,10 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     global RECORD_LATENCIES, ENGINE
     RECORD_LATENCIES = args.record_latencies
     ENGINE = args.backend
-    if ENGINE not in ("onnxruntime", "openvino", "tvm", "tensorrt"):
+    if ENGINE not in ("onnxruntime", "openvino", "tvm", "tensorrt", *ENGINE_CONVERTED):
         parser.error(
             f"--backend {ENGINE}: the benchmark's models are ONNX files, which {ENGINE} does not read; use "
-            "onnxruntime, openvino, tvm or tensorrt"
+            f"onnxruntime, openvino, tvm, tensorrt, or {' or '.join(ENGINE_CONVERTED)} (converted with TensorFlow)"
         )
     try:
         rows: list[Row] = []
