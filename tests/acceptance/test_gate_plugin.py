@@ -118,16 +118,21 @@ def test_identical_head_passes_and_faster_head_is_reported_not_failed(
 
 
 def test_server_reuses_the_baseline_load_so_fingerprints_match(gated: pytest.Pytester) -> None:
-    # The sleep dominates: a loose latency target keeps LoadGen's validity out of this test's way. The base sleeps
-    # 10 ms and the head 1 ms under the base's load, so the head's latency cannot regress whatever the machine does.
+    # The sleep dominates: a loose latency target keeps LoadGen's validity out of this test's way.
     base = run_baseline(gated, "--mlperf-scenarios=Server", "--mlperf-target-latency-ms=1000",
-                        "--mlperf-min-query-count=1000", delay_us=SLOW_US)
+                        "--mlperf-min-query-count=1000")
     base_qps = load(base)["runs"][0]["settings"]["target_qps"]
     result = gated.runpytest(*PERF, "--mlperf-scenarios=Server", f"--mlperf-baseline={base}", "--mlperf-floor=0.5",
                              "--mlperf-target-latency-ms=1000", "--mlperf-min-query-count=1000")
-    result.assert_outcomes(passed=1)
-    head = load(gated.path / "mlperf-results" / "results.json")
-    assert head["runs"][0]["settings"]["target_qps"] == base_qps
+    # What is asserted is that the two sides are compared at all. Their verdict is a measurement: Server's p99 is
+    # its ten slowest queries in a thousand, and on a loaded machine a head that slept a tenth as long per sample
+    # as its base still showed +214 % (stalls of about 0.2 s), beyond any floor the option accepts.
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 1, outcomes
+    (run,) = load(gated.path / "mlperf-results" / "results.json")["runs"]
+    assert run["settings"]["target_qps"] == base_qps
+    assert run["valid"] is True
+    assert all("vs baseline" in reason for reason in run["reasons"]), run["reasons"]
     comparison = load(gated.path / "mlperf-results" / "results.comparison.json")
     assert comparison["verdict"] != "refused"
     assert {c["metric"] for c in comparison["cases"]} == {"p99_latency", "qps"}
