@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from action.github_io import GitHubIO
 
-RESULTS_SCHEMA_VERSION = 1
 Side = Literal["base", "head"]
 # pytest exit codes 0 (all passed) and 1 (some tests failed) still mean the session ran and wrote its results.
 _RAN = (0, 1)
@@ -84,20 +83,18 @@ def resolve_commit(workspace: Path, ref: str) -> str:
 
 
 def load_results(path: Path) -> dict[str, Any]:
-    """A results JSON written by the plugin, checked for the schema version this Action reads."""
+    """A results JSON written by the plugin, read by the plugin's one reader (older versions upgraded)."""
+    from pytest_mlperf.results import ResultsFileError, ResultsVersionError, read_document
+
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AbError(f"results file {path} is not readable JSON ({exc}); see the pytest output above") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
-        raise AbError(f"results file {path} has no `runs` list; was it written by pytest-mlperf?")
-    version = doc.get("schema_version")
-    if version != RESULTS_SCHEMA_VERSION:
+        return read_document(path)
+    except ResultsVersionError as exc:
         raise AbError(
-            f"results file {path} has schema_version {version!r} but this Action reads version "
-            f"{RESULTS_SCHEMA_VERSION}; use the Action release that matches the installed pytest-mlperf"
-        )
-    return doc
+            f"results file {exc} (the Action runs the pytest-mlperf of its own release: to read a newer file, "
+            "use a newer Action release)"
+        ) from None
+    except ResultsFileError as exc:
+        raise AbError(f"results file {exc}; see the pytest output above") from None
 
 
 def merge_results(paths: Sequence[Path]) -> dict[str, Any]:

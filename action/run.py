@@ -208,8 +208,9 @@ def execute(io: GitHubIO, inputs: Inputs, commands: Commands) -> int:
         head_sha = _head_sha(io)
         if baseline is not None:
             if baseline.is_file():
-                load_results(baseline)
-                shutil.copyfile(baseline, out / BASE)
+                # The document as read (a partial file's appended runs included), not the file: a copy would
+                # lose the runs file next to it.
+                (out / BASE).write_text(json.dumps(load_results(baseline), indent=1), encoding="utf-8")
             else:
                 notes.append(f"The baseline file {inputs.baseline_file} does not exist, so nothing was compared.")
                 io.warning(

@@ -76,20 +76,29 @@ FLOOR_MODELS = ("light",)
 class TimedBackend:
     """Wraps the harness's backend to add up the seconds spent inside ``run`` (two clock reads per call)."""
 
+    thread_safe = True
+    model_identity = None
+
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.name, self.version = inner.name, inner.version
         self.busy_s = 0.0
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: Any) -> Any:
         start = time.perf_counter()
         try:
             return self.inner.run(batch)
         finally:
             self.busy_s += time.perf_counter() - start
 
-    def warmup(self, sample: np.ndarray) -> None:
+    def warmup(self, sample: Any) -> None:
         self.inner.warmup(sample)
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 #: --record-latencies: run the harness with LoadGen's trace on, as the gate's sessions do.
@@ -108,10 +117,10 @@ class FixedSettingsHarness(Harness):
         self._fixed: dict[str, tuple[loadgen.SettingsSpec, dict[str, Any]]] = {}
         self.timed: dict[str, TimedBackend] = {}
 
-    def backend_for(self, model: Path | str) -> Backend:
+    def backends_for(self, model: Path | str, count: int = 1) -> list[Backend]:
         if str(model) not in self.timed:
-            self.timed[str(model)] = TimedBackend(super().backend_for(model))
-        return self.timed[str(model)]
+            self.timed[str(model)] = TimedBackend(super().backends_for(model)[0])
+        return [self.timed[str(model)]]
 
     def settings_for(self, case: Case, backend: Backend) -> tuple[loadgen.SettingsSpec, dict[str, Any]]:
         if case.id not in self._fixed:

@@ -12,6 +12,7 @@ from pytest_mlperf.backends.base import Backend
 from pytest_mlperf.config import Overrides
 from pytest_mlperf.datasets.base import Dataset
 from pytest_mlperf.rules import SMOKE_MIN_DURATION_MS, SMOKE_MIN_QUERIES
+from pytest_mlperf.tasks.base import Task
 
 #: Expected latency is set below the measured one so LoadGen pre-generates enough queries; running out
 #: of queries before min_duration makes a run INVALID, while surplus queries are simply never issued.
@@ -67,6 +68,7 @@ def _median_time(fn: Callable[[], object], budget_s: float, max_runs: int = 200)
 def measure(
     backend: Backend,
     dataset: Dataset,
+    task: Task,
     batch_size: int,
     kinds: tuple[str, ...],
     into: Calibration,
@@ -76,13 +78,13 @@ def measure(
     loaded = min(dataset.performance_count, max(batch_size, 8))
     if "single" in kinds and into.single_s is None:
         one = dataset.one(0)
-        into.single_s = _median_time(lambda: dataset.postprocess(backend.run(one)), budget_s)
+        into.single_s = _median_time(lambda: task.postprocess(backend.run(one)), budget_s)
     if "multi" in kinds and into.multi_s is None:
         eight = dataset.batch([i % loaded for i in range(8)])
-        into.multi_s = _median_time(lambda: dataset.postprocess(backend.run(eight)), budget_s)
+        into.multi_s = _median_time(lambda: task.postprocess(backend.run(eight)), budget_s)
     if "batch" in kinds and into.batch_qps is None:
         full = dataset.batch([i % loaded for i in range(batch_size)])
-        seconds = _median_time(lambda: dataset.postprocess(backend.run(full)), budget_s)
+        seconds = _median_time(lambda: task.postprocess(backend.run(full)), budget_s)
         into.batch_qps = batch_size / max(seconds, 1e-9)
     return into
 

@@ -22,6 +22,7 @@ from pytest_mlperf.gate.compare import (
 )
 from pytest_mlperf.gate.render import render_markdown, render_text
 from pytest_mlperf.gate.statistics import DEFAULT_ACCURACY_TOLERANCE, DEFAULT_ALPHA, DEFAULT_FLOOR, GatePolicy
+from pytest_mlperf.results import ResultsFileError, read_document
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 
@@ -112,21 +113,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(path: Path) -> Source:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _InputError(f"{path}: no such results file") from None
-    except OSError as exc:
-        raise _InputError(f"{path}: cannot be read ({exc.strerror})") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _InputError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); was the run interrupted while writing it?"
-        ) from None
-    if isinstance(document, dict) and document.get("schema_version") not in (None, 1):
-        raise _InputError(
-            f"{path}: schema_version {document.get('schema_version')!r}; this pytest-mlperf reads version 1"
-        )
+        document = read_document(path)
+    except ResultsFileError as exc:
+        raise _InputError(str(exc)) from None
+    for note in document.get("notes") or []:
+        print(f"pytest-mlperf: note: {note}", file=sys.stderr)
     return Source(str(path), document)
 
 

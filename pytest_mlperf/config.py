@@ -76,7 +76,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
                metavar="MS"),
     OptionSpec("min-qps", "Throughput floor in samples/s for Offline, Server and SingleStream. Default: the "
                "case's marker.", kind="float", metavar="QPS"),
-    OptionSpec("backend", "Inference backend: onnxruntime or noop (harness cost only). Default: "
+    OptionSpec("backend-option", "An engine-specific setting for the backend, as KEY=VALUE (e.g. outputs=ArgMax:0 "
+               "for onnxruntime); repeatable, the last value of a key wins (ini: one per line). Default: none.",
+               kind="list", metavar="KEY=VALUE"),
+    OptionSpec("backend", "Inference backend: onnxruntime, noop (harness cost only), or one a plugin adds "
+               "through pytest_mlperf_make_backend. Default: "
                "onnxruntime.", metavar="NAME"),
     OptionSpec("providers", "ONNX Runtime execution providers in priority order, comma-separated, e.g. "
                "CUDAExecutionProvider,CPUExecutionProvider. Default: CPUExecutionProvider.", metavar="LIST"),
@@ -168,6 +172,8 @@ class RunConfig:
     log_dir: Path = Path("mlperf-results/logs")
     thresholds: Thresholds = field(default_factory=Thresholds)
     backend: str = "onnxruntime"
+    #: ``--mlperf-backend-option`` pairs in the order given (the backend reads the last value of a key).
+    backend_options: tuple[tuple[str, str], ...] = ()
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     threads: int = 0
     batch_size: int = 32
@@ -254,7 +260,9 @@ def _positive(value: float | None, source: str, allow_zero: bool = False) -> Non
         raise UsageProblem(f"{source}: {value} is not valid; it must be {need}")
 
 
-def build_run_config(get: Callable[[OptionSpec], Any], rootdir: Path | None = None) -> RunConfig:
+def build_run_config(
+    get: Callable[[OptionSpec], Any], rootdir: Path | None = None, backend_names: Sequence[str] | None = None
+) -> RunConfig:
     """Validate raw option values (``get`` returns the flag, else the ini value, else None; a ListValue or None
     for list options). Relative paths from the ini file are taken from *rootdir*, those from flags from the cwd."""
     by = {spec.name: spec for spec in OPTIONS}
@@ -293,11 +301,14 @@ def build_run_config(get: Callable[[OptionSpec], Any], rootdir: Path | None = No
     )
     _positive(thresholds.latency_ms, "--mlperf-latency-bound-ms")
     _positive(thresholds.min_qps, "--mlperf-min-qps", allow_zero=True)
-    from pytest_mlperf.backends import BACKENDS
-
+    known = list(backend_names) if backend_names is not None else ["onnxruntime", "noop"]
     backend = (val("backend") or "onnxruntime").strip()
-    if backend not in BACKENDS:
-        raise UsageProblem(f"--mlperf-backend: unknown backend {backend!r}; valid backends are {', '.join(BACKENDS)}")
+    if backend not in known:
+        raise UsageProblem(
+            f"--mlperf-backend: unknown backend {backend!r}; valid backends are {', '.join(known)} (a plugin adds "
+            "more by implementing pytest_mlperf_make_backend and pytest_mlperf_backend_names)"
+        )
+    backend_options = parse_backend_options(val("backend-option"))
     providers = tuple(_split_list(val("providers"))) if val("providers") else ("CPUExecutionProvider",)
     threads = val("threads") if val("threads") is not None else 0
     batch_size = val("batch-size") if val("batch-size") is not None else 32
@@ -350,6 +361,7 @@ def build_run_config(get: Callable[[OptionSpec], Any], rootdir: Path | None = No
         log_dir=Path(val("log-dir") or "mlperf-results/logs"),
         thresholds=thresholds,
         backend=backend,
+        backend_options=backend_options,
         providers=providers,
         threads=int(threads),
         batch_size=int(batch_size),
@@ -357,6 +369,21 @@ def build_run_config(get: Callable[[OptionSpec], Any], rootdir: Path | None = No
         workers=int(workers),
         cache_dir=Path(val("cache-dir")).expanduser() if val("cache-dir") else default_cache_dir(),
     )
+
+
+def parse_backend_options(raw: ListValue | None) -> tuple[tuple[str, str], ...]:
+    """``KEY=VALUE`` items of --mlperf-backend-option (ini lines first, then flags)."""
+    pairs: list[tuple[str, str]] = []
+    for source, item, _ in _list_items(raw, Path.cwd()):
+        flag = "--mlperf-backend-option" if source == "cli" else "ini mlperf_backend_option"
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z_][\w.-]*", key.strip()):
+            raise UsageProblem(
+                f"{flag}: {item!r} is not KEY=VALUE; e.g. --mlperf-backend-option outputs=ArgMax:0 (KEY is a "
+                "setting of the chosen backend)"
+            )
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
 
 
 def _list_items(raw: ListValue | None, rootdir: Path) -> list[tuple[str, str, Path]]:
@@ -440,13 +467,12 @@ def parse_fraction(raw: Any, source: str) -> float:
 def load_baseline(path: Path, option: str = "--mlperf-baseline", role: str = "a baseline") -> Mapping[str, Any]:
     """Read and check a results JSON given to *option*; UsageProblem naming the file when it cannot serve."""
     from pytest_mlperf.gate.compare import ComparisonInputError, check_document
-    from pytest_mlperf.results import load_document
+    from pytest_mlperf.results import read_document
 
     if not path.is_file():
         raise UsageProblem(f"{option}: file not found: {path}; pass a results JSON of an earlier run")
     try:
-        document = load_document(path)
-        return check_document(str(path), document)
+        return check_document(str(path), read_document(path))
     except (ValueError, ComparisonInputError) as exc:
         raise UsageProblem(f"{option}: {path} cannot be used as {role}: {exc}") from None
 

@@ -19,6 +19,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pytest_mlperf.results import primary_metric
 from pytest_mlperf.rules import LATENCY_PERCENTILE, QPS_SCENARIOS
 
 FORMATS = ("gab-smaller", "gab-bigger", "bmf", "pytest-benchmark")
@@ -82,12 +83,10 @@ def _qps(runs: Sequence[Mapping[str, Any]]) -> list[float]:
 
 
 def _accuracy_key(runs: Sequence[Mapping[str, Any]]) -> str | None:
+    """The primary accuracy metric the runs' task names, if any run measured accuracy."""
     for run in runs:
-        accuracy = (run.get("metrics") or {}).get("accuracy")
-        if isinstance(accuracy, Mapping):
-            key = "top1" if "top1" in accuracy else next((k for k in accuracy if k != "count"), None)
-            if key is not None:
-                return str(key)
+        if isinstance((run.get("metrics") or {}).get("accuracy"), Mapping):
+            return primary_metric(run)
     return None
 
 

@@ -1,4 +1,4 @@
-"""Atomic file writes, streamed digests and checksum-verified built artefacts, shared by every cache and writer."""
+"""Atomic writes, durable appends, streamed digests and checksum-verified artefacts, shared by every writer."""
 
 from __future__ import annotations
 
@@ -36,6 +36,18 @@ def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def append_durably(path: Path, data: bytes) -> None:
+    """Append *data* with one write, then flush and fsync: once this returns, a crash cannot lose it.
+
+    A kill during the write can leave *data* cut short at the end of the file, never mixed into earlier bytes,
+    so a reader of appended lines only has to skip a torn last line.
+    """
+    with path.open("ab") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def file_sha256(path: Path) -> str:

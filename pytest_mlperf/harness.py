@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pytest_mlperf import calibrate
-from pytest_mlperf.backends import create_backend, describe
+from pytest_mlperf.backends import create_backend
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import RunConfig, Thresholds
-from pytest_mlperf.datasets.base import AccuracyCoverageError, Dataset
-from pytest_mlperf.errors import InferenceError, LoadGenError, ModelError
+from pytest_mlperf.datasets.base import Dataset
+from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfWarning, ModelError
 from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.loadgen import logs, trace
 from pytest_mlperf.loadgen import run as loadgen
+from pytest_mlperf.loadgen.userconf import parse_user_conf
 from pytest_mlperf.provenance import usable_cpus
 from pytest_mlperf.results import Metrics, RunResult, case_dirname
 from pytest_mlperf.rules import LATENCY_PERCENTILE
 from pytest_mlperf.sut import SutOptions, make_sut
+from pytest_mlperf.tasks.base import AccuracyCoverageError, Task
+from pytest_mlperf.tasks.base import describe as describe_task
+from pytest_mlperf.tasks.classification import Classification
 from pytest_mlperf.verdict import judge
 
 #: Scenarios whose performance runs record per-query latencies from the LoadGen trace. Offline issues a single
@@ -59,33 +64,74 @@ class Case:
     thresholds: Thresholds = field(default_factory=Thresholds)
     model_name: str | None = None  # the mlperf.conf/user.conf key, e.g. "resnet50"
     repeat: int = 0
+    #: What the outputs mean and how they are scored; None: the dataset's own ``task``, else classification.
+    task: Task | None = None
+
+    def resolved_task(self) -> Task:
+        task: Task | None = self.task or getattr(self.dataset, "task", None)
+        return task if task is not None else Classification()
+
+
+#: Makes a backend from (name, model, options): the plugin passes its ``pytest_mlperf_make_backend`` hook.
+BackendFactory = Callable[[str, "Path | str", BackendOptions], Backend]
 
 
 class Harness:
     """Per-session engine: caches backends and model digests so each case pays only for its own run."""
 
-    def __init__(self, config: RunConfig, rootdir: Path) -> None:
+    def __init__(self, config: RunConfig, rootdir: Path, make_backend: BackendFactory = create_backend) -> None:
         self.config = config
         self.rootdir = rootdir
-        self._backends: dict[tuple[str, str], Backend] = {}
+        self._make_backend = make_backend
+        self._backends: dict[tuple[str, str], list[Backend]] = {}
         self._digests: dict[str, str] = {}
         # Load targets of each (case id, scenario) already run this session: repeats run under the same load.
         self._targets: dict[tuple[str, str], float] = {}
         self._calibrations: dict[tuple[str, str, str, int], calibrate.Calibration] = {}
+        self._user_conf: dict[Path, list[tuple[str, str, str, str]]] = {}
 
     def backend_options(self) -> BackendOptions:
         cfg = self.config
-        return BackendOptions(providers=cfg.providers, intra_op_threads=cfg.threads, batch_size=cfg.batch_size)
+        return BackendOptions(
+            providers=cfg.providers,
+            intra_op_threads=cfg.threads,
+            batch_size=cfg.batch_size,
+            extra=cfg.backend_options,
+        )
+
+    def backends_for(self, model: Path | str, count: int = 1) -> list[Backend]:
+        """*count* instances for *model* when its engine is not thread-safe (one per inference thread), else one
+        shared instance; made once per session and model, closed by :meth:`close`."""
+        key = (self.config.backend, str(model))
+        made = self._backends.setdefault(key, [])
+        while not made or (not getattr(made[0], "thread_safe", True) and len(made) < count):
+            backend = self._make_backend(self.config.backend, model, self.backend_options())
+            if backend is None:
+                raise ModelError(
+                    f"no plugin made a backend called {self.config.backend!r} for {model}; check --mlperf-backend "
+                    "and the plugin that provides it (pytest_mlperf_make_backend)"
+                )
+            made.append(backend)
+        return made if not getattr(made[0], "thread_safe", True) else made[:1]
 
     def backend_for(self, model: Path | str) -> Backend:
-        key = (self.config.backend, str(model))
-        if key not in self._backends:
-            self._backends[key] = create_backend(self.config.backend, model, self.backend_options())
-        return self._backends[key]
+        return self.backends_for(model)[0]
+
+    def close(self) -> None:
+        """Release every backend made this session (sessions, device memory)."""
+        backends, self._backends = self._backends, {}
+        for made in backends.values():
+            for backend in made:
+                close = getattr(backend, "close", None)
+                if close is not None:
+                    close()
 
     def model_digest(self, model: Path | str) -> str | None:
         path = Path(model)
-        if not path.is_file():
+        try:
+            if not path.is_file():  # a server URL or another engine-specific reference
+                return None
+        except OSError:
             return None
         stat = path.stat()
         key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
@@ -146,7 +192,9 @@ class Harness:
         try:
             if fresh:
                 backend.warmup(case.dataset.one(0))
-            return calibrate.measure(backend, case.dataset, self.config.batch_size, kinds, cal)
+            return calibrate.measure(
+                backend, case.dataset, case.resolved_task(), self.batch_size(backend), kinds, cal
+            )
         finally:
             case.dataset.unload(warm)
 
@@ -189,25 +237,71 @@ class Harness:
             pass
         return samples
 
+    def batch_size(self, backend: Backend) -> int:
+        """The batch ceiling: --mlperf-batch-size, clamped to a model whose batch axis is fixed (recorded)."""
+        fixed = getattr(backend, "max_batch", None)
+        return min(self.config.batch_size, fixed) if isinstance(fixed, int) and fixed > 0 else self.config.batch_size
+
+    def latency_rule(self, case: Case, settings: Mapping[str, Any]) -> tuple[str | None, float | None]:
+        """The percentile and bound (ms) a run's latency is judged at.
+
+        Server is judged where LoadGen judged it: at the effective target_latency_percentile and target latency of
+        the detail log (mlperf.conf, user.conf or the smoke profile's bound), unless the command line gave a bound.
+        The other scenarios keep the rules' percentile and the case's bound.
+        """
+        percentile = LATENCY_PERCENTILE.get(case.scenario)
+        bound = case.thresholds.latency_ms
+        if case.scenario != "Server":
+            return percentile, bound
+        fraction = settings.get("target_latency_percentile")
+        if isinstance(fraction, int | float) and 0 < fraction < 1:
+            percentile = logs.percentile_name(float(fraction))
+        target_ns = settings.get("target_latency_ns")
+        if self.config.thresholds.latency_ms is None and isinstance(target_ns, int | float) and target_ns > 0:
+            bound = float(target_ns) / 1e6
+        return percentile, bound
+
+    def check_user_conf(self, case: Case) -> None:
+        """Warn when --mlperf-user-conf has lines, but none for this case: LoadGen would ignore them silently."""
+        path = self.config.user_conf
+        if path is None:
+            return
+        if path not in self._user_conf:
+            self._user_conf[path] = parse_user_conf(path.read_text(encoding="utf-8"), str(path))
+        entries = self._user_conf[path]
+        model = case.model_name or "*"
+        if not entries or any(m in (model, "*") and s in (case.scenario, "*") for m, s, _, _ in entries):
+            return
+        seen = sorted({f"{m}.{s}.{k}" for m, s, k, _ in entries})
+        models = sorted({m for m, _, _, _ in entries if m != "*"}) or ["*"]
+        shown = ", ".join(seen[:6]) + (" ..." if len(seen) > 6 else "")
+        named = f"model_name {case.model_name!r}" if case.model_name else "no model_name (only `*.` lines apply)"
+        warnings.warn(
+            MLPerfWarning(
+                f"{case.id}: none of the lines of {path} applies to this {case.scenario} case, which has {named}; "
+                f"the file sets {shown}. Give the case the model name those lines use, e.g. "
+                f"@pytest.mark.mlperf(model_name={models[0]!r}) or mlperf.run(..., model_name={models[0]!r})"
+            ),
+            stacklevel=2,
+        )
+
     def run(self, case: Case, record: Callable[[RunResult], None]) -> RunResult:
         """Run *case*; *record* receives the result before any failure is raised, so nothing is lost."""
         cfg = self.config
         started = time.perf_counter()
-        if cfg.backend != "noop" and not Path(case.model).exists():
-            raise ModelError(
-                f"model file not found: {case.model} (relative paths start at {Path.cwd()}); check the path, or "
-                "provision the model through the mlperf_assets fixture"
-            )
-        backend = self.backend_for(case.model)
+        task = case.resolved_task()
+        workers = cfg.workers if case.scenario in ("Server", "Offline") else 1
+        backends = self.backends_for(case.model, workers)
+        backend = backends[0]
+        batch_size = self.batch_size(backend)
+        self.check_user_conf(case)
         spec, values = self.settings_for(case, backend)
         log_dir = self.log_dir_for(case)
         if log_dir.exists():
             shutil.rmtree(log_dir)  # stale logs from an earlier session would be parsed as this run's
-        options = SutOptions(
-            batch_size=cfg.batch_size, server_max_wait_us=cfg.server_max_wait_us, workers=cfg.workers
-        )
+        options = SutOptions(batch_size=batch_size, server_max_wait_us=cfg.server_max_wait_us, workers=cfg.workers)
         outcome = loadgen.run_test(
-            lambda complete: make_sut(case.scenario, backend, case.dataset, complete, options),
+            lambda complete: make_sut(case.scenario, backends, case.dataset, task, complete, options),
             case.dataset,
             spec,
             log_dir,
@@ -218,19 +312,27 @@ class Harness:
         scoring_error: str | None = None
         if case.mode == "accuracy" and outcome.error is None:
             try:
-                accuracy = case.dataset.score(logs.read_accuracy_log(log_dir / "mlperf_log_accuracy.json"))
-            except (AccuracyCoverageError, ValueError) as exc:
+                accuracy = task.score(logs.read_accuracy_log(log_dir / "mlperf_log_accuracy.json"), case.dataset)
+            except (AccuracyCoverageError, ValueError, KeyError) as exc:
                 scoring_error = str(exc)
+            if accuracy is not None:
+                write_accuracy_txt(log_dir, task.accuracy_line(accuracy))
+        failed = outcome.error is not None
+        percentile, bound_ms = self.latency_rule(case, detail.settings)
+        thresholds = replace(case.thresholds, latency_ms=bound_ms)
         verdict = judge(
             scenario=case.scenario,
             mode=case.mode,
-            thresholds=case.thresholds,
+            thresholds=thresholds,
             valid=detail.valid,
             validity_reasons=detail.invalid_reasons,
             recommendation=detail.recommendation,
             qps=detail.qps,
             latency_ns=detail.latency_ns,
+            latency_percentile=percentile,
             accuracy=accuracy,
+            accuracy_metric=task.metric,
+            higher_is_better=task.higher_is_better,
             loadgen_errors=detail.errors,
         )
         reasons = list(verdict.reasons)
@@ -239,15 +341,22 @@ class Harness:
         if outcome.error is not None:
             reasons.insert(0, f"inference failed: {type(outcome.error).__name__}: {outcome.error}")
         latency = {k: v for k, v in detail.latency_ns.items() if k in ("mean", "p50", "p90", "p95", "p99", "p99.9")}
+        describe = getattr(backend, "describe", None)
+        description = dict(describe()) if describe is not None else {"version": getattr(backend, "version", None)}
+        if batch_size != cfg.batch_size:
+            description |= {"batch_size": batch_size, "model_max_batch": getattr(backend, "max_batch", None)}
+        # A run whose inference failed did not do the work: none of its figures is a measurement.
+        measured = case.mode == "performance" and not failed
         result = RunResult(
             id=case.id,
             repeat=case.repeat,
-            model=case.model_name or Path(case.model).stem,
+            model=case.model_name or model_stem(case.model),
             model_sha256=self.model_digest(case.model),
+            model_identity=getattr(backend, "model_identity", None),
             dataset={"name": case.dataset.name, "count": case.dataset.total_count},
+            task=describe_task(task),
             backend=backend.name,
-            backend_options=describe(self.backend_options())
-            | {"version": backend.version, "cpu_affinity": usable_cpus()},
+            backend_options=description | {"cpu_affinity": usable_cpus()},
             scenario=case.scenario,
             mode=case.mode,
             profile=cfg.profile,
@@ -255,19 +364,23 @@ class Harness:
             settings=dict(detail.settings),
             overrides=values,
             metrics=Metrics(
-                qps=detail.qps if case.mode == "performance" else None,
-                latency_ns=latency if case.mode == "performance" and latency else None,
+                qps=detail.qps if measured else None,
+                latency_ns=latency if measured and latency else None,
                 accuracy=accuracy,
             ),
             thresholds={
                 "accuracy": case.thresholds.accuracy,
-                "latency_ms": case.thresholds.latency_ms,
-                "latency_percentile": LATENCY_PERCENTILE.get(case.scenario),
+                "latency_ms": bound_ms,
+                "latency_percentile": percentile,
                 "min_qps": case.thresholds.min_qps,
             },
-            latency_samples_ns=self.latency_samples(case, log_dir) if outcome.error is None else None,
-            valid=detail.valid if case.mode == "performance" else None,
-            validity_reasons=list(detail.invalid_reasons),
+            latency_samples_ns=self.latency_samples(case, log_dir) if not failed else None,
+            valid=(False if failed else detail.valid) if case.mode == "performance" else None,
+            validity_reasons=(
+                ["the SUT failed: LoadGen's own verdict does not count for a run whose inference raised"]
+                if failed and case.mode == "performance"
+                else list(detail.invalid_reasons)
+            ),
             recommendation=detail.recommendation,
             passed=not reasons,
             reasons=reasons,
@@ -281,3 +394,16 @@ class Harness:
                 f"LoadGen was drained and shut down (logs: {log_dir})"
             ) from outcome.error
         return result
+
+
+def model_stem(model: Path | str) -> str:
+    """A short model name for the table when the test gave none: a file's stem, a URL's last path segment."""
+    text = str(model).rstrip("/")
+    return Path(text.rsplit("/", 1)[-1]).stem or text
+
+
+def write_accuracy_txt(log_dir: Path, line: str) -> None:
+    """``accuracy.txt`` next to the accuracy log, holding the line the MLCommons script prints (its format)."""
+    from pytest_mlperf.fileio import atomic_write
+
+    atomic_write(log_dir / "accuracy.txt", (line + "\n").encode("utf-8"))

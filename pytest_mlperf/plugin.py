@@ -65,8 +65,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "mlperf(accuracy=None, latency_ms=None, min_qps=None, model_name=None): thresholds of a pytest-mlperf "
         "benchmark; each value may be a number or a dict keyed by scenario.",
     )
+    from pytest_mlperf import backends
+
+    # The built-in engines are the default implementation of the backend hook; a plugin's own runs first.
+    if not config.pluginmanager.is_registered(backends):
+        config.pluginmanager.register(backends, "mlperf-backends")
+    names = [name for names in config.hook.pytest_mlperf_backend_names(config=config) for name in names]
     try:
-        run_config = build_run_config(_option_getter(config), Path(str(config.rootpath)))
+        run_config = build_run_config(_option_getter(config), Path(str(config.rootpath)), backend_names=names)
     except UsageProblem as exc:
         raise pytest.UsageError(str(exc)) from None
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
@@ -81,12 +87,24 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"would share cores and report contended numbers. Use -n {cores} or fewer (each worker is pinned to "
                 "its own cores), -n 0, or --mlperf-mode=accuracy."
             )
-    session = MLPerfSession(run_config, Path(str(config.rootpath)), writes_results=workerinput is None)
+    session = MLPerfSession(
+        run_config, Path(str(config.rootpath)), writes_results=workerinput is None, pytestconfig=config
+    )
+    session.make_backend = lambda name, model, options: config.hook.pytest_mlperf_make_backend(
+        config=config, name=name, model=model, options=options
+    )
     if workerinput is not None:
         session.worker = (int(str(workerinput["workerid"]).lstrip("gw") or 0), int(workerinput["workercount"]))
     config.stash[SESSION_KEY] = session
     if session.writes_results:
         config.pluginmanager.register(session, "mlperf-session")
+
+
+@pytest.hookimpl(tryfirst=True)  # release GPU memory before other plugins' teardown runs
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()
 
 
 def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:

@@ -13,6 +13,7 @@ from pytest_mlperf.datasets.base import Dataset
 from pytest_mlperf.harness import Case, Harness
 from pytest_mlperf.results import RunResult
 from pytest_mlperf.rules import MODES, SCENARIOS
+from pytest_mlperf.tasks.base import Task
 
 
 class CaseRunner:
@@ -58,6 +59,21 @@ class CaseRunner:
             raise pytest.UsageError(str(exc)) from None
         return marker.merged(call).merged(self._cli)
 
+    def _compose(self, records: list[dict[str, Any]], *, gate: bool) -> list[str]:
+        """Every run's reasons, plus the gate's verdict on the whole case, which the last run carries."""
+        reasons = [
+            f"repeat {run['repeat']}: {reason}" if len(records) > 1 else str(reason)
+            for run in records
+            for reason in run["reasons"]
+        ]
+        if gate and self._gate is not None and records:
+            gate_reasons = self._gate(self.nodeid, records)
+            if gate_reasons:
+                records[-1]["reasons"] = [*records[-1]["reasons"], *gate_reasons]
+                records[-1]["passed"] = False
+                reasons.extend(gate_reasons)
+        return reasons
+
     def run(
         self,
         model: Path | str,
@@ -66,10 +82,16 @@ class CaseRunner:
         scenario: str | None = None,
         mode: str | None = None,
         model_name: str | None = None,
+        task: Task | None = None,
         check: bool = True,
         **thresholds: Any,
     ) -> RunResult:
-        """Run LoadGen once; with ``check`` (default) every unmet threshold fails the test, listed together."""
+        """Run LoadGen once (``--mlperf-repeat`` times for performance); with ``check`` (default) every unmet
+        threshold and every gate regression fails the test, listed together.
+
+        *model* is a local file or any reference the backend understands (a server URL). *task* says what the
+        outputs mean and how they are scored; by default the dataset's ``task``, else classification.
+        """
         scenario = scenario or self.scenario
         mode = mode or self.mode or "performance"
         if scenario not in SCENARIOS:
@@ -84,41 +106,39 @@ class CaseRunner:
         first = sum(1 for r in self.results if r.scenario == scenario and r.mode == mode)
         records: list[dict[str, Any]] = []
 
-        def record(result: RunResult) -> None:
+        def collect(result: RunResult) -> None:
             self.results.append(result)
-            run = result.to_dict()
-            records.append(run)
-            self._record(run)
+            records.append(result.to_dict())
 
         # Performance cases run --mlperf-repeat times (repeats first..first+N-1); accuracy is deterministic.
         results: list[RunResult] = []
-        for index in range(self._repeat if mode == "performance" else 1):
-            case = Case(
-                id=self.nodeid,
-                model=model,
-                dataset=dataset,
-                scenario=scenario,
-                mode=mode,
-                thresholds=limits,
-                model_name=name,
-                repeat=first + index,
-            )
-            if mode == "performance":
-                self._before_performance_run()
-            results.append(self._harness.run(case, record))
+        finished = False
+        try:
+            for index in range(self._repeat if mode == "performance" else 1):
+                case = Case(
+                    id=self.nodeid,
+                    model=model,
+                    dataset=dataset,
+                    scenario=scenario,
+                    mode=mode,
+                    thresholds=limits,
+                    model_name=name,
+                    repeat=first + index,
+                    task=task,
+                )
+                if mode == "performance":
+                    self._before_performance_run()
+                results.append(self._harness.run(case, collect))
+            finished = True
+        finally:
+            # The case's verdict is composed here, once, then every run is recorded once: a run that raised is
+            # recorded too (its failure is in its reasons), and only complete cases are gated.
+            reasons = self._compose(records, gate=finished)
+            for run in records:
+                self._record(run)
         result = results[-1]
-        reasons = [
-            f"repeat {r.repeat}: {reason}" if len(results) > 1 else reason for r in results for reason in r.reasons
-        ]
-        if self._gate is not None and records:
-            gate_reasons = self._gate(self.nodeid, records)
-            if gate_reasons:
-                # The last repeat carries the case's gate verdict, in the result and in the results JSON.
-                result.reasons.extend(gate_reasons)
-                result.passed = False
-                records[-1]["reasons"] = list(result.reasons)
-                records[-1]["passed"] = False
-                reasons.extend(gate_reasons)
+        result.passed = bool(records[-1]["passed"])
+        result.reasons = list(records[-1]["reasons"])
         if check and reasons:
             runs = "run" if len(results) == 1 else f"{len(results)} runs"
             lines = "\n".join(f"  - {reason}" for reason in reasons)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pytest_mlperf.backends.base import Backend
 from pytest_mlperf.datasets.base import Dataset
+from pytest_mlperf.tasks.base import Task
 
-#: Sends responses to LoadGen: query ids and one contiguous response row per id. Provided by loadgen.py,
-#: the only module that may touch mlperf_loadgen. ``rows=None`` completes the ids with empty responses,
-#: used only to drain LoadGen after a failure that has already failed the case.
-Complete = Callable[[Sequence[int], "np.ndarray | None"], None]
+if TYPE_CHECKING:
+    from pytest_mlperf.tasks.base import Responses
+
+#: Sends responses to LoadGen: query ids and their responses (a 2-D array, one row per id, or one buffer per id).
+#: Provided by loadgen/run.py, the only module that may touch mlperf_loadgen. ``None`` completes the ids with
+#: empty responses, used only to drain LoadGen after a failure that has already failed the case.
+Complete = Callable[[Sequence[int], "Responses | None"], None]
 
 _STOP = None
 
@@ -31,16 +35,35 @@ class SutOptions:
 
 
 class BaseSUT:
-    """Common failure handling: the first exception is kept, later queries are drained so LoadGen can end."""
+    """Common failure handling: the first exception is kept, later queries are drained so LoadGen can end.
 
-    def __init__(self, backend: Backend, dataset: Dataset, complete: Complete, options: SutOptions) -> None:
-        self.backend = backend
+    *backends* holds one instance shared by every thread, or (for engines that are not thread-safe) one per
+    inference thread: worker *n* uses ``backends[n % len(backends)]``.
+    """
+
+    def __init__(
+        self,
+        backends: Backend | Sequence[Backend],
+        dataset: Dataset,
+        task: Task,
+        complete: Complete,
+        options: SutOptions,
+    ) -> None:
+        self.backends: tuple[Backend, ...] = (
+            tuple(backends) if isinstance(backends, Sequence) else (backends,)
+        )
+        self.backend = self.backends[0]
         self.dataset = dataset
+        self.task = task
         self._complete = complete
         self.options = options
         self.error: BaseException | None = None
         self.aborted = False
         self.completed_samples = 0
+        self._setup()
+
+    def _setup(self) -> None:
+        """Per-strategy state (queues), made once before LoadGen can call ``issue``."""
 
     # LoadGen calls these two from its own threads.
     def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
@@ -63,17 +86,19 @@ class BaseSUT:
     def failing(self) -> bool:
         return self.error is not None or self.aborted
 
-    def _infer_and_complete(self, ids: Sequence[int], indices: Sequence[int]) -> None:
+    def _infer_and_complete(self, ids: Sequence[int], indices: Sequence[int], backend: Backend | None = None) -> None:
         if self.failing:
             self._complete(ids, None)
             return
+        backend = backend or self.backend
         try:
             # A single sample is a view of the loaded block: no copy on the SingleStream hot path.
             inputs = self.dataset.one(indices[0]) if len(indices) == 1 else self.dataset.batch(indices)
-            rows = self.dataset.postprocess(self.backend.run(inputs))
+            rows = self.task.postprocess(backend.run(inputs))
             if len(rows) != len(ids):
                 raise RuntimeError(
-                    f"backend {self.backend.name} returned {len(rows)} outputs for a batch of {len(ids)}"
+                    f"backend {backend.name} with task {self.task.name} gave {len(rows)} responses for a batch "
+                    f"of {len(ids)}"
                 )
         except BaseException as exc:
             if self.error is None:
@@ -95,8 +120,7 @@ class InlineSUT(BaseSUT):
 class QueuedSUT(BaseSUT):
     """The issue callback only enqueues, O(1) under the GIL; threads started by ``start`` do the work."""
 
-    def __init__(self, backend: Backend, dataset: Dataset, complete: Complete, options: SutOptions) -> None:
-        super().__init__(backend, dataset, complete, options)
+    def _setup(self) -> None:
         self._queue: queue.SimpleQueue[tuple[Sequence[int], Sequence[int]] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 
@@ -119,14 +143,14 @@ class ServerSUT(QueuedSUT):
 
     def start(self) -> None:
         for n in range(self.options.workers):
-            self._spawn(self._work, f"mlperf-server-{n}")
+            self._spawn(functools.partial(self._work, self.backends[n % len(self.backends)]), f"mlperf-server-{n}")
 
     def stop(self) -> None:
         for _ in self._threads:
             self._queue.put(_STOP)
         self._join()
 
-    def _work(self) -> None:
+    def _work(self, backend: Backend) -> None:
         get, get_nowait = self._queue.get, self._queue.get_nowait
         max_batch = self.options.batch_size
         max_wait = self.options.server_max_wait_us / 1e6
@@ -155,7 +179,9 @@ class ServerSUT(QueuedSUT):
                 indices.extend(nxt[1])
             # A burst can overshoot the batch size by one query's samples; split rather than exceed it.
             for start in range(0, len(ids), max_batch):
-                self._infer_and_complete(ids[start : start + max_batch], indices[start : start + max_batch])
+                self._infer_and_complete(
+                    ids[start : start + max_batch], indices[start : start + max_batch], backend
+                )
             if stop_after:
                 return
 
@@ -167,7 +193,7 @@ class OfflineSUT(QueuedSUT):
         self._batches: queue.SimpleQueue[tuple[Sequence[int], Sequence[int]] | None] = queue.SimpleQueue()
         self._spawn(self._split, "mlperf-offline-split")
         for n in range(self.options.workers):
-            self._spawn(self._work, f"mlperf-offline-{n}")
+            self._spawn(functools.partial(self._work, self.backends[n % len(self.backends)]), f"mlperf-offline-{n}")
 
     def stop(self) -> None:
         self._queue.put(_STOP)  # the splitter passes one stop per worker on
@@ -185,20 +211,27 @@ class OfflineSUT(QueuedSUT):
             for start in range(0, len(ids), size):
                 self._batches.put((ids[start : start + size], indices[start : start + size]))
 
-    def _work(self) -> None:
+    def _work(self, backend: Backend) -> None:
         while True:
             item = self._batches.get()
             if item is _STOP:
                 return
-            self._infer_and_complete(item[0], item[1])
+            self._infer_and_complete(item[0], item[1], backend)
 
 
-def make_sut(scenario: str, backend: Backend, dataset: Dataset, complete: Complete, options: SutOptions) -> BaseSUT:
+def make_sut(
+    scenario: str,
+    backends: Backend | Sequence[Backend],
+    dataset: Dataset,
+    task: Task,
+    complete: Complete,
+    options: SutOptions,
+) -> BaseSUT:
     """The strategy for *scenario*."""
     if scenario in ("SingleStream", "MultiStream"):
-        return InlineSUT(backend, dataset, complete, options)
+        return InlineSUT(backends, dataset, task, complete, options)
     if scenario == "Server":
-        return ServerSUT(backend, dataset, complete, options)
+        return ServerSUT(backends, dataset, task, complete, options)
     if scenario == "Offline":
-        return OfflineSUT(backend, dataset, complete, options)
+        return OfflineSUT(backends, dataset, task, complete, options)
     raise ValueError(f"unknown scenario {scenario!r}")

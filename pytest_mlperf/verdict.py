@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pytest_mlperf.config import Thresholds
 from pytest_mlperf.rules import LATENCY_PERCENTILE
 
+#: How metric keys read in a sentence.
+_METRIC_LABELS = {"top1": "top-1", "top5": "top-5"}
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -28,6 +31,9 @@ def judge(
     qps: float | None = None,
     latency_ns: Mapping[str, float] | None = None,
     accuracy: Mapping[str, float] | None = None,
+    latency_percentile: str | None = None,
+    accuracy_metric: str = "top1",
+    higher_is_better: bool = True,
     loadgen_errors: Sequence[str] = (),
 ) -> Verdict:
     """Collect every failed condition; a run passes only when the list is empty."""
@@ -39,7 +45,7 @@ def judge(
             reasons.append(f"INVALID: {detail}{rec}")
         elif valid is None:
             reasons.append("INVALID: LoadGen wrote no result_validity; the run did not finish")
-        pct = LATENCY_PERCENTILE.get(scenario)
+        pct = latency_percentile or LATENCY_PERCENTILE.get(scenario)
         if thresholds.latency_ms is not None and pct is not None:
             measured = (latency_ns or {}).get(pct)
             if measured is None:
@@ -57,14 +63,23 @@ def judge(
         if accuracy is None:
             reasons.append("accuracy was not measured: mlperf_log_accuracy.json was not scored")
         elif thresholds.accuracy is not None:
-            top1 = accuracy.get("top1")
+            value = accuracy.get(accuracy_metric)
+            label = _METRIC_LABELS.get(accuracy_metric, accuracy_metric)
             count = int(accuracy.get("count", 0))
-            if top1 is None:
-                reasons.append("accuracy has no top-1 value; cannot check the target")
-            elif top1 < thresholds.accuracy:
+            on = f" (on {count} samples)" if count else ""
+            if value is None:
                 reasons.append(
-                    f"top-1 accuracy {top1 * 100:.2f} % < target {thresholds.accuracy * 100:.2f} % "
-                    f"(on {count} samples)"
+                    f"accuracy has no {accuracy_metric!r} value (it has {', '.join(sorted(accuracy)) or 'nothing'}); "
+                    "cannot check the target"
+                )
+            elif higher_is_better and value < thresholds.accuracy:
+                reasons.append(
+                    f"{label} accuracy {value * 100:.2f} % < target {thresholds.accuracy * 100:.2f} %{on}"
+                )
+            elif not higher_is_better and value > thresholds.accuracy:
+                reasons.append(
+                    f"{label} {value * 100:.2f} % > target {thresholds.accuracy * 100:.2f} % (lower is "
+                    f"better){on}"
                 )
     if valid is not False:  # an INVALID run's errors restate its validity reasons
         reasons.extend(f"LoadGen error: {error}" for error in loadgen_errors)

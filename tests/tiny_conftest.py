@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -11,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from pytest_mlperf import ArrayDataset, Classification
+from pytest_mlperf.tasks.classification import select_output
 
 FEATURES, CLASSES = 4, 3
 RNG = np.random.default_rng(7)
@@ -40,23 +43,22 @@ def make_dataset(count: int = 64, wrong_labels: int = 0) -> ArrayDataset:
     return ArrayDataset(x, labels, name="tiny", task=Classification(topk=1))
 
 
-class DelayedDataset(ArrayDataset):
+@dataclass(frozen=True)
+class DelayedClassification(Classification):
     """Sleeps a fixed time per sample after inference: a deterministic slowdown that dominates the tiny model."""
 
-    delay_s = 0.0
+    delay_s: float = 0.0
 
-    def postprocess(self, outputs: np.ndarray) -> np.ndarray:
+    def postprocess(self, outputs: Any) -> np.ndarray:
         if self.delay_s:
-            time.sleep(self.delay_s * len(outputs))
+            time.sleep(self.delay_s * len(select_output(outputs, None)))
         return super().postprocess(outputs)
 
 
-def make_delayed_dataset(delay_s: float) -> DelayedDataset:
-    """``make_dataset()``'s samples, each costing *delay_s* extra seconds of post-processing."""
+def make_delayed_dataset(delay_s: float) -> ArrayDataset:
+    """``make_dataset()``'s samples, each costing *delay_s* extra seconds of post-processing (its task's)."""
     base = make_dataset()
-    dataset = DelayedDataset(base.inputs, base.labels, name="tiny", task=Classification(topk=1))
-    dataset.delay_s = delay_s
-    return dataset
+    return ArrayDataset(base.inputs, base.labels, name="tiny", task=DelayedClassification(topk=1, delay_s=delay_s))
 
 
 @pytest.fixture(scope="session")

@@ -1,20 +1,26 @@
-"""Inference backends: the Backend protocol and a factory that imports each backend lazily."""
+"""Inference backends: the Backend protocol, and the built-in engines as the default ``pytest_mlperf_make_backend``.
+
+Each engine's module is imported only when that engine is made, so the plugin never pays for engines it does not
+use. Third-party engines implement the same hook in their own plugin (or a conftest.py); theirs run first.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pytest_mlperf.backends.base import Backend, BackendOptions
 
 __all__ = ["BACKENDS", "Backend", "BackendOptions", "create_backend"]
 
-#: Names accepted by ``--mlperf-backend``; each maps to a module imported only when chosen.
+#: The built-in engines; each maps to a module imported only when chosen.
 BACKENDS = ("onnxruntime", "noop")
 
 
 def create_backend(name: str, model: Path | str, options: BackendOptions) -> Backend:
-    """Build the backend called *name* for *model*, importing its heavy dependency only now."""
+    """Build the built-in backend called *name* for *model*, importing its engine only now."""
     if name == "onnxruntime":
         from pytest_mlperf.backends.onnxruntime import OnnxRuntimeBackend
 
@@ -23,15 +29,14 @@ def create_backend(name: str, model: Path | str, options: BackendOptions) -> Bac
         from pytest_mlperf.backends.noop import NoopBackend
 
         return NoopBackend(options)
-    raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    raise ValueError(f"unknown backend {name!r}; the built-in backends are: {', '.join(BACKENDS)}")
 
 
-def describe(options: BackendOptions) -> dict[str, Any]:
-    """The backend options as recorded in the results JSON."""
-    return {
-        "providers": list(options.providers),
-        "threads": options.intra_op_threads,
-        "inter_op_threads": options.inter_op_threads,
-        "batch_size": options.batch_size,
-        "graph_optimization": options.graph_optimization,
-    }
+@pytest.hookimpl(trylast=True)
+def pytest_mlperf_make_backend(config: pytest.Config, name: str, model: Any, options: BackendOptions) -> Any:
+    return create_backend(name, model, options) if name in BACKENDS else None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_mlperf_backend_names(config: pytest.Config) -> list[str]:
+    return list(BACKENDS)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:  # the plugin imports this module to register the built-in backends; numpy comes with a run
+    import numpy as np
+
+    from pytest_mlperf.datasets.base import Inputs
 
 
 @dataclass(frozen=True)
 class BackendOptions:
-    """Engine-independent knobs; each backend maps them onto its own session options."""
+    """Engine-independent knobs, plus engine-specific ``extra`` pairs from ``--mlperf-backend-option KEY=VALUE``."""
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     intra_op_threads: int = 0  # 0: one per core the process may use
@@ -18,19 +22,60 @@ class BackendOptions:
     batch_size: int = 32  # Offline/Server batch ceiling
     graph_optimization: str = "all"  # disable | basic | extended | all
     warmup_runs: int = 3
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def option(self, key: str, default: str | None = None) -> str | None:
+        """The last ``--mlperf-backend-option`` value given for *key*."""
+        return dict(self.extra).get(key, default)
+
+    def describe(self) -> dict[str, Any]:
+        """These options as a run records them (and the gate fingerprints them)."""
+        out: dict[str, Any] = {
+            "providers": list(self.providers),
+            "threads": self.intra_op_threads,
+            "inter_op_threads": self.inter_op_threads,
+            "batch_size": self.batch_size,
+            "graph_optimization": self.graph_optimization,
+        }
+        if self.extra:
+            out["options"] = dict(self.extra)
+        return out
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """Runs a batch of preprocessed inputs and returns the raw outputs, first axis = batch."""
+    """Runs a batch of preprocessed inputs and returns the outputs by name, first axis = batch.
 
-    name: str
-    version: str
+    ``thread_safe`` False makes the harness give each inference thread its own instance. ``model_identity`` is
+    what identifies a model that is not a local file (a server's reported name and version, or a digest the user
+    gave); the harness hashes local files itself.
+    """
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Infer one batch. Must be safe to call from several threads at once."""
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def thread_safe(self) -> bool: ...
+
+    @property
+    def model_identity(self) -> str | None: ...
+
+    def run(self, inputs: Inputs) -> Mapping[str, np.ndarray]:
+        """Infer one batch: one array for a one-input model, else tensors by input name."""
         ...
 
-    def warmup(self, sample: np.ndarray) -> None:
+    def warmup(self, sample: Inputs) -> None:
         """Run a few throw-away inferences so the first timed query does not pay for lazy init."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What enters the results and the gate's fingerprint: the engine version and every option that can change
+        the numbers."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine's resources (sessions, GPU memory); the backend is not used afterwards."""
         ...

@@ -2,39 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pytest_mlperf.backends.base import BackendOptions
+from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
+#: ``--mlperf-backend-option`` keys this backend reads.
+OPTION_KEYS = ("outputs",)
 
 
 class OnnxRuntimeBackend:
     """Wraps ``onnxruntime.InferenceSession``; ``run`` releases the GIL inside ORT so threads overlap."""
 
     name = "onnxruntime"
+    thread_safe = True  # InferenceSession.run may be called concurrently
+    model_identity: str | None = None  # a local file: the harness records its sha256
 
     def __init__(self, model: Path, options: BackendOptions) -> None:
         import onnxruntime as ort
 
         self.version = ort.__version__
         self.options = options
+        unknown = sorted({key for key, _ in options.extra} - set(OPTION_KEYS))
+        if unknown:
+            raise ModelError(
+                f"--mlperf-backend-option {unknown[0]}=...: the onnxruntime backend has no option {unknown[0]!r}; "
+                f"it reads: {', '.join(OPTION_KEYS)} (outputs=NAME[,NAME...] picks the model outputs to fetch)"
+            )
         if not model.is_file():
             raise ModelError(
-                f"ONNX model not found: {model}. Check the path, or provision it first "
-                "(see --mlperf-asset NAME=PATH)."
+                f"model file not found: {model} (relative paths start at {Path.cwd()}); check the path, or "
+                "provision the model through the mlperf_assets fixture (see --mlperf-asset NAME=PATH)"
             )
         available = ort.get_available_providers()
         missing = [p for p in options.providers if p not in available]
         if missing:
             raise ModelError(
                 f"execution provider(s) {', '.join(missing)} not available in this onnxruntime "
-                f"({self.version}); available: {', '.join(available)}. Install the matching package "
-                "(onnxruntime-gpu, onnxruntime-openvino) or drop them from --mlperf-providers."
+                f"({self.version}, package build {ort.get_device()}); available: {', '.join(available)}. Install "
+                "the matching package (onnxruntime-gpu, onnxruntime-openvino) or drop them from --mlperf-providers."
             )
         if options.graph_optimization not in _OPT_LEVELS:
             raise ModelError(
@@ -56,21 +69,94 @@ class OnnxRuntimeBackend:
                 f"onnxruntime could not load {model}: {exc}. The file may be truncated or not an ONNX "
                 "model; delete it and provision it again."
             ) from exc
-        inputs = self._session.get_inputs()
-        if len(inputs) != 1:
-            raise ModelError(
-                f"{model} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); the image "
-                "backends feed exactly one tensor. Wrap the model or write a custom Backend."
-            )
-        self.input_name: str = inputs[0].name
-        self.output_name: str = self._session.get_outputs()[0].name
-        self.intra_op_threads = so.intra_op_num_threads
+        # ORT falls back to the CPU when a requested provider fails to initialise (a driver mismatch): a GPU run
+        # measured on the CPU must fail, not pass with CPU numbers.
         self.providers = tuple(self._session.get_providers())
+        dropped = [p for p in options.providers if p not in self.providers]
+        if dropped:
+            raise ModelError(
+                f"onnxruntime did not enable {', '.join(dropped)} for {model} (session runs on "
+                f"{', '.join(self.providers)}); check the GPU driver and CUDA/cuDNN libraries that onnxruntime "
+                f"{self.version} needs, or drop the provider from --mlperf-providers to measure the CPU on purpose"
+            )
+        inputs = self._session.get_inputs()
+        self.input_names = tuple(i.name for i in inputs)
+        # A fixed batch axis (an export with batch 1, or 8): run() then cuts and pads batches to exactly that size,
+        # and the harness clamps its batch ceiling to it.
+        first = inputs[0].shape[0] if inputs and inputs[0].shape else None
+        self.max_batch: int | None = first if isinstance(first, int) and first > 0 else None
+        all_outputs = [o.name for o in self._session.get_outputs()]
+        wanted = options.option("outputs")
+        if wanted:
+            names = [n.strip() for n in wanted.split(",") if n.strip()]
+            unknown_out = [n for n in names if n not in all_outputs]
+            if unknown_out:
+                raise ModelError(
+                    f"{model} has no output {unknown_out[0]!r}; its outputs are {', '.join(all_outputs)} "
+                    "(--mlperf-backend-option outputs=NAME[,NAME...])"
+                )
+            self.output_names = tuple(names)
+        else:
+            self.output_names = tuple(all_outputs)
+        self.intra_op_threads = so.intra_op_num_threads
+        self._model = model
+        # The one-input, one-output model is the common case: its run() builds two one-entry dicts and nothing else.
+        self._run = self._session.run
+        self._output_list = list(self.output_names)
+        self._only_input = self.input_names[0] if len(self.input_names) == 1 else None
+        self._only_output = self.output_names[0] if len(self.output_names) == 1 else None
+        if self.max_batch is None:  # a dynamic batch axis needs no size check on the hot path
+            self.run = self._run_batch  # type: ignore[method-assign]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        out = self._session.run([self.output_name], {self.input_name: batch})[0]
-        return np.asarray(out)
+    def run(self, inputs: Inputs) -> Mapping[str, np.ndarray]:
+        if self.max_batch is not None:
+            n = len(inputs) if isinstance(inputs, np.ndarray) else len(next(iter(inputs.values())))
+            if n != self.max_batch:
+                return self._run_fixed(inputs, n, self.max_batch)
+        return self._run_batch(inputs)
 
-    def warmup(self, sample: np.ndarray) -> None:
+    def _run_fixed(self, inputs: Inputs, n: int, size: int) -> Mapping[str, np.ndarray]:
+        """Run a batch of any size *n* on a model whose batch axis is fixed at *size*: chunks, the last one padded
+        with copies of its final sample, and the padding's outputs dropped."""
+
+        def chunk(array: np.ndarray, start: int) -> np.ndarray:
+            part = array[start : start + size]
+            if len(part) < size:
+                part = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+            return part
+
+        pieces: dict[str, list[np.ndarray]] = {}
+        for start in range(0, n, size):
+            if isinstance(inputs, np.ndarray):
+                part: Inputs = chunk(inputs, start)
+            else:
+                part = {name: chunk(array, start) for name, array in inputs.items()}
+            for name, out in self._run_batch(part).items():
+                pieces.setdefault(name, []).append(out)
+        return {name: np.concatenate(outs)[:n] for name, outs in pieces.items()}
+
+    def _run_batch(self, inputs: Inputs) -> Mapping[str, np.ndarray]:
+        if isinstance(inputs, np.ndarray):
+            if self._only_input is None:
+                raise ModelError(
+                    f"{self._model} has {len(self.input_names)} inputs ({', '.join(self.input_names)}) but the "
+                    "dataset gives one array; give the dataset a mapping of input name -> array"
+                )
+            outs = self._run(self._output_list, {self._only_input: inputs})
+        else:
+            outs = self._run(self._output_list, inputs)
+        if self._only_output is not None:
+            return {self._only_output: outs[0]}
+        return dict(zip(self.output_names, outs, strict=True))
+
+    def warmup(self, sample: Inputs) -> None:
         for _ in range(max(1, self.options.warmup_runs)):
             self.run(sample)
+
+    def describe(self) -> dict[str, Any]:
+        return self.options.describe() | {"version": self.version}
+
+    def close(self) -> None:
+        # Dropping the session frees its arenas (and device memory); ORT has no explicit close.
+        self.__dict__.pop("_session", None)
+        self.__dict__.pop("_run", None)

@@ -1,18 +1,33 @@
-"""Query sample libraries: samples preloaded as one contiguous array, classification post-processing and scoring."""
+"""Query sample libraries: LoadGen's QSL callbacks over samples preloaded as contiguous arrays, one or many tensors."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+# Re-exported: suites written before tasks existed import them from here.
+from pytest_mlperf.tasks.base import AccuracyCoverageError
+from pytest_mlperf.tasks.classification import Classification
+
+if TYPE_CHECKING:
+    from pytest_mlperf.tasks.base import Task
+
+__all__ = ["AccuracyCoverageError", "ArrayDataset", "Classification", "Dataset", "Inputs", "PreloadedSamples"]
+
+#: A batch as the backend takes it: one array for a one-input model (the fast path), else tensors by input name.
+Inputs = np.ndarray | Mapping[str, np.ndarray]
+
 
 @runtime_checkable
 class Dataset(Protocol):
-    """What the harness needs from a dataset: LoadGen's QSL callbacks, batching and scoring."""
+    """What the harness needs from a dataset: LoadGen's QSL callbacks and batches of loaded samples.
+
+    Scoring is the task's job (:mod:`pytest_mlperf.tasks`); a dataset may name its default task as ``task`` and
+    carry its ground truth (``labels``, or whatever its task reads).
+    """
 
     name: str
     total_count: int
@@ -23,148 +38,116 @@ class Dataset(Protocol):
 
     def unload(self, indices: Sequence[int]) -> None: ...
 
-    def batch(self, indices: Sequence[int]) -> np.ndarray:
+    def batch(self, indices: Sequence[int]) -> Inputs:
         """Loaded samples stacked along axis 0, contiguous, ready for the backend."""
         ...
 
-    def one(self, index: int) -> np.ndarray:
+    def one(self, index: int) -> Inputs:
         """One loaded sample with a batch axis of 1, as a view (no copy)."""
         ...
 
-    def postprocess(self, outputs: np.ndarray) -> np.ndarray:
-        """Backend outputs -> one fixed-size response row per sample (what LoadGen logs)."""
-        ...
-
-    def score(self, responses: Mapping[int, bytes]) -> dict[str, float]:
-        """Responses from mlperf_log_accuracy.json (qsl index -> bytes) -> metrics, e.g. ``top1``."""
-        ...
-
-
-class AccuracyCoverageError(ValueError):
-    """The accuracy log does not cover every sample; scoring a subset silently would inflate accuracy."""
-
-
-@dataclass(frozen=True)
-class Classification:
-    """Top-k class indices as int32 responses; ``label_offset`` maps model classes to dataset labels."""
-
-    topk: int = 5
-    label_offset: int = 0
-
-    def postprocess(self, outputs: np.ndarray) -> np.ndarray:
-        logits = outputs.reshape(len(outputs), -1)
-        n, classes = logits.shape
-        k = min(self.topk, classes)
-        if k == 1:
-            return np.ascontiguousarray(np.argmax(logits, axis=1).astype(np.int32)[:, None])
-        if classes <= 128:  # on the SingleStream hot path one small sort beats argpartition + gathers
-            return np.ascontiguousarray(np.argsort(-logits, axis=1)[:, :k].astype(np.int32))
-        part = np.argpartition(logits, classes - k, axis=1)[:, classes - k :]
-        rows = np.arange(n)[:, None]
-        order = np.argsort(logits[rows, part], axis=1)[:, ::-1]
-        return np.ascontiguousarray(part[rows, order].astype(np.int32))
-
-    def score(self, responses: Mapping[int, bytes], labels: np.ndarray) -> dict[str, float]:
-        expected = set(range(len(labels)))
-        missing = sorted(expected - set(responses))
-        if missing:
-            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-            raise AccuracyCoverageError(
-                f"accuracy log covers {len(expected) - len(missing)} of {len(labels)} samples; "
-                f"missing qsl indices: {shown}"
-            )
-        extra = sorted(set(responses) - expected)
-        if extra:
-            raise AccuracyCoverageError(f"accuracy log has responses for unknown qsl indices {extra[:10]}")
-        top1 = top5 = 0
-        for idx in range(len(labels)):
-            classes = np.frombuffer(responses[idx], dtype=np.int32) - self.label_offset
-            if len(classes) == 0:
-                raise AccuracyCoverageError(f"empty response for qsl index {idx}: the SUT answered nothing")
-            label = int(labels[idx])
-            top1 += int(classes[0] == label)
-            top5 += int(label in classes[:5])
-        n = len(labels)
-        metrics = {"top1": top1 / n, "count": float(n)}
-        if self.topk >= 5:
-            metrics["top5"] = top5 / n
-        return metrics
-
 
 class PreloadedSamples:
-    """The loaded half of a QSL: the samples LoadGen asked for, in one contiguous block, found by sample index.
+    """The loaded half of a QSL: the samples LoadGen asked for, in one contiguous block per tensor.
 
-    Subclasses fill the block in ``load`` through :meth:`store`; batching, single-sample views, unloading and
-    post-processing are the same for every dataset.
+    Subclasses fill the blocks in ``load`` through :meth:`store`; batching, single-sample views and unloading are
+    the same for every dataset. A one-tensor dataset keeps a bare array (no dict on the hot path).
     """
 
     name: str
     total_count: int
-    task: Classification
+    task: Task | None = None
 
-    def _init_block(self, sample_shape: tuple[int, ...], dtype: npt.DTypeLike) -> None:
-        self._loaded: np.ndarray = np.empty((0, *sample_shape), dtype=dtype)
+    def _init_block(self, sample_shape: Any, dtype: npt.DTypeLike | Mapping[str, npt.DTypeLike]) -> None:
+        """*sample_shape*: a shape, or a mapping name -> shape (then *dtype* maps name -> dtype too)."""
+        if isinstance(sample_shape, Mapping):
+            dtypes: Mapping[str, npt.DTypeLike] = dtype  # type: ignore[assignment]
+            self._named: dict[str, np.ndarray] | None = {
+                key: np.empty((0, *shape), dtype=dtypes[key]) for key, shape in sample_shape.items()
+            }
+            self._loaded: np.ndarray = np.empty((0,))
+        else:
+            self._named = None
+            self._loaded = np.empty((0, *sample_shape), dtype=dtype)  # type: ignore[arg-type]
         # row[i] is where sample i sits in the loaded block; -1 means "not loaded".
         self._row = np.full(self.total_count, -1, dtype=np.int64)
 
-    def store(self, indices: np.ndarray, block: np.ndarray) -> None:
+    def store(self, indices: np.ndarray, block: Inputs) -> None:
         """Make *block* (one row per entry of *indices*, in that order) the loaded samples."""
-        self._loaded = np.ascontiguousarray(block)
+        if isinstance(block, Mapping):
+            self._named = {key: np.ascontiguousarray(value) for key, value in block.items()}
+        else:
+            self._loaded = np.ascontiguousarray(block)
         self._row[:] = -1
         self._row[indices] = np.arange(len(indices))
 
     def unload(self, indices: Sequence[int]) -> None:
         self._row[np.asarray(indices, dtype=np.int64)] = -1
 
-    def batch(self, indices: Sequence[int]) -> np.ndarray:
+    def batch(self, indices: Sequence[int]) -> Inputs:
         rows = self._row[np.asarray(indices, dtype=np.int64)]
         if rows.min(initial=0) < 0:
             raise KeyError(f"dataset {self.name!r}: LoadGen asked for samples that were never loaded")
+        if self._named is not None:
+            return {key: value.take(rows, axis=0) for key, value in self._named.items()}
         return self._loaded.take(rows, axis=0)
 
-    def one(self, index: int) -> np.ndarray:
+    def one(self, index: int) -> Inputs:
         row = int(self._row[index])
         if row < 0:
             raise KeyError(f"dataset {self.name!r}: sample {index} was never loaded")
+        if self._named is not None:
+            return {key: value[row : row + 1] for key, value in self._named.items()}
         return self._loaded[row : row + 1]
-
-    def postprocess(self, outputs: np.ndarray) -> np.ndarray:
-        return self.task.postprocess(outputs)
 
 
 class ArrayDataset(PreloadedSamples):
-    """A QSL over in-memory (or memory-mapped) arrays; ``load`` copies the chosen rows into one block."""
+    """A QSL over in-memory (or memory-mapped) arrays; ``load`` copies the chosen rows into one block.
+
+    *inputs* is one array (a one-input model) or a mapping input name -> array, each with one row per sample.
+    *task* is the default task of ``mlperf.run`` for this dataset (classification when not given).
+    """
 
     def __init__(
         self,
-        inputs: np.ndarray,
+        inputs: Inputs,
         labels: np.ndarray | None = None,
         *,
         name: str = "arrays",
         performance_count: int | None = None,
-        task: Classification | None = None,
+        task: Task | None = None,
         synthetic_inputs: bool = False,
     ) -> None:
-        if inputs.ndim < 2:
-            raise ValueError(f"dataset {name!r}: inputs need a sample axis and a feature axis, got {inputs.shape}")
-        if labels is not None and len(labels) != len(inputs):
-            raise ValueError(f"dataset {name!r}: {len(inputs)} inputs but {len(labels)} labels")
+        arrays = dict(inputs) if isinstance(inputs, Mapping) else {"": inputs}
+        if not arrays:
+            raise ValueError(f"dataset {name!r}: no input tensors given")
+        counts = {key: len(value) for key, value in arrays.items()}
+        if len(set(counts.values())) != 1:
+            raise ValueError(f"dataset {name!r}: input tensors differ in sample count: {counts}")
+        for key, value in arrays.items():
+            if value.ndim < 2:
+                label = f" {key!r}" if key else ""
+                raise ValueError(
+                    f"dataset {name!r}: input{label} needs a sample axis and a feature axis, got {value.shape}"
+                )
+        total = next(iter(counts.values()))
+        if labels is not None and len(labels) != total:
+            raise ValueError(f"dataset {name!r}: {total} inputs but {len(labels)} labels")
         self.name = name
         self.inputs = inputs
         self.labels = labels
-        self.total_count = len(inputs)
+        self.total_count = total
         self.performance_count = min(performance_count or self.total_count, self.total_count)
         self.task = task or Classification()
         self.synthetic_inputs = synthetic_inputs
-        self._init_block(inputs.shape[1:], inputs.dtype)
+        if isinstance(inputs, Mapping):
+            self._init_block({k: v.shape[1:] for k, v in inputs.items()}, {k: v.dtype for k, v in inputs.items()})
+        else:
+            self._init_block(inputs.shape[1:], inputs.dtype)
 
     def load(self, indices: Sequence[int]) -> None:
         idx = np.asarray(indices, dtype=np.int64)
-        self.store(idx, self.inputs[idx])
-
-    def score(self, responses: Mapping[int, bytes]) -> dict[str, float]:
-        if self.labels is None:
-            raise ValueError(f"dataset {self.name!r} has no labels, so accuracy mode cannot score it")
-        if self.synthetic_inputs:
-            raise ValueError(f"dataset {self.name!r} is synthetic; its accuracy means nothing")
-        return self.task.score(responses, self.labels)
+        if isinstance(self.inputs, Mapping):
+            self.store(idx, {key: value[idx] for key, value in self.inputs.items()})
+        else:
+            self.store(idx, self.inputs[idx])

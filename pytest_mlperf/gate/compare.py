@@ -27,6 +27,7 @@ from pytest_mlperf.gate.statistics import (
     latency_label,
     latency_metric,
 )
+from pytest_mlperf.results import primary_metric
 from pytest_mlperf.rules import LATENCY_PERCENTILE, QPS_SCENARIOS, SCENARIOS
 
 VERDICT_ORDER = ("regression", "improvement", "no-change", "missing-in-base", "missing-in-head")
@@ -149,14 +150,11 @@ def _metric_values(group: _Group, *path: str) -> list[float]:
 
 
 def _accuracy_key(group: _Group) -> str | None:
+    """The primary accuracy metric the runs' task names (never guessed from the keys present)."""
     for run in group.runs:
-        accuracy = (run.get("metrics") or {}).get("accuracy")
-        if isinstance(accuracy, Mapping):
-            if "top1" in accuracy:
-                return "top1"
-            for key, value in accuracy.items():
-                if key != "count" and isinstance(value, int | float):
-                    return str(key)
+        key = primary_metric(run)
+        if key is not None:
+            return key
     return None
 
 

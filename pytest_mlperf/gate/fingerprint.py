@@ -74,6 +74,8 @@ def run_fingerprint(run: Mapping[str, Any]) -> dict[str, Any]:
     dataset = run.get("dataset") or {}
     return {
         "model_sha256": run.get("model_sha256"),
+        # A deployed model (a server URL) is identified by what its backend reports, not by a file digest.
+        "model_identity": run.get("model_identity"),
         "profile": run.get("profile"),
         "synthetic_inputs": bool(run.get("synthetic_inputs", False)),
         "backend": run.get("backend"),

@@ -292,11 +292,12 @@ def _latencies(entries: _Entries, *, per_query: bool) -> dict[str, int]:
         if match is not None:
             value = entries.int_(key)
             if value is not None:
-                latencies[_percentile_name(float(match.group(1)) / 100)] = value
+                latencies[percentile_name(float(match.group(1)) / 100)] = value
     return latencies
 
 
-def _percentile_name(fraction: float) -> str:
+def percentile_name(fraction: float) -> str:
+    """0.9 -> "p90", 0.999 -> "p99.9": the keys of ``DetailLog.latency_ns``."""
     return f"p{fraction * 100:g}"
 
 
@@ -362,7 +363,7 @@ def _latency_detail(entries: _Entries) -> str:
     if fraction is None or target is None:
         return ""
     measured = entries.int_(f"result_{fraction * 100:.2f}_percentile_latency_ns")
-    name = _percentile_name(fraction)
+    name = percentile_name(fraction)
     if measured is None:
         return f" ({name} latency above target {_ms(target)})"
     return f" ({name} latency {_ms(measured)} > target {_ms(target)})"

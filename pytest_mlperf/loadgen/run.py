@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlperf_loadgen as lg
 import numpy as np
@@ -14,6 +14,12 @@ import numpy as np
 from pytest_mlperf.datasets.base import Dataset
 from pytest_mlperf.errors import LoadGenError
 from pytest_mlperf.sut import BaseSUT, Complete
+
+if TYPE_CHECKING:
+    from pytest_mlperf.tasks.base import Responses
+
+#: LoadGen's conf_type for a user file read after mlperf.conf (see build_settings).
+USER_CONF_TYPE = 2
 
 _MODES = {"performance": lg.TestMode.PerformanceOnly, "accuracy": lg.TestMode.AccuracyOnly}
 
@@ -52,7 +58,11 @@ def build_settings(spec: SettingsSpec) -> Any:
         if rc != 0:
             raise LoadGenError(f"LoadGen could not apply its built-in mlperf.conf for {spec.model_name!r} (rc={rc})")
     if spec.user_conf is not None:
-        rc = settings.FromConfig(str(spec.user_conf), spec.model_name, spec.scenario, 1)
+        # conf_type 1 counts user.conf loads in a static, process-wide counter: from the second case of a session on,
+        # LoadGen logs "Multiple conf files are used" (an error) although each run reads mlperf.conf and one
+        # user.conf, exactly as an official run does. conf_type 2 reads the same file with the same rules (the seeds
+        # stay mlperf.conf's), without the counter and without reloading mlperf.conf, which was applied just above.
+        rc = settings.FromConfig(str(spec.user_conf), spec.model_name, spec.scenario, USER_CONF_TYPE)
         if rc != 0:
             raise LoadGenError(
                 f"LoadGen refused user.conf {spec.user_conf} (rc={rc}); check the `model.scenario.key = value` lines"
@@ -64,13 +74,24 @@ def build_settings(spec: SettingsSpec) -> Any:
     return settings
 
 
-def _complete(ids: Sequence[int], rows: np.ndarray | None) -> None:
-    if rows is None:
+def _complete(ids: Sequence[int], responses: Responses | None) -> None:
+    if responses is None:
         lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
         return
-    ptr = rows.ctypes.data
-    stride = rows.strides[0]
-    lg.QuerySamplesComplete([lg.QuerySampleResponse(qid, ptr + j * stride, stride) for j, qid in enumerate(ids)])
+    if isinstance(responses, np.ndarray):
+        # The fast path: one contiguous block, one fixed-size row per sample.
+        ptr = responses.ctypes.data
+        stride = responses.strides[0]
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(qid, ptr + j * stride, stride) for j, qid in enumerate(ids)])
+        return
+    # Ragged responses: one buffer per sample. ``buffers`` keeps every one alive until LoadGen has copied it.
+    buffers = [np.ascontiguousarray(r) for r in responses]
+    lg.QuerySamplesComplete(
+        [
+            lg.QuerySampleResponse(qid, b.ctypes.data if b.nbytes else 0, b.nbytes)
+            for qid, b in zip(ids, buffers, strict=True)
+        ]
+    )
 
 
 #: The completion callback SUTs use; re-exported so nothing else imports mlperf_loadgen.

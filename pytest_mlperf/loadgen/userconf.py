@@ -48,8 +48,15 @@ def parse_user_conf(text: str, source: str) -> list[tuple[str, str, str, str]]:
         if key not in USER_CONF_KEYS:
             raise ConfigError(f"{source}:{lineno}: unknown key {key!r}; LoadGen ignores it, so it is refused")
         try:
-            float(value)
+            number = float(value)
         except ValueError:
             raise ConfigError(f"{source}:{lineno}: value {value!r} for {key} is not a number") from None
+        if key == "target_latency_percentile" and not 1 < number <= 100:
+            # LoadGen divides this one by 100: 0.9 would ask for the 0.009th percentile and judge nothing.
+            raise ConfigError(
+                f"{source}:{lineno}: target_latency_percentile = {value} is read as a percent by LoadGen; write "
+                f"{number * 100:g} for p{number * 100:g}" if number <= 1 else
+                f"{source}:{lineno}: target_latency_percentile = {value} is not a percent between 1 and 100"
+            )
         entries.append((model, scenario, key, value))
     return entries

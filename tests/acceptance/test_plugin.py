@@ -284,8 +284,9 @@ def test_keyboard_interrupt_keeps_finished_runs(project: pytest.Pytester) -> Non
         """
         import os, signal
         from conftest import make_dataset
+        from pytest_mlperf import Classification
 
-        class Interrupting(type(make_dataset())):
+        class Interrupting(Classification):
             calls = 0
             def postprocess(self, outputs):
                 Interrupting.calls += 1
@@ -298,7 +299,7 @@ def test_keyboard_interrupt_keeps_finished_runs(project: pytest.Pytester) -> Non
 
         def test_second(mlperf, tiny_model):
             base = make_dataset()
-            ds = Interrupting(base.inputs, base.labels, name="interrupting")
+            ds = type(base)(base.inputs, base.labels, name="interrupting", task=Interrupting(topk=1))
             mlperf.run(tiny_model, ds, scenario="SingleStream", min_qps=0)
 
         def test_third(mlperf, tiny_model, tiny_dataset):

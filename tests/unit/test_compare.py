@@ -21,6 +21,7 @@ from pytest_mlperf.gate.compare import (
 from pytest_mlperf.gate.fingerprint import comparable_settings
 from pytest_mlperf.gate.render import render_markdown, render_text
 from pytest_mlperf.gate.statistics import GatePolicy
+from pytest_mlperf.results import read_document
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "results"
 SCHEMAS = Path(__file__).resolve().parents[2] / "pytest_mlperf" / "schema"
@@ -31,8 +32,8 @@ MS = "suites/test_digits.py::test_digits[MultiStream-performance]"
 
 
 def load(name: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))
-    return document
+    """A recorded document of release 1 (schema version 1), as the one reader gives it: upgraded to this version."""
+    return read_document(DATA / f"{name}.json")
 
 
 def check_contract(comparison: dict[str, Any]) -> None:

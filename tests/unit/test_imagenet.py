@@ -14,6 +14,7 @@ import numpy.typing as npt
 import pytest
 
 from pytest_mlperf.config import ListValue, OptionSpec, UsageProblem, build_run_config
+from pytest_mlperf.datasets.base import ArrayDataset
 from pytest_mlperf.datasets.imagenet import (
     RESNET50_PREPROCESSING,
     ImageList,
@@ -168,6 +169,7 @@ def test_directory_layout_and_subset_labels(tmp_path: Path) -> None:
     (tmp_path / "val_map.txt").write_text("ILSVRC2012_val_00000001.JPEG 65\nsub/b.JPEG 0\n")
     images = imagenet_from_dir(tmp_path)
     assert images.files == ("ILSVRC2012_val_00000001.JPEG", "sub/b.JPEG") and images.labels == (65, 0)
+    assert imagenet_from_dir(str(tmp_path)) == images  # a plain string path, as users write it
     # The public subset: images only (here wrapped in one folder), labels from the first N lines of val.txt.
     (tmp_path / "tar" / "ILSVRC2012_img_val_500").mkdir(parents=True)
     (tmp_path / "tar" / "ILSVRC2012_img_val_500" / "x.JPEG").write_bytes(b"")
@@ -305,12 +307,22 @@ def test_scoring_applies_the_label_offset_for_logits_and_argmax_outputs() -> Non
     logits = np.zeros((2, 1001), np.float32)
     logits[0, 4], logits[1, 8] = 5.0, 5.0  # model class = label + 1
     rows = task.postprocess(logits)
-    assert rows.shape == (2, 5) and rows[:, 0].tolist() == [4, 8]
-    assert task.score({i: rows[i].tobytes() for i in range(2)}, labels) == {"top1": 1.0, "top5": 1.0, "count": 2.0}
+    # Responses hold dataset labels (the offset applied) as float32, as MLCommons' accuracy-imagenet.py reads them.
+    assert rows.shape == (2, 5) and rows.dtype == np.float32 and rows[:, 0].tolist() == [3.0, 7.0]
+    labelled = ArrayDataset(np.zeros((2, 1), np.float32), labels)
+    assert task.score({i: rows[i].tobytes() for i in range(2)}, labelled) == {"top1": 1.0, "top5": 1.0, "count": 2.0}
     argmax = task.postprocess(np.array([4, 9], np.int64))  # the MLPerf ONNX's first output, ArgMax:0
-    assert argmax.tolist() == [[4], [9]] and argmax.dtype == np.int32
+    assert argmax.tolist() == [[3.0], [8.0]] and argmax.dtype == np.float32
     # One class per response: top-1 only, no misleading top-5.
-    assert task.score({i: argmax[i].tobytes() for i in range(2)}, labels) == {"top1": 0.5, "count": 2.0}
+    assert task.score({i: argmax[i].tobytes() for i in range(2)}, labelled) == {"top1": 0.5, "count": 2.0}
+    assert task.accuracy_line({"top1": 0.5, "count": 2.0}) == "accuracy=50.000%, good=1, total=2"
+
+
+def test_the_resnet50_dataset_answers_one_float32_label_per_sample(tmp_path: Path) -> None:
+    task = synthetic_imagenet(count=2).task
+    assert isinstance(task, ImageNetClassification)
+    rows = task.postprocess({"ArgMax:0": np.array([[1], [1000]], np.int64), "softmax_tensor:0": np.zeros((2, 1001))})
+    assert rows.tolist() == [[0.0], [999.0]] and rows.dtype == np.float32
 
 
 def test_synthetic_inputs_have_the_model_shape_and_refuse_scoring() -> None:
@@ -319,8 +331,11 @@ def test_synthetic_inputs_have_the_model_shape_and_refuse_scoring() -> None:
     assert ds.inputs.shape == (4, 3, 224, 224) and ds.inputs.dtype == np.float32
     pixels = ds.inputs + np.float32([123.68, 116.78, 103.94])[:, None, None]  # uint8 images less the mean
     assert np.allclose(pixels, pixels.round(), atol=1e-3) and pixels.min() > -0.01 and pixels.max() < 255.01
+    with pytest.raises(ValueError, match="is synthetic"):
+        ds.task.score({}, ds)
+    unlabelled = ArrayDataset(ds.inputs, None, name="unlabelled")
     with pytest.raises(ValueError, match="no labels"):
-        ds.score({})
+        unlabelled.task.score({}, unlabelled)
 
 
 # -- the stand-in model -----------------------------------------------------------------------------------------
