@@ -19,7 +19,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pytest_mlperf.results import primary_metric
+from pytest_mlperf.results import higher_is_better, primary_metric
 from pytest_mlperf.rules import LATENCY_PERCENTILE, QPS_SCENARIOS
 
 FORMATS = ("gab-smaller", "gab-bigger", "bmf", "pytest-benchmark")
@@ -29,7 +29,8 @@ PYTEST_BENCHMARK_VERSION = "4.0.0"
 #: Every measure an export holds, with the unit github-action-benchmark shows and whether bigger is better, as
 #: the MLPerf metric it stands for: ``latency`` is the scenario's percentile (p90 SingleStream, p99 per query of
 #: MultiStream, the p99 bound of Server); ``throughput`` is samples per second (Server's completed samples/s,
-#: Offline's samples/s), never queries per second; ``accuracy`` is the task's score in percent.
+#: Offline's samples/s), never queries per second; ``accuracy`` is the task's score in percent, bigger is better
+#: unless the run's task says otherwise (``task.higher_is_better``, an error rate for instance).
 MEASURES: dict[str, tuple[str, bool]] = {
     "latency": ("ms", False),
     "throughput": ("samples/s", True),
@@ -113,33 +114,35 @@ def _gab_entry(name: str, unit: str, values: Sequence[float], runs: Sequence[Map
     return entry
 
 
-def _figures(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[float]]]:
-    """A case's exported ``(measure, label, values)``: latency in ns, throughput in samples/s, accuracy in %."""
-    figures: list[tuple[str, str, list[float]]] = []
+def _figures(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[float], bool]]:
+    """A case's exported ``(measure, label, values, bigger_is_better)``: latency in ns, throughput in samples/s,
+    accuracy in %."""
+    figures: list[tuple[str, str, list[float], bool]] = []
     latency = _latencies(runs)
     if latency is not None:
         statistic, values = latency
-        figures.append(("latency", f"{statistic} latency", values))
+        figures.append(("latency", f"{statistic} latency", values, MEASURES["latency"][1]))
     qps = _qps(runs)
     if qps:
-        figures.append(("throughput", "throughput", qps))
+        figures.append(("throughput", "throughput", qps, MEASURES["throughput"][1]))
     accuracy = _accuracy(runs)
     if accuracy is not None and accuracy[1]:
         key, values = accuracy
-        figures.append(("accuracy", f"{key} accuracy", [v * 100 for v in values]))
+        figures.append(("accuracy", f"{key} accuracy", [v * 100 for v in values], higher_is_better(runs[0])))
     return figures
 
 
 def github_action_benchmark(document: Mapping[str, Any], *, bigger_is_better: bool) -> list[dict[str, Any]]:
     """customSmallerIsBetter (latency, ms) or customBiggerIsBetter (samples/s, accuracy %) entries.
 
-    Which list a figure goes to, and its unit, come from ``MEASURES``. The value is the median over a case's
+    A figure's unit comes from ``MEASURES``, and its list from there too, except accuracy, which follows the
+    direction of its task's metric (``task.higher_is_better``). The value is the median over a case's
     repeats and ``range`` their standard deviation, both in ``unit``.
     """
     entries: list[dict[str, Any]] = []
     for name, runs in _cases(document):
-        for measure, label, values in _figures(runs):
-            unit, bigger = MEASURES[measure]
+        for measure, label, values, bigger in _figures(runs):
+            unit = MEASURES[measure][0]
             if bigger == bigger_is_better:
                 in_unit = [v / 1e6 for v in values] if measure == "latency" else values
                 entries.append(_gab_entry(f"{name} {label}", unit, in_unit, runs))
@@ -161,7 +164,7 @@ def bencher_metric_format(document: Mapping[str, Any]) -> dict[str, dict[str, di
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name, runs in _cases(document):
         # Bencher's built-in latency measure is in nanoseconds, as the results hold it.
-        measures = {measure: _bmf_metric(values) for measure, _, values in _figures(runs)}
+        measures = {measure: _bmf_metric(values) for measure, _, values, _ in _figures(runs)}
         if measures:
             out[name] = measures
     return out

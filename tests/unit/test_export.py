@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -263,3 +264,16 @@ def test_the_measures_table_names_every_exported_measure(every_scenario: dict[st
     assert {m: bigger for m, (_, bigger) in MEASURES.items()} == {
         "latency": False, "throughput": True, "accuracy": True,
     }
+
+
+def test_a_lower_is_better_accuracy_metric_goes_to_the_smaller_list(every_scenario: dict[str, Any]) -> None:
+    every_scenario = copy.deepcopy(every_scenario)  # the fixture is shared by the module
+    (run,) = [r for r in every_scenario["runs"] if r["scenario"] == "Offline" and r["mode"] == "accuracy"]
+    # The task of an error rate, say: the same figure, judged the other way.
+    run["task"] = {**run["task"], "higher_is_better": False}
+    name = f"{run['id']} {run['task']['metric']} accuracy"
+    smaller = {e["name"]: e for e in github_action_benchmark(every_scenario, bigger_is_better=False)}
+    bigger = {e["name"] for e in github_action_benchmark(every_scenario, bigger_is_better=True)}
+    assert name not in bigger
+    assert smaller[name]["unit"] == "%"
+    assert smaller[name]["value"] == pytest.approx(run["metrics"]["accuracy"][run["task"]["metric"]] * 100)
