@@ -43,6 +43,11 @@ class AbResult:
     head_results: Path
     records: tuple[RunRecord, ...]
 
+    @property
+    def rounds(self) -> int:
+        """Rounds actually run (fewer than asked when adaptive rounds stopped early)."""
+        return sum(1 for r in self.records if r.side == "head")
+
     def exit_codes(self, side: Side) -> list[int]:
         return [r.exit_code for r in self.records if r.side == side]
 
@@ -117,7 +122,8 @@ def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
     return merged
 
 
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Writes ``doc`` to ``path`` atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -137,6 +143,10 @@ def run_session(
     return proc.returncode
 
 
+def _paths(records: Sequence[RunRecord], side: Side) -> list[Path]:
+    return [r.results for r in records if r.side == side and r.results is not None]
+
+
 def run_ab(
     *,
     io: GitHubIO,
@@ -148,6 +158,7 @@ def run_ab(
     out_dir: Path,
     temp_dir: Path | None = None,
     load_flag: str | None = None,
+    decided: Callable[[int, list[Path], list[Path]], bool] | None = None,
 ) -> AbResult:
     """Runs ``rounds`` pairs base, head, base, head... and writes ``base.json``/``head.json`` under ``out_dir``.
 
@@ -161,6 +172,9 @@ def run_ab(
     calibrates its own Server target QPS, and runs made under different loads are neither comparable nor poolable.
     The loads file (``loads.json``) holds every run so far, earliest first, so a case only the head has (a new
     benchmark) is pinned from its first head run.
+
+    ``decided(rounds_so_far, base_results, head_results)``, when given, is asked after every round; True stops
+    the sequence there (adaptive rounds, ``repeat: auto``), so ``rounds`` is then the most rounds.
     """
     head_sha = git(workspace, "rev-parse", "HEAD")
     base_sha = resolve_commit(workspace, base_ref)
@@ -192,13 +206,15 @@ def run_ab(
                 records.append(RunRecord(side_t, rnd, code, results if results.is_file() else None))
                 if load_flag and results.is_file():
                     produced.append(results)
-                    _write_json(loads, merge_results(produced))
+                    write_json(loads, merge_results(produced))
                 if side == "head" and (code not in _RAN or not results.is_file()):
                     raise AbError(
                         f"the head run of round {rnd + 1} ended with pytest exit code {code} and "
                         f"{'no results file' if not results.is_file() else 'an error'} ({results}); "
                         "see its log group above"
                     )
+            if decided is not None and decided(rnd + 1, _paths(records, "base"), _paths(records, "head")):
+                break
     finally:
         # Best effort: a leftover worktree would only cost disk space and is pruned by the next run.
         subprocess.run(
@@ -211,12 +227,11 @@ def run_ab(
         )
         shutil.rmtree(holder, ignore_errors=True)
 
-    head_paths = [r.results for r in records if r.side == "head" and r.results is not None]
-    base_paths = [r.results for r in records if r.side == "base" and r.results is not None]
+    head_paths, base_paths = _paths(records, "head"), _paths(records, "base")
     head_out = out_dir / "head.json"
-    _write_json(head_out, merge_results(head_paths))
+    write_json(head_out, merge_results(head_paths))
     base_out: Path | None = None
     if base_paths:
         base_out = out_dir / "base.json"
-        _write_json(base_out, merge_results(base_paths))
+        write_json(base_out, merge_results(base_paths))
     return AbResult(base_sha, head_sha, base_out, head_out, tuple(records))

@@ -117,9 +117,9 @@ class FixedSettingsHarness(Harness):
         self._fixed: dict[str, tuple[loadgen.SettingsSpec, dict[str, Any]]] = {}
         self.timed: dict[str, TimedBackend] = {}
 
-    def backends_for(self, model: Path | str, count: int = 1) -> list[Backend]:
+    def backends_for(self, model: Path | str, count: int = 1, engine: str | None = None) -> list[Backend]:
         if str(model) not in self.timed:
-            self.timed[str(model)] = TimedBackend(super().backends_for(model)[0])
+            self.timed[str(model)] = TimedBackend(super().backends_for(model, engine=engine)[0])
         return [self.timed[str(model)]]
 
     def settings_for(self, case: Case, backend: Backend) -> tuple[loadgen.SettingsSpec, dict[str, Any]]:

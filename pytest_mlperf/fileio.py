@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pytest_mlperf.errors import ProvisioningError
+from pytest_mlperf.provisioning.cache import cache_file
 
 #: How long a second process waits for another one building the same artefact.
 BUILD_LOCK_TIMEOUT_S = 600.0
@@ -71,23 +72,25 @@ def _intact(path: Path) -> bool:
         return False
 
 
-def ensure_built(path: Path, build: Callable[[], bytes], *, what: str) -> Path:
-    """Return *path*, building it first when it is missing or does not match its ``.sha256`` sidecar.
+def ensure_built(cache_dir: Path, name: str, build: Callable[[], bytes], *, what: str) -> Path:
+    """Return ``cache_dir/name`` (*name* may be ``sub/file``), building it first when it is missing or does not
+    match its ``.sha256`` sidecar.
 
-    Parallel processes (xdist workers) build it once: the others wait on a file lock, then reuse it. The sidecar
-    is written last, so a crash between the two writes leaves a mismatch that the next call rebuilds.
+    The cache root is made through :func:`~pytest_mlperf.provisioning.cache.cache_subdir`, so it carries
+    ``CACHEDIR.TAG`` even when a built model is the first thing ever cached. Parallel processes (xdist workers)
+    build it once: the others wait on a file lock, then reuse it. The sidecar is written last, so a crash between
+    the two writes leaves a mismatch that the next call rebuilds.
     """
     from filelock import FileLock, Timeout
 
+    parts = tuple(name.split("/"))
+    path = Path(cache_dir).expanduser().joinpath(*parts)
     if _intact(path):
         return path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ProvisioningError(
-            f"{what}: cannot create the cache directory {path.parent} ({exc}); point --mlperf-cache-dir at a "
-            "writable directory"
-        ) from exc
+        path = cache_file(Path(cache_dir), *parts)
+    except ProvisioningError as exc:
+        raise ProvisioningError(f"{what}: {exc}") from exc
     lock = path.with_name(path.name + ".lock")
     try:
         with FileLock(str(lock), timeout=BUILD_LOCK_TIMEOUT_S):

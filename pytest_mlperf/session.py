@@ -13,6 +13,7 @@ import pytest
 from pytest_mlperf.config import RunConfig
 from pytest_mlperf.errors import MLPerfWarning
 from pytest_mlperf.results import JournaledDocument, new_document, runs_journal
+from pytest_mlperf.rules import AUTO_ROUNDS
 
 if TYPE_CHECKING:
     from pytest_mlperf.harness import Harness
@@ -105,10 +106,13 @@ class MLPerfSession:
     def compare_case(self, case_id: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         """Compare one case's runs (all its repeats) with the baseline's runs of the same id."""
         from pytest_mlperf.gate.compare import Source, compare_documents
+        from pytest_mlperf.gate.statistics import Look
 
         cfg = self.config
         assert cfg.baseline_document is not None
         head = {**self.environment(), "runs": runs}
+        # --mlperf-repeat auto: each number of head runs is one look of the sequential design.
+        look = Look(len(runs), AUTO_ROUNDS[0], cfg.repeat) if cfg.adaptive and len(runs) >= AUTO_ROUNDS[0] else None
         return compare_documents(
             [Source(str(cfg.baseline), cfg.baseline_document)],
             [Source("this session", head)],
@@ -116,7 +120,16 @@ class MLPerfSession:
             force=cfg.force_compare,
             ids={case_id},
             force_hint="--mlperf-force-compare",
+            look=look,
         )
+
+    def decided(self, case_id: str, runs: list[dict[str, Any]]) -> bool:
+        """--mlperf-repeat auto: whether the runs so far settle the case's comparison (then it runs no more)."""
+        if len(runs) < AUTO_ROUNDS[0]:
+            return False
+        sequential = self.compare_case(case_id, runs).get("sequential")
+        # A refused or fingerprint-less comparison has no look: more runs would not change it.
+        return not isinstance(sequential, dict) or bool(sequential["decided"])
 
     @property
     def comparison_path(self) -> Path:

@@ -3,9 +3,9 @@
 Slowdowns are injected deterministically and made large: every sample sleeps a fixed time in postprocessing
 (``MLPERF_TEST_DELAY_US``), which dominates the tiny model's own latency. A sleep never ends early, so a latency is
 never below its sleep; a busy machine only adds scheduling delay on top (up to +1.6 ms at p90 was seen on two cores
-shared with two busy loops and other test sessions). Every verdict asserted here therefore has a margin of at
-least 8 ms of such delay: 10 ms against 1 ms is a +900 % regression that no load can hide; a head that must pass
-is compared with a base that sleeps 10 ms, so it could only regress if the machine added 11 ms to its p90.
+shared with two busy loops and other test sessions). Every decided verdict asserted here therefore has a margin of
+at least 8 ms of such delay: 10 ms against 1 ms is a +900 % regression that no load can hide, and a faster head is
+measured against a base that sleeps 10 ms. One run per side is not decided at all, whatever the load.
 """
 
 from __future__ import annotations
@@ -72,8 +72,10 @@ def load(path: Path) -> dict:
 def test_slower_head_fails_with_the_effect_and_its_interval(
     gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base = run_baseline(gated, "--mlperf-scenarios=SingleStream")
+    # A baseline with repeats (as the nightly one has) gives the run-to-run spread that one head run is judged on.
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream", "--mlperf-repeat=5")
     runs = load(base)["runs"]
+    assert len(runs) == 5
     assert len(runs[0]["latency_samples_ns"]) >= 100  # per-query latencies from the LoadGen trace
 
     monkeypatch.setenv("MLPERF_TEST_DELAY_US", SLOW_US)
@@ -81,7 +83,8 @@ def test_slower_head_fails_with_the_effect_and_its_interval(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*p90 latency +* % [[]+*, +*[]] vs baseline (p*, floor 5 %)*",
+            "*p90 latency +* % [[]+*, +*[]] vs baseline (p*, floor 5 %; runs 5 base / 1 head, noise: prediction "
+            "interval from the base runs' spread, *",
             "*mlperf baseline comparison vs*base.json*",
             "*REGRESSION*",
         ]
@@ -92,6 +95,7 @@ def test_slower_head_fails_with_the_effect_and_its_interval(
     assert comparison["verdict"] == "regression"
     (case,) = comparison["cases"]
     assert case["metric"] == "p90_latency" and case["verdict"] == "regression" and case["change"] > 0.5
+    assert (case["runs_base"], case["runs_head"], case["noise"]) == (5, 1, "base-runs")
     head = load(gated.path / "mlperf-results" / "results.json")
     jsonschema.validate(head, schema())
     assert head["runs"][-1]["passed"] is False
@@ -101,16 +105,19 @@ def test_slower_head_fails_with_the_effect_and_its_interval(
 def test_identical_head_passes_and_faster_head_is_reported_not_failed(
     gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Both sides sleep 10 ms per sample, and the floor is the largest there is (99 %): the same code could only
-    # regress if the machine added 10 ms to its p90, and could never improve (a sleep does not end early).
-    monkeypatch.setenv("MLPERF_TEST_DELAY_US", SLOW_US)
     base = run_baseline(gated, "--mlperf-scenarios=SingleStream")
-    result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", f"--mlperf-baseline={base}",
-                             "--mlperf-floor=99%")
+    # One run per side (the defaults): the same code on a shared machine must never fail, whatever the scheduler
+    # does between the two sessions (+47 % has been seen here), so the gate does not decide at all, and says why.
+    result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", f"--mlperf-baseline={base}")
     result.assert_outcomes(passed=1)
-    assert load(gated.path / "mlperf-results" / "results.comparison.json")["verdict"] == "no-change"
+    comparison = load(gated.path / "mlperf-results" / "results.comparison.json")
+    assert comparison["verdict"] == "no-change"
+    assert comparison["cases"][0]["noise"] == "none"
+    assert "add 2 runs per side (--mlperf-repeat 3)" in comparison["cases"][0]["message"]
 
-    # No sleep against 10 ms: an improvement unless the machine added 9.5 ms to the head's p90.
+    # A baseline with repeats decides a single head run; a faster head is reported, never failed. No sleep against
+    # 10 ms: an improvement unless the machine added 9.5 ms to the head's p90.
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream", "--mlperf-repeat=5", delay_us=SLOW_US)
     monkeypatch.setenv("MLPERF_TEST_DELAY_US", "0")
     result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", f"--mlperf-baseline={base}")
     result.assert_outcomes(passed=1)
@@ -124,15 +131,9 @@ def test_server_reuses_the_baseline_load_so_fingerprints_match(gated: pytest.Pyt
     base_qps = load(base)["runs"][0]["settings"]["target_qps"]
     result = gated.runpytest(*PERF, "--mlperf-scenarios=Server", f"--mlperf-baseline={base}", "--mlperf-floor=0.5",
                              "--mlperf-target-latency-ms=1000", "--mlperf-min-query-count=1000")
-    # What is asserted is that the two sides are compared at all. Their verdict is a measurement: Server's p99 is
-    # its ten slowest queries in a thousand, and on a loaded machine a head that slept a tenth as long per sample
-    # as its base still showed +214 % (stalls of about 0.2 s), beyond any floor the option accepts.
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 1, outcomes
-    (run,) = load(gated.path / "mlperf-results" / "results.json")["runs"]
-    assert run["settings"]["target_qps"] == base_qps
-    assert run["valid"] is True
-    assert all("vs baseline" in reason for reason in run["reasons"]), run["reasons"]
+    result.assert_outcomes(passed=1)
+    head = load(gated.path / "mlperf-results" / "results.json")
+    assert head["runs"][0]["settings"]["target_qps"] == base_qps
     comparison = load(gated.path / "mlperf-results" / "results.comparison.json")
     assert comparison["verdict"] != "refused"
     assert {c["metric"] for c in comparison["cases"]} == {"p99_latency", "qps"}
@@ -156,8 +157,7 @@ def test_reuse_load_file_must_exist(project: pytest.Pytester) -> None:
 
 
 def test_fingerprint_mismatch_is_refused_unless_forced(gated: pytest.Pytester) -> None:
-    # A slower base (10 ms against the head's 1 ms): the forced comparison passes whatever the machine's load.
-    base = run_baseline(gated, "--mlperf-scenarios=SingleStream", delay_us=SLOW_US)
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream")
     doc = load(base)
     doc["machine"]["cpu"] = "Some Other CPU 9000"
     base.write_text(json.dumps(doc))
@@ -175,13 +175,39 @@ def test_fingerprint_mismatch_is_refused_unless_forced(gated: pytest.Pytester) -
 
 
 def test_case_missing_from_the_baseline_is_reported(gated: pytest.Pytester) -> None:
-    base = run_baseline(gated, "--mlperf-scenarios=SingleStream", delay_us=SLOW_US)  # the head cannot regress
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream")
     result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream,MultiStream", f"--mlperf-baseline={base}",
                              "--mlperf-floor=25%")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test_gated?MultiStream-performance?*missing-in-base*"])
     comparison = load(gated.path / "mlperf-results" / "results.comparison.json")
     assert comparison["counts"]["missing"] == 1
+
+
+def test_repeat_auto_stops_once_the_comparison_is_decided(
+    gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream", "--mlperf-repeat=5")
+    monkeypatch.setenv("MLPERF_TEST_DELAY_US", SLOW_US)
+    result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", f"--mlperf-baseline={base}",
+                             "--mlperf-repeat=auto")
+    result.assert_outcomes(failed=1)
+    # Ten times slower is clear at the first look on a quiet machine (3 runs); a loaded one may need more rounds
+    # (the generated-data tests pin down when a look stops). Whichever look stopped, its verdict is the case's.
+    runs = len(load(gated.path / "mlperf-results" / "results.json")["runs"])
+    assert 3 <= runs <= 10
+    comparison = load(gated.path / "mlperf-results" / "results.comparison.json")
+    (case,) = comparison["cases"]
+    assert (case["verdict"], case["runs_head"], case["decided"]) == ("regression", runs, True)
+    assert f"round {runs} of 3-10, level " in case["message"]
+
+    # Without a baseline nothing decides when to stop: auto runs its minimum.
+    result = gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", "--mlperf-repeat=auto")
+    result.assert_outcomes(passed=1)
+    assert len(load(gated.path / "mlperf-results" / "results.json")["runs"]) == 3
+    result = gated.runpytest("--mlperf-repeat=many")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mlperf-repeat: 'many' is not a whole number or auto*"])
 
 
 def test_repeat_runs_each_performance_case_n_times(gated: pytest.Pytester) -> None:
@@ -220,9 +246,12 @@ def test_invalid_baseline_file_is_named(project: pytest.Pytester) -> None:
 def test_compare_command_exit_codes_on_real_results(
     gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = run_baseline(gated, "--mlperf-scenarios=SingleStream")
+    # Five base runs measure the run-to-run noise that the two slow runs are judged against (and, compared the
+    # other way round, the improvement of five fast runs over two slow ones).
+    base = run_baseline(gated, "--mlperf-scenarios=SingleStream", "--mlperf-repeat=5")
     monkeypatch.setenv("MLPERF_TEST_DELAY_US", SLOW_US)
-    gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", "--mlperf-results=slow.json").assert_outcomes(passed=1)
+    gated.runpytest(*PERF, "--mlperf-scenarios=SingleStream", "--mlperf-repeat=2", "--mlperf-results=slow.json"
+                    ).assert_outcomes(passed=1)
     slow = gated.path / "slow.json"
     other = gated.path / "other.json"
     doc = load(base)

@@ -66,6 +66,22 @@ def test_base_and_head_alternate_and_each_side_is_merged(
     assert result.exit_codes("head") == [0, 0, 0]
 
 
+def test_a_decided_comparison_stops_the_rounds(make_repo: MakeRepo, tmp_path: Path, session_log: Path) -> None:
+    repo, (base_sha, _) = make_repo([{"bench.json": bench()}, {"bench.json": bench(latency_ms=2.0)}])
+    asked: list[tuple[int, int, int]] = []
+
+    def decided(rnd: int, base: list[Path], head: list[Path]) -> bool:
+        asked.append((rnd, len(base), len(head)))
+        return rnd >= 2
+
+    result = run_ab(io=GitHubIO(Context(workspace=repo)), workspace=repo, base_ref=base_sha, rounds=10,
+                    command=COMMAND, argv_for=argv_for, out_dir=tmp_path / "out", temp_dir=tmp_path, decided=decided)
+    assert asked == [(1, 1, 1), (2, 2, 2)]
+    assert result.rounds == 2
+    assert len(sessions(session_log)) == 4
+    assert len(load_results(result.head_results)["runs"]) == 4  # two cases, two rounds
+
+
 def test_every_session_after_the_first_reuses_the_loads_calibrated_so_far(
     make_repo: MakeRepo, tmp_path: Path, session_log: Path
 ) -> None:
