@@ -147,7 +147,7 @@ def read_inputs(environ: Mapping[str, str]) -> Inputs:
         baseline_file=baseline_file,
         repeat=repeat,
         alpha=_number(environ, "alpha", 0.01, 1e-9, 1.0),
-        floor=_number(environ, "floor", 0.05, 0.0, None),
+        floor=_number(environ, "floor", 0.05, 0.0, 1.0),
         force_compare=_bool(environ, "force-compare", False),
         fail_on_regression=_bool(environ, "fail-on-regression", True),
         results_dir=_get(environ, "results-dir") or "mlperf-results",
