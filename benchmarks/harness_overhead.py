@@ -35,7 +35,7 @@ from typing import Any
 import mlperf_loadgen as lg  # only for the bare Server reference; the harness path goes through the package
 import numpy as np
 import onnxruntime as ort
-from models import MODELS, ensure_model
+from models import bare_session, ensure_model, random_inputs
 
 from pytest_mlperf.backends.base import Backend
 from pytest_mlperf.config import Overrides, RunConfig
@@ -159,14 +159,6 @@ class Row:
     target: tuple[str, float] | None
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def bare_offline(sess: ort.InferenceSession, pool: np.ndarray, samples: int, batch: int) -> float:
     """Samples/s of ``session.run`` over *samples* samples in batches of *batch*, cut from a preloaded block."""
     name, out = sess.get_inputs()[0].name, sess.get_outputs()[0].name
@@ -263,14 +255,11 @@ def _drop(result: RunResult) -> None:
 
 
 def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None]) -> tuple[list[Row], str]:
-    spec = MODELS[name]
     path = ensure_model(name)
     threads = len(usable_cpus())
-    count = 64 if name == "heavy" else 1024
-    inputs = np.random.default_rng(7).random((count, *spec.sample_shape), dtype=np.float32)
-    dataset = ArrayDataset(inputs, name=f"{name}-random", synthetic_inputs=True)
+    inputs, dataset = random_inputs(name)
     batch = RunConfig().batch_size
-    sess = _session(path, threads)
+    sess = bare_session(path, threads)
     for warm in (inputs[:batch], inputs[:1]):  # as the harness's warm-up and calibration do
         sess.run(None, {sess.get_inputs()[0].name: warm})
     overrides = Overrides(min_query_count=HEAVY_MIN_QUERIES) if name == "heavy" else Overrides()
