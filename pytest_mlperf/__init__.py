@@ -6,8 +6,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pytest_mlperf.backends.base import Backend, BackendOptions
     from pytest_mlperf.config import Thresholds
-    from pytest_mlperf.datasets.base import ArrayDataset, Classification, Dataset
+    from pytest_mlperf.datasets.base import ArrayDataset, Dataset
+    from pytest_mlperf.datasets.imagenet import ImageNetDataset, imagenet_from_dir
     from pytest_mlperf.errors import (
         ConfigError,
         InferenceError,
@@ -19,15 +21,22 @@ if TYPE_CHECKING:
     )
     from pytest_mlperf.results import RunResult
     from pytest_mlperf.rules import SCENARIOS
+    from pytest_mlperf.tasks.base import Task
+    from pytest_mlperf.tasks.classification import Classification
 
 #: Where each public name lives. Resolved on first access: pytest imports this package for the plugin in every
 #: run, and the datasets pull in numpy, which a project that never benchmarks should not pay for.
 _EXPORTS = {
-    "SCENARIOS": "pytest_mlperf.config",
+    "SCENARIOS": "pytest_mlperf.rules",
     "Thresholds": "pytest_mlperf.config",
     "ArrayDataset": "pytest_mlperf.datasets.base",
-    "Classification": "pytest_mlperf.datasets.base",
+    "Backend": "pytest_mlperf.backends.base",
+    "BackendOptions": "pytest_mlperf.backends.base",
+    "Classification": "pytest_mlperf.tasks.classification",
     "Dataset": "pytest_mlperf.datasets.base",
+    "ImageNetDataset": "pytest_mlperf.datasets.imagenet",
+    "Task": "pytest_mlperf.tasks.base",
+    "imagenet_from_dir": "pytest_mlperf.datasets.imagenet",
     "ConfigError": "pytest_mlperf.errors",
     "InferenceError": "pytest_mlperf.errors",
     "LoadGenError": "pytest_mlperf.errors",
@@ -41,9 +50,12 @@ _EXPORTS = {
 __all__ = [
     "SCENARIOS",
     "ArrayDataset",
+    "Backend",
+    "BackendOptions",
     "Classification",
     "ConfigError",
     "Dataset",
+    "ImageNetDataset",
     "InferenceError",
     "LoadGenError",
     "MLPerfError",
@@ -51,7 +63,9 @@ __all__ = [
     "ModelError",
     "ProvisioningError",
     "RunResult",
+    "Task",
     "Thresholds",
+    "imagenet_from_dir",
 ]
 
 

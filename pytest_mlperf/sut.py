@@ -60,6 +60,10 @@ class BaseSUT:
         self.error: BaseException | None = None
         self.aborted = False
         self.completed_samples = 0
+        self._setup()
+
+    def _setup(self) -> None:
+        """Per-strategy state (queues), made once before LoadGen can call ``issue``."""
 
     # LoadGen calls these two from its own threads.
     def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
@@ -116,15 +120,7 @@ class InlineSUT(BaseSUT):
 class QueuedSUT(BaseSUT):
     """The issue callback only enqueues, O(1) under the GIL; threads started by ``start`` do the work."""
 
-    def __init__(
-        self,
-        backends: Backend | Sequence[Backend],
-        dataset: Dataset,
-        task: Task,
-        complete: Complete,
-        options: SutOptions,
-    ) -> None:
-        super().__init__(backends, dataset, task, complete, options)
+    def _setup(self) -> None:
         self._queue: queue.SimpleQueue[tuple[Sequence[int], Sequence[int]] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
 

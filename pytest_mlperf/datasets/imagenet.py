@@ -317,8 +317,9 @@ def read_val_map(path: Path, limit: int | None = None) -> list[tuple[str, int]]:
     return entries
 
 
-def imagenet_from_dir(root: Path, name: str = IMAGENET_FULL, map_file: str = "val_map.txt") -> ImageList:
+def imagenet_from_dir(root: Path | str, name: str = IMAGENET_FULL, map_file: str = "val_map.txt") -> ImageList:
     """A directory in the ``val_map.txt`` layout (the file lists images relative to the directory)."""
+    root = Path(root).expanduser()
     path = root / map_file
     if not path.is_file():
         raise ImageNetError(
@@ -329,8 +330,11 @@ def imagenet_from_dir(root: Path, name: str = IMAGENET_FULL, map_file: str = "va
     return ImageList(name, root, tuple(f for f, _ in entries), tuple(lbl for _, lbl in entries), str(path))
 
 
-def imagenet_from_images(images: Path, labels_file: Path, count: int, name: str = IMAGENET_SUBSET) -> ImageList:
+def imagenet_from_images(
+    images: Path | str, labels_file: Path | str, count: int, name: str = IMAGENET_SUBSET
+) -> ImageList:
     """Images without a map file (the public subset) labelled by the first ``count`` lines of a ``val.txt``."""
+    images, labels_file = Path(images).expanduser(), Path(labels_file).expanduser()
     entries = read_val_map(labels_file, limit=count)
     if len(entries) < count:
         raise ImageNetError(f"{labels_file} has labels for {len(entries)} images; {name} needs {count}")

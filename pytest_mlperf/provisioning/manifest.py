@@ -130,6 +130,26 @@ class Catalog(Mapping[str, Asset]):
         return ", ".join(str(p) for p in self.sources) or "(no manifest files)"
 
 
+def user_entry_manifest(asset: Asset, sha256: str) -> str:
+    """A whole manifest, ready to save and pass with --mlperf-manifest, that declares *sha256* as the user's own copy
+    of *asset*: same name, kind and layout (the code that uses the asset reads its layout), ``source: user``."""
+    entry: dict[str, Any] = {"name": asset.name, "kind": asset.kind, "source": "user", "sha256": sha256}
+    if asset.description:
+        entry["description"] = f"my own copy of: {asset.description}"
+    if asset.layout:
+        entry["layout"] = _plain(asset.layout)
+    return yaml.safe_dump({"schema_version": SCHEMA_VERSION, "assets": [entry]}, sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and sequences as dicts and lists, which yaml.safe_dump writes."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def packaged_manifest_paths() -> list[Path]:
     """The manifests pytest-mlperf ships: inside the package when installed from a wheel, else repo-root fixtures/.
 

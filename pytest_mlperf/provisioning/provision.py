@@ -45,7 +45,7 @@ import urllib3
 
 from pytest_mlperf.errors import ConfigError, MLPerfWarning, ProvisioningError
 from pytest_mlperf.provisioning.archive import extract_archive
-from pytest_mlperf.provisioning.manifest import Asset, Catalog, load_catalog
+from pytest_mlperf.provisioning.manifest import Asset, Catalog, load_catalog, user_entry_manifest
 
 __all__ = [
     "ENV_ASSET_PREFIX",
@@ -512,10 +512,12 @@ class Provisioner:
                 )
         mismatch = self._mismatch(asset, sha, md5)
         if mismatch:
+            manifest = "\n".join("    " + line for line in user_entry_manifest(asset, sha).splitlines())
             raise ProvisioningError(
                 f"{asset.kind} {asset.name!r}: {what} does not match the manifest {asset.manifest}: {mismatch}. "
-                f"If this file is the one you want, declare it in your own manifest (--mlperf-manifest PATH) with "
-                f"an entry named {asset.name!r} and 'sha256: {sha}'; otherwise point the override at the right file."
+                "If this file is the one you want (your own model, say), save these lines as a manifest, e.g. "
+                f"my-assets.yaml, and add --mlperf-manifest my-assets.yaml; its entry replaces the packaged one by "
+                f"name:\n{manifest}\nOtherwise point the override at the right file."
             )
         return sha, md5
 

@@ -169,6 +169,7 @@ def test_directory_layout_and_subset_labels(tmp_path: Path) -> None:
     (tmp_path / "val_map.txt").write_text("ILSVRC2012_val_00000001.JPEG 65\nsub/b.JPEG 0\n")
     images = imagenet_from_dir(tmp_path)
     assert images.files == ("ILSVRC2012_val_00000001.JPEG", "sub/b.JPEG") and images.labels == (65, 0)
+    assert imagenet_from_dir(str(tmp_path)) == images  # a plain string path, as users write it
     # The public subset: images only (here wrapped in one folder), labels from the first N lines of val.txt.
     (tmp_path / "tar" / "ILSVRC2012_img_val_500").mkdir(parents=True)
     (tmp_path / "tar" / "ILSVRC2012_img_val_500" / "x.JPEG").write_bytes(b"")
