@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from action.github_io import GitHubIO
 
-RESULTS_SCHEMA_VERSION = 1
 Side = Literal["base", "head"]
 # pytest exit codes 0 (all passed) and 1 (some tests failed) still mean the session ran and wrote its results.
 _RAN = (0, 1)
@@ -43,6 +42,11 @@ class AbResult:
     base_results: Path | None
     head_results: Path
     records: tuple[RunRecord, ...]
+
+    @property
+    def rounds(self) -> int:
+        """Rounds actually run (fewer than asked when adaptive rounds stopped early)."""
+        return sum(1 for r in self.records if r.side == "head")
 
     def exit_codes(self, side: Side) -> list[int]:
         return [r.exit_code for r in self.records if r.side == side]
@@ -84,20 +88,18 @@ def resolve_commit(workspace: Path, ref: str) -> str:
 
 
 def load_results(path: Path) -> dict[str, Any]:
-    """A results JSON written by the plugin, checked for the schema version this Action reads."""
+    """A results JSON written by the plugin, read by the plugin's one reader (older versions upgraded)."""
+    from pytest_mlperf.results import ResultsFileError, ResultsVersionError, read_document
+
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise AbError(f"results file {path} is not readable JSON ({exc}); see the pytest output above") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
-        raise AbError(f"results file {path} has no `runs` list; was it written by pytest-mlperf?")
-    version = doc.get("schema_version")
-    if version != RESULTS_SCHEMA_VERSION:
+        return read_document(path)
+    except ResultsVersionError as exc:
         raise AbError(
-            f"results file {path} has schema_version {version!r} but this Action reads version "
-            f"{RESULTS_SCHEMA_VERSION}; use the Action release that matches the installed pytest-mlperf"
-        )
-    return doc
+            f"results file {exc} (the Action runs the pytest-mlperf of its own release: to read a newer file, "
+            "use a newer Action release)"
+        ) from None
+    except ResultsFileError as exc:
+        raise AbError(f"results file {exc}; see the pytest output above") from None
 
 
 def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
@@ -120,7 +122,8 @@ def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
     return merged
 
 
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Writes ``doc`` to ``path`` atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -140,6 +143,10 @@ def run_session(
     return proc.returncode
 
 
+def _paths(records: Sequence[RunRecord], side: Side) -> list[Path]:
+    return [r.results for r in records if r.side == side and r.results is not None]
+
+
 def run_ab(
     *,
     io: GitHubIO,
@@ -151,6 +158,7 @@ def run_ab(
     out_dir: Path,
     temp_dir: Path | None = None,
     load_flag: str | None = None,
+    decided: Callable[[int, list[Path], list[Path]], bool] | None = None,
 ) -> AbResult:
     """Runs ``rounds`` pairs base, head, base, head... and writes ``base.json``/``head.json`` under ``out_dir``.
 
@@ -164,6 +172,9 @@ def run_ab(
     calibrates its own Server target QPS, and runs made under different loads are neither comparable nor poolable.
     The loads file (``loads.json``) holds every run so far, earliest first, so a case only the head has (a new
     benchmark) is pinned from its first head run.
+
+    ``decided(rounds_so_far, base_results, head_results)``, when given, is asked after every round; True stops
+    the sequence there (adaptive rounds, ``repeat: auto``), so ``rounds`` is then the most rounds.
     """
     head_sha = git(workspace, "rev-parse", "HEAD")
     base_sha = resolve_commit(workspace, base_ref)
@@ -195,13 +206,15 @@ def run_ab(
                 records.append(RunRecord(side_t, rnd, code, results if results.is_file() else None))
                 if load_flag and results.is_file():
                     produced.append(results)
-                    _write_json(loads, merge_results(produced))
+                    write_json(loads, merge_results(produced))
                 if side == "head" and (code not in _RAN or not results.is_file()):
                     raise AbError(
                         f"the head run of round {rnd + 1} ended with pytest exit code {code} and "
                         f"{'no results file' if not results.is_file() else 'an error'} ({results}); "
                         "see its log group above"
                     )
+            if decided is not None and decided(rnd + 1, _paths(records, "base"), _paths(records, "head")):
+                break
     finally:
         # Best effort: a leftover worktree would only cost disk space and is pruned by the next run.
         subprocess.run(
@@ -214,12 +227,11 @@ def run_ab(
         )
         shutil.rmtree(holder, ignore_errors=True)
 
-    head_paths = [r.results for r in records if r.side == "head" and r.results is not None]
-    base_paths = [r.results for r in records if r.side == "base" and r.results is not None]
+    head_paths, base_paths = _paths(records, "head"), _paths(records, "base")
     head_out = out_dir / "head.json"
-    _write_json(head_out, merge_results(head_paths))
+    write_json(head_out, merge_results(head_paths))
     base_out: Path | None = None
     if base_paths:
         base_out = out_dir / "base.json"
-        _write_json(base_out, merge_results(base_paths))
+        write_json(base_out, merge_results(base_paths))
     return AbResult(base_sha, head_sha, base_out, head_out, tuple(records))

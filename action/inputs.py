@@ -6,11 +6,15 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 SCENARIOS = ("SingleStream", "MultiStream", "Server", "Offline")
 MODES = ("performance", "accuracy", "both")
 PROFILES = ("smoke", "official")
 COMPARES = ("ab", "baseline-file", "none")
+#: ``repeat: auto``: at least and at most this many A/B rounds. The same as pytest_mlperf.rules.AUTO_ROUNDS (a test
+#: checks it); the Action talks to the plugin only through its command line, so it does not import it.
+AUTO_ROUNDS = (3, 10)
 _TRUE = ("true", "yes", "1", "on")
 _FALSE = ("false", "no", "0", "off", "")
 
@@ -83,6 +87,15 @@ def _scenarios(environ: Mapping[str, str]) -> tuple[str, ...]:
     return names
 
 
+def _repeat(environ: Mapping[str, str]) -> int | Literal["auto"]:
+    if (_get(environ, "repeat") or "auto").lower() == "auto":
+        return "auto"
+    repeat = _number(environ, "repeat", 3, 1, None)
+    if repeat != int(repeat):
+        raise InputError(f"input `repeat`: {repeat} is not a whole number; write e.g. `repeat: 3` or `repeat: auto`")
+    return int(repeat)
+
+
 @dataclass(frozen=True)
 class Inputs:
     """Everything ``run`` mode takes from ``with:``; paths stay as written (relative to the workspace)."""
@@ -97,7 +110,8 @@ class Inputs:
     compare: str = "ab"
     base_ref: str = ""
     baseline_file: str = ""
-    repeat: int = 3
+    # "auto": rounds until every gated metric is decided (AUTO_ROUNDS), see the README's "How the gate decides".
+    repeat: int | Literal["auto"] = "auto"
     alpha: float = 0.01
     floor: float = 0.05
     force_compare: bool = False
@@ -118,9 +132,7 @@ def read_inputs(environ: Mapping[str, str]) -> Inputs:
             "input `baseline-file` is empty but `compare: baseline-file` needs it; "
             "give the path of a results JSON (e.g. one restored from the nightly baseline)"
         )
-    repeat = _number(environ, "repeat", 3, 1, None)
-    if repeat != int(repeat):
-        raise InputError(f"input `repeat`: {repeat} is not a whole number; write e.g. `repeat: 3`")
+    repeat = _repeat(environ)
     return Inputs(
         suites=_split(environ, "suites") or ("suites",),
         keyword=_get(environ, "keyword"),
@@ -132,7 +144,7 @@ def read_inputs(environ: Mapping[str, str]) -> Inputs:
         compare=compare,
         base_ref=_get(environ, "base-ref"),
         baseline_file=baseline_file,
-        repeat=int(repeat),
+        repeat=repeat,
         alpha=_number(environ, "alpha", 0.01, 1e-9, 1.0),
         floor=_number(environ, "floor", 0.05, 0.0, None),
         force_compare=_bool(environ, "force-compare", False),
@@ -145,7 +157,7 @@ def read_inputs(environ: Mapping[str, str]) -> Inputs:
 
 
 def pytest_argv(
-    inputs: Inputs, results: Path, log_dir: Path, *, workspace: Path, repeat: int | None = None
+    inputs: Inputs, results: Path, log_dir: Path, *, workspace: Path, repeat: int | Literal["auto"] | None = None
 ) -> list[str]:
     """The pytest arguments (after ``python -m pytest``) for one run writing ``results`` and ``log_dir``.
 
@@ -160,7 +172,7 @@ def pytest_argv(
     if inputs.cache_dir:
         cache = Path(inputs.cache_dir).expanduser()
         argv += ["--mlperf-cache-dir", str(cache if cache.is_absolute() else workspace / cache)]
-    if repeat is not None and repeat > 1:
+    if repeat == "auto" or (isinstance(repeat, int) and repeat > 1):
         argv += ["--mlperf-repeat", str(repeat)]
     argv += ["--mlperf-results", str(results), "--mlperf-log-dir", str(log_dir)]
     # Every results file the Action writes may be compared (A/B, a baseline file, tonight's baseline): keep the

@@ -42,7 +42,9 @@ def find_artifacts(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and (p / META).is_file())
 
 
-def _load(path: Path, *, required: bool) -> dict[str, Any] | None:
+def _load(path: Path, *, required: bool, results: bool = False) -> dict[str, Any] | None:
+    """A JSON object from the artifact; ``results`` files go through the plugin's one reader (older versions
+    upgraded, a crashed session's appended runs read back from next to it, under the same size cap)."""
     if path.is_symlink():
         raise ArtifactError(f"{path} is a symbolic link; artifacts must hold plain files")
     if not path.is_file():
@@ -51,6 +53,13 @@ def _load(path: Path, *, required: bool) -> dict[str, Any] | None:
         return None
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ArtifactError(f"{path} is over {MAX_FILE_BYTES // 2**20} MiB; refusing to read it")
+    if results:
+        from pytest_mlperf.results import ResultsFileError, read_document
+
+        try:
+            return read_document(path, max_bytes=MAX_FILE_BYTES)
+        except ResultsFileError as exc:
+            raise ArtifactError(str(exc)) from None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -66,8 +75,8 @@ def read_artifact(path: Path) -> Artifact:
     number = pr.get("number") if isinstance(pr, dict) else None
     report = Report(
         comparison=_load(path / COMPARISON, required=False),
-        head=_load(path / RESULTS, required=False),
-        base=_load(path / BASE, required=False),
+        head=_load(path / RESULTS, required=False, results=True),
+        base=_load(path / BASE, required=False, results=True),
         label=str(meta.get("label") or path.name),
         compare=str(meta.get("compare") or "none"),
         base_sha=str(meta.get("base_sha") or ""),

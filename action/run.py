@@ -6,13 +6,14 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from action.abrun import AbError, git, load_results, run_ab, run_session
+from action.abrun import AbError, git, load_results, merge_results, run_ab, run_session, write_json
 from action.github_io import GitHubIO, PullRequest, pull_request
-from action.inputs import InputError, Inputs, pytest_argv
+from action.inputs import AUTO_ROUNDS, InputError, Inputs, pytest_argv
 from action.summary import Report, render_comment, render_summary, text, verdict_of
 
 META_VERSION = 1
@@ -54,19 +55,24 @@ def default_commands() -> Commands:
     return Commands((python, "-m", "pytest"), compare)
 
 
-def compare_argv(inputs: Inputs, base: Path, head: Path, out: Path) -> list[str]:
+def compare_argv(inputs: Inputs, base: Path, head: Path, out: Path, look: int | None = None) -> list[str]:
+    """The compare CLI's arguments; ``look`` makes it round ``look`` of adaptive rounds."""
     argv = [str(base), str(head), "--alpha", repr(inputs.alpha), "--floor", repr(inputs.floor), "--json", str(out)]
     if inputs.force_compare:
         argv.append("--force")
+    if look is not None:
+        argv += ["--round", str(look)]
     return argv
 
 
-def run_compare(io: GitHubIO, commands: Commands, inputs: Inputs, base: Path, head: Path, out: Path) -> dict[str, Any]:
+def run_compare(
+    io: GitHubIO, commands: Commands, inputs: Inputs, base: Path, head: Path, out: Path, look: int | None = None
+) -> dict[str, Any]:
     """Runs the gate's two-sample comparison; its exit code is ignored, the JSON it writes is the answer."""
     out.unlink(missing_ok=True)
     code = run_session(
-        io=io, title="pytest-mlperf compare", command=commands.compare, args=compare_argv(inputs, base, head, out),
-        cwd=io.context.workspace,
+        io=io, title="pytest-mlperf compare", command=commands.compare,
+        args=compare_argv(inputs, base, head, out, look), cwd=io.context.workspace,
     )
     if not out.is_file():
         raise RunError(f"`pytest-mlperf compare` exited with {code} and wrote no {out}; see its log group above")
@@ -111,9 +117,27 @@ def _load_flag(io: GitHubIO, commands: Commands, inputs: Inputs) -> str | None:
     return None
 
 
+def _decided_after(io: GitHubIO, commands: Commands, inputs: Inputs, out: Path) -> Callable[..., bool]:
+    """For ``repeat: auto``: after each round from the minimum on, whether the comparison so far is decided."""
+
+    def decided(rnd: int, base: list[Path], head: list[Path]) -> bool:
+        if rnd < AUTO_ROUNDS[0]:
+            return False
+        if not base:
+            return True  # the base commit has no benchmark yet: nothing to decide, more rounds change nothing
+        paths = {side: out / f"look-{side}.json" for side in ("base", "head")}
+        for side, runs in (("base", base), ("head", head)):
+            write_json(paths[side], merge_results(runs))
+        comparison = run_compare(io, commands, inputs, paths["base"], paths["head"], out / "look.json", rnd)
+        sequential = comparison.get("sequential")
+        return not isinstance(sequential, dict) or bool(sequential.get("decided", True))
+
+    return decided
+
+
 def _measure_ab(
     io: GitHubIO, commands: Commands, inputs: Inputs, pr: PullRequest | None, out: Path
-) -> tuple[int, str, str, list[str]]:
+) -> tuple[int, str, str, list[str], int]:
     base_ref = inputs.base_ref or (pr.base_sha if pr else "")
     if not base_ref:
         raise InputError(
@@ -126,12 +150,13 @@ def _measure_ab(
         io=io,
         workspace=ws,
         base_ref=base_ref,
-        rounds=inputs.repeat,
+        rounds=AUTO_ROUNDS[1] if inputs.repeat == "auto" else inputs.repeat,
         command=commands.pytest,
         argv_for=lambda results, logs: pytest_argv(inputs, results, logs, workspace=ws),
         out_dir=out / "ab",
         temp_dir=io.context.temp_dir,
         load_flag=load_flag,
+        decided=_decided_after(io, commands, inputs, out / "ab") if inputs.repeat == "auto" else None,
     )
     shutil.copyfile(ab.head_results, out / RESULTS)
     notes: list[str] = []
@@ -143,7 +168,7 @@ def _measure_ab(
         )
     else:
         shutil.copyfile(ab.base_results, out / BASE)
-    return max(ab.exit_codes("head")), ab.base_sha, ab.head_sha, notes
+    return max(ab.exit_codes("head")), ab.base_sha, ab.head_sha, notes, ab.rounds
 
 
 def _measure_once(io: GitHubIO, commands: Commands, inputs: Inputs, out: Path, baseline: Path | None) -> int:
@@ -200,16 +225,18 @@ def execute(io: GitHubIO, inputs: Inputs, commands: Commands) -> int:
 
     base_sha = ""
     notes: list[str] = []
+    rounds = 0
     if inputs.compare == "ab":
-        head_exit, base_sha, head_sha, notes = _measure_ab(io, commands, inputs, pr, out)
+        head_exit, base_sha, head_sha, notes, rounds = _measure_ab(io, commands, inputs, pr, out)
     else:
         baseline = ctx.workspace / inputs.baseline_file if inputs.compare == "baseline-file" else None
         head_exit = _measure_once(io, commands, inputs, out, baseline if baseline and baseline.is_file() else None)
         head_sha = _head_sha(io)
         if baseline is not None:
             if baseline.is_file():
-                load_results(baseline)
-                shutil.copyfile(baseline, out / BASE)
+                # The document as read (a partial file's appended runs included), not the file: a copy would
+                # lose the runs file next to it.
+                (out / BASE).write_text(json.dumps(load_results(baseline), indent=1), encoding="utf-8")
             else:
                 notes.append(f"The baseline file {inputs.baseline_file} does not exist, so nothing was compared.")
                 io.warning(
@@ -219,14 +246,16 @@ def execute(io: GitHubIO, inputs: Inputs, commands: Commands) -> int:
 
     comparison = None
     if (out / BASE).is_file():
-        comparison = run_compare(io, commands, inputs, out / BASE, out / RESULTS, out / COMPARISON)
+        # Adaptive A/B rounds: the final verdict is the one of the look that stopped them, at that look's level.
+        look = rounds if inputs.compare == "ab" and inputs.repeat == "auto" else None
+        comparison = run_compare(io, commands, inputs, out / BASE, out / RESULTS, out / COMPARISON, look)
     head_doc = load_results(out / RESULTS)
     base_doc = load_results(out / BASE) if (out / BASE).is_file() else None
 
     report = Report(
         comparison=comparison, head=head_doc, base=base_doc, label=inputs.label, compare=inputs.compare,
         base_sha=base_sha, head_sha=head_sha,
-        rounds=inputs.repeat if inputs.compare == "ab" else 0, run_url=ctx.run_url, notes=tuple(notes),
+        rounds=rounds, run_url=ctx.run_url, notes=tuple(notes),
     )
     markdown = render_summary(report)
     (out / SUMMARY).write_text(markdown, encoding="utf-8")

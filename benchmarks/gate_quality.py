@@ -25,8 +25,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -38,20 +39,25 @@ from pytest_mlperf.gate.compare import Source, compare_documents
 from pytest_mlperf.gate.statistics import GatePolicy
 from pytest_mlperf.harness import Case, Harness
 from pytest_mlperf.results import RunResult, new_document
+from pytest_mlperf.tasks.classification import select_output
+
+if TYPE_CHECKING:
+    from pytest_mlperf.tasks.base import Outputs
 
 FEATURES, CLASSES = 16, 4
 CASE_ID = "benchmarks/gate_quality.py::test_gate[SingleStream-performance]"
 TARGETS = {"false_regressions": 0.01, "detect_10": 0.90, "detect_5": 0.50, "seconds": 60.0}
 
 
-class SpinDataset(ArrayDataset):
-    """Postprocessing spins the CPU for ``work_s * scale`` per sample: a model whose cost we control exactly."""
+@dataclass(frozen=True)
+class SpinClassification(Classification):
+    """Post-processing spins the CPU for ``work_s * scale`` per sample: a model whose cost we control exactly."""
 
     work_s: float = 0.0
     scale: float = 1.0
 
-    def postprocess(self, outputs: np.ndarray) -> np.ndarray:
-        deadline = time.perf_counter() + self.work_s * self.scale * len(outputs)
+    def postprocess(self, outputs: Outputs) -> np.ndarray:
+        deadline = time.perf_counter() + self.work_s * self.scale * len(select_output(outputs, None))
         while time.perf_counter() < deadline:
             pass
         return super().postprocess(outputs)
@@ -72,11 +78,9 @@ def write_model(path: Path) -> Path:
     return path
 
 
-def make_dataset(work_s: float) -> SpinDataset:
+def make_dataset() -> ArrayDataset:
     x = np.random.default_rng(1).standard_normal((256, FEATURES)).astype(np.float32)
-    dataset = SpinDataset(x, np.zeros(256, dtype=np.int64), name="gate-quality", task=Classification(topk=1))
-    dataset.work_s = work_s
-    return dataset
+    return ArrayDataset(x, np.zeros(256, dtype=np.int64), name="gate-quality", task=Classification(topk=1))
 
 
 class Bench:
@@ -93,13 +97,13 @@ class Bench:
             threads=1,
         )
         self.harness = Harness(config, root)
-        self.dataset = make_dataset(args.work_us * 1e-6)
+        self.dataset = make_dataset()
         self.envelope = {k: v for k, v in new_document(root).items() if k != "runs"}
         self.policy = GatePolicy(alpha=args.alpha, floor=args.floor)
         self.run_seconds: list[float] = []
 
     def run(self, scale: float, repeat: int) -> dict[str, Any]:
-        self.dataset.scale = scale
+        task = SpinClassification(topk=1, work_s=self.args.work_us * 1e-6, scale=scale)
         case = Case(
             id=CASE_ID,
             model=self.model,
@@ -107,6 +111,7 @@ class Bench:
             scenario="SingleStream",
             mode="performance",
             repeat=repeat,
+            task=task,
         )
         kept: list[RunResult] = []
         started = time.perf_counter()

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 from onnx import TensorProto, helper
 
-from pytest_mlperf.config import default_cache_dir
 from pytest_mlperf.fileio import ensure_built
 from pytest_mlperf.models.standin import GraphBuilder, build_resnet50_standin
+from pytest_mlperf.provisioning.cache import default_cache_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,8 +77,9 @@ MODELS = {
 def ensure_model(name: str, cache_dir: Path | None = None) -> Path:
     """The cached ONNX file of model *name*, built (once, checksum-verified) if absent."""
     spec = MODELS[name]
-    path = (cache_dir or default_cache_dir()) / "benchmarks" / spec.filename
-    return ensure_built(path, spec.build, what=f"benchmark model {name!r}")
+    return ensure_built(
+        cache_dir or default_cache_dir(), f"benchmarks/{spec.filename}", spec.build, what=f"benchmark model {name!r}"
+    )
 
 
 def bare_session(path: Path, threads: int) -> ort.InferenceSession:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from pytest_mlperf.config import UsageProblem, parse_alpha, parse_fraction
 from pytest_mlperf.export import FORMATS, export
 from pytest_mlperf.gate.compare import (
     ComparisonInputError,
@@ -21,7 +22,9 @@ from pytest_mlperf.gate.compare import (
     exit_code,
 )
 from pytest_mlperf.gate.render import render_markdown, render_text
-from pytest_mlperf.gate.statistics import DEFAULT_ACCURACY_TOLERANCE, DEFAULT_ALPHA, DEFAULT_FLOOR, GatePolicy
+from pytest_mlperf.gate.statistics import GatePolicy, Look
+from pytest_mlperf.results import ResultsFileError, read_document
+from pytest_mlperf.rules import AUTO_ROUNDS, DEFAULT_ACCURACY_TOLERANCE, DEFAULT_ALPHA, DEFAULT_FLOOR
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 
@@ -31,21 +34,18 @@ class _InputError(Exception):
 
 
 def _fraction(text: str) -> float:
-    """``0.05`` or ``5%`` -> 0.05."""
+    """``0.05`` or ``5%`` -> 0.05, by the plugin's own rule for --mlperf-floor."""
     try:
-        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; write 0.05 or 5%") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; a floor or tolerance is >= 0")
-    return value
+        return parse_fraction(text)
+    except UsageProblem as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _alpha(text: str) -> float:
-    value = _fraction(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"alpha {text!r} must be between 0 and 1 (exclusive); try 0.01")
-    return value
+    try:
+        return parse_alpha(text)
+    except UsageProblem as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _assignment(text: str) -> tuple[str, float]:
@@ -102,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"largest accepted accuracy drop, as 0.01 or 1%% (default {DEFAULT_ACCURACY_TOLERANCE})",
     )
     comp.add_argument("--force", action="store_true", help="compare even when the fingerprints differ")
+    comp.add_argument(
+        "--round",
+        type=int,
+        metavar="K",
+        help=f"compare as round K ({AUTO_ROUNDS[0]}-{AUTO_ROUNDS[1]}) of adaptive rounds (repeat: auto): tested at "
+        "that round's share of alpha; the JSON's sequential.decided says whether to run another round",
+    )
 
     exp = sub.add_parser("export", help="convert a results file to another tool's format")
     exp.add_argument("--format", choices=FORMATS, required=True, help="target format")
@@ -112,21 +119,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(path: Path) -> Source:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _InputError(f"{path}: no such results file") from None
-    except OSError as exc:
-        raise _InputError(f"{path}: cannot be read ({exc.strerror})") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _InputError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); was the run interrupted while writing it?"
-        ) from None
-    if isinstance(document, dict) and document.get("schema_version") not in (None, 1):
-        raise _InputError(
-            f"{path}: schema_version {document.get('schema_version')!r}; this pytest-mlperf reads version 1"
-        )
+        document = read_document(path)
+    except ResultsFileError as exc:
+        raise _InputError(str(exc)) from None
+    for note in document.get("notes") or []:
+        print(f"pytest-mlperf: note: {note}", file=sys.stderr)
     return Source(str(path), document)
 
 
@@ -156,8 +153,9 @@ def _compare(args: argparse.Namespace, out: TextIO) -> int:
         case_floors=dict(args.case_floor),
         accuracy_tolerance=args.accuracy_tolerance,
     )
+    look = Look(args.round) if args.round is not None else None
     comparison = compare_documents(
-        [_load(p) for p in base_paths], [_load(p) for p in head_paths], policy, force=args.force
+        [_load(p) for p in base_paths], [_load(p) for p in head_paths], policy, force=args.force, look=look
     )
     if args.json is not None:
         _write(args.json, dumps(comparison))

@@ -11,10 +11,26 @@ from typing import Any
 
 from pytest_mlperf.errors import ConfigError
 from pytest_mlperf.loadgen.userconf import parse_user_conf
-from pytest_mlperf.rules import MODE_CHOICES, MODES, PROFILES, SCENARIOS
-
-#: Default of --mlperf-repeat: one run per performance case (the README, "Gating regressions", advises 3-5).
-DEFAULT_REPEAT = 1
+from pytest_mlperf.provisioning.cache import ENV_CACHE, default_cache_dir
+from pytest_mlperf.provisioning.inputs import (
+    ENV_ASSET_PREFIX,
+    ENV_MIRROR,
+    ENV_OFFLINE,
+    absolute_path,
+    check_override_names,
+    parse_asset_spec,
+    parse_mirror,
+)
+from pytest_mlperf.rules import (
+    AUTO_ROUNDS,
+    DEFAULT_ALPHA,
+    DEFAULT_FLOOR,
+    MODE_CHOICES,
+    MODES,
+    PROFILES,
+    SCENARIOS,
+    SMOKE_MIN_DURATION_MS,
+)
 
 #: Marker kwargs accepted by ``@pytest.mark.mlperf(...)``.
 MARKER_KWARGS = frozenset({"accuracy", "latency_ms", "min_qps", "model_name"})
@@ -26,14 +42,25 @@ class UsageProblem(ValueError):
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One ``--mlperf-*`` flag and its ini twin, declared once and wired by the plugin."""
+    """One ``--mlperf-*`` flag and its ini twin, declared once and wired by the plugin.
+
+    The default is declared here and nowhere else: ``default`` is the value an unset option takes, written as a
+    user would give it (parsed like a given value, so RunConfig's defaults and the help text derive from it), or
+    None with ``default_help`` saying in words what decides instead (an env var, the profile, the case's marker).
+    """
 
     name: str  # e.g. "min-duration-ms" -> --mlperf-min-duration-ms / mlperf_min_duration_ms
-    help: str
+    about: str  # what it sets, then the accepted values; the help adds the default
     default: Any = None
     kind: str = "string"  # string | int | float | bool | list (repeatable flag; ini: one value per line)
     metavar: str | None = None
-    multiple: bool = False
+    default_help: str | None = None
+
+    def __post_init__(self) -> None:
+        if "Default:" in self.about:
+            raise ValueError(f"{self.flag}: declare the default with default= or default_help=, not in the text")
+        if (self.default is None) == (self.default_help is None):
+            raise ValueError(f"{self.flag}: give exactly one of default= (a value) and default_help= (words)")
 
     @property
     def flag(self) -> str:
@@ -47,84 +74,112 @@ class OptionSpec:
     def ini(self) -> str:
         return self.dest
 
+    @property
+    def default_text(self) -> str:
+        """The default as the help shows it."""
+        if self.default_help is not None:
+            return self.default_help
+        if isinstance(self.default, bool):
+            return "on" if self.default else "off"
+        return str(self.default)
 
-# Help rule: one sentence saying what the option sets, then the accepted values, then the default.
+    @property
+    def help(self) -> str:
+        return f"{self.about} Default: {self.default_text}."
+
+
+# Help rule: one sentence saying what the option sets, then the accepted values; the default is appended.
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("scenarios", "LoadGen scenarios to run, comma-separated: SingleStream, MultiStream, Server, "
-               "Offline. Default: all four.", metavar="LIST"),
-    OptionSpec("mode", "What to measure: performance, accuracy or both. Default: both.", metavar="MODE"),
+               "Offline.", ",".join(SCENARIOS), metavar="LIST"),
+    OptionSpec("mode", "What to measure: performance, accuracy or both.", "both", metavar="MODE"),
     OptionSpec("profile", "Run rules: smoke (short runs with declared overrides and calibrated targets) or "
-               "official (mlperf.conf unchanged). Default: smoke.", metavar="NAME"),
-    OptionSpec("min-duration-ms", "Override LoadGen's min_duration for every case, in ms. Default: 1000 in "
-               "smoke, mlperf.conf in official.", kind="int", metavar="MS"),
-    OptionSpec("min-query-count", "Override LoadGen's min_query_count for every case. Default: per scenario "
-               "in smoke, mlperf.conf in official.", kind="int", metavar="N"),
-    OptionSpec("target-qps", "Set Server target QPS and Offline expected QPS. Default: calibrated by a "
-               "short warm-up in smoke.", kind="float", metavar="QPS"),
-    OptionSpec("target-latency-ms", "Set Server's target latency (its p99 bound), in ms. Default: the "
-               "case's latency bound, else mlperf.conf.", kind="float", metavar="MS"),
+               "official (mlperf.conf unchanged).", "smoke", metavar="NAME"),
+    OptionSpec("min-duration-ms", "Override LoadGen's min_duration for every case, in ms.", kind="int",
+               metavar="MS", default_help=f"{SMOKE_MIN_DURATION_MS} in smoke, mlperf.conf in official"),
+    OptionSpec("min-query-count", "Override LoadGen's min_query_count for every case.", kind="int", metavar="N",
+               default_help="per scenario in smoke, mlperf.conf in official"),
+    OptionSpec("target-qps", "Set Server target QPS and Offline expected QPS.", kind="float", metavar="QPS",
+               default_help="calibrated by a short warm-up in smoke"),
+    OptionSpec("target-latency-ms", "Set Server's target latency (its p99 bound), in ms.", kind="float",
+               metavar="MS", default_help="the case's latency bound, else mlperf.conf"),
     OptionSpec("user-conf", "A LoadGen user.conf applied after mlperf.conf (lines `model.scenario.key = "
-               "value`). Default: none.", metavar="PATH"),
-    OptionSpec("results", "Where to write the session's results JSON. Default: mlperf-results/results.json.",
-               default="mlperf-results/results.json", metavar="PATH"),
-    OptionSpec("log-dir", "Directory for each case's LoadGen logs (one sub-directory per case). Default: "
-               "mlperf-results/logs.", default="mlperf-results/logs", metavar="DIR"),
+               "value`).", metavar="PATH", default_help="none"),
+    OptionSpec("results", "Where to write the session's results JSON.", "mlperf-results/results.json",
+               metavar="PATH"),
+    OptionSpec("log-dir", "Directory for each case's LoadGen logs (one sub-directory per case).",
+               "mlperf-results/logs", metavar="DIR"),
     OptionSpec("accuracy-target", "Minimum top-1 accuracy for accuracy cases, as a fraction (0.97) or "
-               "percent (97). Default: the case's marker.", kind="float", metavar="X"),
+               "percent (97).", kind="float", metavar="X", default_help="the case's marker"),
     OptionSpec("latency-bound-ms", "Latency bound at the scenario's percentile (SingleStream p90, "
-               "MultiStream and Server p99), in ms. Default: the case's marker.", kind="float",
-               metavar="MS"),
-    OptionSpec("min-qps", "Throughput floor in samples/s for Offline, Server and SingleStream. Default: the "
-               "case's marker.", kind="float", metavar="QPS"),
+               "MultiStream and Server p99), in ms.", kind="float", metavar="MS", default_help="the case's marker"),
+    OptionSpec("min-qps", "Throughput floor in samples/s for Offline, Server and SingleStream.", kind="float",
+               metavar="QPS", default_help="the case's marker"),
     OptionSpec("backend-option", "An engine-specific setting for the backend, as KEY=VALUE (e.g. outputs=ArgMax:0 "
-               "for onnxruntime); repeatable, the last value of a key wins (ini: one per line). Default: none.",
-               kind="list", metavar="KEY=VALUE"),
-    OptionSpec("backend", "Inference backend: onnxruntime, noop (harness cost only), or one a plugin adds "
-               "through pytest_mlperf_make_backend. Default: "
-               "onnxruntime.", metavar="NAME"),
+               "for onnxruntime); repeatable, the last value of a key wins (ini: one per line).", kind="list",
+               metavar="KEY=VALUE", default_help="none"),
+    OptionSpec("backend", "Inference backend: onnxruntime, openvino, litert, torch, tensorflow, tvm, tensorrt, noop "
+               "(harness cost only), or one a plugin adds through pytest_mlperf_make_backend.", "onnxruntime",
+               metavar="NAME"),
+    OptionSpec("backends", "Run every case on each of these backends, comma-separated, parametrized like the "
+               "scenarios (ids like test_x[openvino-Offline-performance]); `installed` means every engine whose "
+               "package is importable here.", default_help="--mlperf-backend alone, unparametrized",
+               metavar="LIST"),
     OptionSpec("providers", "ONNX Runtime execution providers in priority order, comma-separated, e.g. "
-               "CUDAExecutionProvider,CPUExecutionProvider. Default: CPUExecutionProvider.", metavar="LIST"),
-    OptionSpec("threads", "Intra-op threads per inference session; 0 means one per usable core. Default: 0.",
-               kind="int", metavar="N"),
-    OptionSpec("batch-size", "Largest batch for Offline and Server. Default: 32.", kind="int", metavar="N"),
+               "CUDAExecutionProvider,CPUExecutionProvider.", "CPUExecutionProvider", metavar="LIST"),
+    OptionSpec("threads", "Intra-op threads per inference session; 0 means one per usable core.", 0, kind="int",
+               metavar="N"),
+    OptionSpec("batch-size", "Largest batch for Offline and Server.", 32, kind="int", metavar="N"),
     OptionSpec("server-batch", "Server batch cap: auto (the largest batch whose measured samples/s pays for its "
-               "latency, never above --mlperf-batch-size) or a number that forces it. Default: auto.",
+               "latency, never above --mlperf-batch-size) or a number that forces it.", "auto",
                metavar="auto|N"),
     OptionSpec("server-max-wait-us", "How long the Server batcher may hold a query to fill a batch, in "
-               "microseconds; 0 batches only what is already queued. Default: 0.", kind="int", metavar="US"),
-    OptionSpec("cache-dir", "Where models, datasets and built artefacts are cached. Default: $PYTEST_MLPERF_CACHE, "
-               "else the user cache dir (~/.cache/pytest-mlperf).", metavar="DIR"),
-    OptionSpec("workers", "Inference threads for Offline and Server. Default: 1.", kind="int", metavar="N"),
+               "microseconds; 0 batches only what is already queued.", 0, kind="int", metavar="US"),
+    OptionSpec("cache-dir", "Where models, datasets and built artefacts are cached.", metavar="DIR",
+               default_help=f"${ENV_CACHE}, else the user cache dir (~/.cache/pytest-mlperf)"),
+    OptionSpec("workers", "Inference threads for Offline and Server.", 1, kind="int", metavar="N"),
     OptionSpec("baseline", "A results JSON to gate against: each case is compared with its runs there, and a "
-               "significant regression beyond the floor fails it. Default: no comparison.", metavar="PATH"),
-    OptionSpec("repeat", "How many times each performance case runs (repeats 0..N-1), pooled for the gate. "
-               f"Default: {DEFAULT_REPEAT}.", kind="int", metavar="N"),
-    OptionSpec("alpha", "Significance level of the baseline comparison, between 0 and 1. Default: 0.01.",
+               "significant regression beyond the floor fails it.", metavar="PATH", default_help="no comparison"),
+    OptionSpec("repeat", "How many times each performance case runs (repeats 0..N-1), pooled for the gate; "
+               f"auto runs {AUTO_ROUNDS[0]} to {AUTO_ROUNDS[1]}, stopping once the comparison with "
+               f"--mlperf-baseline is decided ({AUTO_ROUNDS[0]} without a baseline).", "1", metavar="N|auto"),
+    OptionSpec("alpha", "Significance level of the baseline comparison, between 0 and 1.", DEFAULT_ALPHA,
                kind="float", metavar="X"),
-    OptionSpec("floor", "Smallest relative change the gate acts on, as a fraction (0.05) or percent (5%). "
-               "Default: 0.05.", metavar="X"),
+    OptionSpec("floor", "Smallest relative change the gate acts on, as a fraction (0.05) or percent (5%).",
+               DEFAULT_FLOOR, metavar="X"),
     OptionSpec("reuse-load", "A results JSON whose Server target QPS and Offline expected QPS each case reuses "
-               "instead of calibrating, so separate sessions run under the same load (what A/B runs need). "
-               "Default: calibrate (or reuse --mlperf-baseline's).", metavar="PATH"),
+               "instead of calibrating, so separate sessions run under the same load (what A/B runs need).",
+               metavar="PATH", default_help="calibrate (or reuse --mlperf-baseline's)"),
     OptionSpec("record-latencies", "Keep every query's latency (from LoadGen's trace) in the results JSON, as the "
-               "regression gate needs; the trace costs LoadGen throughput on very fast models. Default: on with "
-               "--mlperf-baseline, else off.", kind="bool"),
+               "regression gate needs; the trace costs LoadGen throughput on very fast models.", kind="bool",
+               default_help="on with --mlperf-baseline, else off"),
     OptionSpec("force-compare", "Compare against the baseline even when machine, software or settings "
-               "fingerprints differ (the differences are still reported). Default: refuse.", kind="bool"),
-    OptionSpec("mirror", "Base URL of a mirror tried before each asset's own URLs (serving URL/<filename>). "
-               "Default: $PYTEST_MLPERF_MIRROR, else none.", metavar="URL"),
+               "fingerprints differ (the differences are still reported).", False, kind="bool"),
+    OptionSpec("mirror", "Base URL of a mirror tried before each asset's own URLs (serving URL/<filename>).",
+               metavar="URL", default_help=f"${ENV_MIRROR}, else none"),
     OptionSpec("offline", "Never touch the network: assets come from the cache, local paths or installed "
-               "packages, and cases needing anything else are skipped. Default: $PYTEST_MLPERF_OFFLINE, else "
-               "off.", kind="bool"),
+               "packages, and cases needing anything else are skipped.", kind="bool",
+               default_help=f"${ENV_OFFLINE}, else off"),
     OptionSpec("asset", "Use a local file or directory for one manifest entry, as NAME=PATH; repeatable (ini: one "
-               "per line, paths relative to the rootdir). Default: $PYTEST_MLPERF_ASSET_<NAME>, else none.",
-               kind="list", metavar="NAME=PATH"),
+               "per line, paths relative to the rootdir).", kind="list", metavar="NAME=PATH",
+               default_help=f"${ENV_ASSET_PREFIX}<NAME>, else none"),
     OptionSpec("manifest", "An extra YAML manifest whose entries add to or replace the packaged ones by name; "
-               "repeatable, later files win (ini: one per line, relative to the rootdir). Default: none.",
-               kind="list", metavar="PATH"),
+               "repeatable, later files win (ini: one per line, relative to the rootdir).", kind="list",
+               metavar="PATH", default_help="none"),
     OptionSpec("strict-assets", "Fail, instead of skip, the cases whose model or dataset cannot be had here "
-               "(for CI that must not skip silently). Default: skip.", kind="bool"),
+               "(for CI that must not skip silently).", False, kind="bool"),
 )
+
+_SPECS = {spec.name: spec for spec in OPTIONS}
+
+
+def _default(name: str) -> Any:
+    """The declared default of option *name* (RunConfig's field defaults are derived from it)."""
+    return _SPECS[name].default
+
+
+def _split_list(raw: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[,\s]+", raw) if part.strip()]
 
 
 @dataclass(frozen=True)
@@ -166,32 +221,39 @@ class Overrides:
 class RunConfig:
     """Everything the session needs, validated once at configure time."""
 
-    scenarios: tuple[str, ...] = SCENARIOS
-    modes: tuple[str, ...] = MODES
-    profile: str = "smoke"
+    # Defaults come from the option table, parsed as a given value would be.
+    scenarios: tuple[str, ...] = field(default_factory=lambda: parse_scenarios(_default("scenarios")))
+    modes: tuple[str, ...] = field(default_factory=lambda: parse_mode(_default("mode")))
+    profile: str = _default("profile")
     overrides: Overrides = field(default_factory=Overrides)
     user_conf: Path | None = None
-    results_path: Path = Path("mlperf-results/results.json")
-    log_dir: Path = Path("mlperf-results/logs")
+    results_path: Path = Path(_default("results"))
+    log_dir: Path = Path(_default("log-dir"))
     thresholds: Thresholds = field(default_factory=Thresholds)
-    backend: str = "onnxruntime"
+    backend: str = _default("backend")
+    #: ``--mlperf-backends``: the engines every case is parametrized over; None: only ``backend``, unparametrized.
+    backends: tuple[str, ...] | None = None
     #: ``--mlperf-backend-option`` pairs in the order given (the backend reads the last value of a key).
     backend_options: tuple[tuple[str, str], ...] = ()
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    threads: int = 0
-    batch_size: int = 32
-    #: ``--mlperf-server-batch``: a forced Server batch cap; None measures it (calibrate.server_batch).
-    server_batch: int | None = None
-    server_max_wait_us: int = 0
-    workers: int = 1
+    providers: tuple[str, ...] = tuple(_split_list(_default("providers")))
+    threads: int = _default("threads")
+    batch_size: int = _default("batch-size")
+    #: ``--mlperf-server-batch``: a forced Server batch cap; None (auto) measures it (calibrate.server_batch).
+    server_batch: int | None = field(
+        default_factory=lambda: parse_server_batch(_default("server-batch"), _default("batch-size"))
+    )
+    server_max_wait_us: int = _default("server-max-wait-us")
+    workers: int = _default("workers")
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
-    repeat: int = DEFAULT_REPEAT
+    repeat: int = int(_default("repeat"))
+    #: --mlperf-repeat auto: ``repeat`` is then the most runs, and each case stops once its comparison is decided.
+    adaptive: bool = False
     baseline: Path | None = None
     #: The baseline's results document, read and checked once at configure time.
     baseline_document: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
-    alpha: float = 0.01
-    floor: float = 0.05
-    force_compare: bool = False
+    alpha: float = _default("alpha")
+    floor: float = field(default_factory=lambda: parse_fraction(_default("floor"), "--mlperf-floor"))
+    force_compare: bool = _default("force-compare")
     record_latencies: bool = False
     #: ``--mlperf-reuse-load``'s document: load targets to reuse, before the baseline's.
     load_document: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -201,27 +263,12 @@ class RunConfig:
     assets: tuple[tuple[str, Path], ...] = ()
     #: Extra manifests, absolute, in the order they apply (after the packaged ones).
     manifests: tuple[Path, ...] = ()
-    strict_assets: bool = False
+    strict_assets: bool = _default("strict-assets")
     #: The manifest catalog, loaded and checked at configure time when extra manifests or overrides are given.
     catalog: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def with_(self, **changes: Any) -> RunConfig:
         return replace(self, **changes)
-
-
-def default_cache_dir() -> Path:
-    """$PYTEST_MLPERF_CACHE, else $XDG_CACHE_HOME/pytest-mlperf, else ~/.cache/pytest-mlperf."""
-    import os
-
-    explicit = os.environ.get("PYTEST_MLPERF_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "pytest-mlperf"
-
-
-def _split_list(raw: str) -> list[str]:
-    return [part.strip() for part in re.split(r"[,\s]+", raw) if part.strip()]
 
 
 def parse_scenarios(raw: str | Sequence[str], source: str = "--mlperf-scenarios") -> tuple[str, ...]:
@@ -265,19 +312,37 @@ def _positive(value: float | None, source: str, allow_zero: bool = False) -> Non
         raise UsageProblem(f"{source}: {value} is not valid; it must be {need}")
 
 
+def parse_repeat(raw: Any) -> tuple[bool, int]:
+    """``--mlperf-repeat``: (adaptive, runs), from a whole number >= 1 or ``auto`` (then the most rounds)."""
+    text = str(raw).strip().lower()
+    if text == "auto":
+        return True, AUTO_ROUNDS[1]
+    try:
+        repeat = int(text)
+    except ValueError:
+        raise UsageProblem(
+            f"--mlperf-repeat: {raw!r} is not a whole number or auto; write e.g. --mlperf-repeat 3 or "
+            "--mlperf-repeat auto"
+        ) from None
+    if repeat < 1:
+        raise UsageProblem(f"--mlperf-repeat: {repeat} is not valid; it must be 1 or more (runs per performance case)")
+    return False, repeat
+
+
 def build_run_config(
     get: Callable[[OptionSpec], Any], rootdir: Path | None = None, backend_names: Sequence[str] | None = None
 ) -> RunConfig:
     """Validate raw option values (``get`` returns the flag, else the ini value, else None; a ListValue or None
-    for list options). Relative paths from the ini file are taken from *rootdir*, those from flags from the cwd."""
-    by = {spec.name: spec for spec in OPTIONS}
+    for list options). An unset or empty value takes the option's declared default, parsed like a given one.
+    Relative paths from the ini file are taken from *rootdir*, those from flags from the cwd."""
 
     def val(name: str) -> Any:
-        return get(by[name])
+        value = get(_SPECS[name])
+        return _SPECS[name].default if value is None or value == "" else value
 
-    scenarios = parse_scenarios(val("scenarios")) if val("scenarios") else SCENARIOS
-    modes = parse_mode(val("mode")) if val("mode") else MODES
-    profile = (val("profile") or "smoke").strip().lower()
+    scenarios = parse_scenarios(val("scenarios"))
+    modes = parse_mode(val("mode"))
+    profile = val("profile").strip().lower()
     if profile not in PROFILES:
         raise UsageProblem(f"--mlperf-profile: unknown profile {profile!r}; valid profiles are smoke, official")
     overrides = Overrides(
@@ -306,19 +371,21 @@ def build_run_config(
     )
     _positive(thresholds.latency_ms, "--mlperf-latency-bound-ms")
     _positive(thresholds.min_qps, "--mlperf-min-qps", allow_zero=True)
-    known = list(backend_names) if backend_names is not None else ["onnxruntime", "noop"]
-    backend = (val("backend") or "onnxruntime").strip()
+    if backend_names is None:  # outside pytest (benchmarks, tests of this function): the built-in engines
+        from pytest_mlperf.backends import BACKENDS
+
+        backend_names = BACKENDS
+    known = list(backend_names)
+    backend = val("backend").strip()
     if backend not in known:
         raise UsageProblem(
             f"--mlperf-backend: unknown backend {backend!r}; valid backends are {', '.join(known)} (a plugin adds "
             "more by implementing pytest_mlperf_make_backend and pytest_mlperf_backend_names)"
         )
     backend_options = parse_backend_options(val("backend-option"))
-    providers = tuple(_split_list(val("providers"))) if val("providers") else ("CPUExecutionProvider",)
-    threads = val("threads") if val("threads") is not None else 0
-    batch_size = val("batch-size") if val("batch-size") is not None else 32
-    wait = val("server-max-wait-us") if val("server-max-wait-us") is not None else 0
-    workers = val("workers") if val("workers") is not None else 1
+    backends = parse_backends(val("backends"), known) if val("backends") else None
+    providers = tuple(_split_list(val("providers")))
+    threads, batch_size, wait, workers = val("threads"), val("batch-size"), val("server-max-wait-us"), val("workers")
     _positive(threads, "--mlperf-threads", allow_zero=True)
     _positive(batch_size, "--mlperf-batch-size")
     _positive(wait, "--mlperf-server-max-wait-us", allow_zero=True)
@@ -329,13 +396,9 @@ def build_run_config(
             "--mlperf-min-duration-ms/--mlperf-min-query-count only affect performance runs, but "
             "--mlperf-mode=accuracy runs none; drop the override or use --mlperf-mode=both"
         )
-    repeat = val("repeat") if val("repeat") is not None else DEFAULT_REPEAT
-    if repeat < 1:
-        raise UsageProblem(f"--mlperf-repeat: {repeat} is not valid; it must be 1 or more (runs per performance case)")
-    alpha = val("alpha") if val("alpha") is not None else 0.01
-    if not (math.isfinite(alpha) and 0.0 < alpha < 1.0):
-        raise UsageProblem(f"--mlperf-alpha: {alpha} is not valid; it must be between 0 and 1 (exclusive), e.g. 0.01")
-    floor = parse_fraction(val("floor"), "--mlperf-floor") if val("floor") is not None else 0.05
+    adaptive, repeat = parse_repeat(val("repeat"))
+    alpha = parse_alpha(val("alpha"), "--mlperf-alpha")
+    floor = parse_fraction(val("floor"), "--mlperf-floor")
     baseline = Path(val("baseline")).expanduser() if val("baseline") else None
     baseline_document = load_baseline(baseline) if baseline is not None else None
     provisioning = provisioning_options(val("mirror"), val("asset"), val("manifest"), rootdir or Path.cwd())
@@ -346,10 +409,12 @@ def build_run_config(
         manifests=provisioning["manifests"],
         catalog=provisioning["catalog"],
         strict_assets=bool(val("strict-assets")),
-        repeat=int(repeat),
+        # Without a baseline nothing decides when to stop: auto runs its minimum.
+        repeat=repeat if not adaptive or baseline is not None else AUTO_ROUNDS[0],
+        adaptive=adaptive and baseline is not None,
         baseline=baseline,
         baseline_document=baseline_document,
-        alpha=float(alpha),
+        alpha=alpha,
         floor=floor,
         force_compare=bool(val("force-compare")),
         record_latencies=bool(val("record-latencies")) or baseline is not None,
@@ -363,10 +428,11 @@ def build_run_config(
         profile=profile,
         overrides=overrides,
         user_conf=user_conf,
-        results_path=Path(val("results") or "mlperf-results/results.json"),
-        log_dir=Path(val("log-dir") or "mlperf-results/logs"),
+        results_path=Path(val("results")),
+        log_dir=Path(val("log-dir")),
         thresholds=thresholds,
         backend=backend,
+        backends=backends,
         backend_options=backend_options,
         providers=providers,
         threads=int(threads),
@@ -376,6 +442,42 @@ def build_run_config(
         workers=int(workers),
         cache_dir=Path(val("cache-dir")).expanduser() if val("cache-dir") else default_cache_dir(),
     )
+
+
+def parse_backends(raw: str, known: Sequence[str]) -> tuple[str, ...]:
+    """``--mlperf-backends``: names, or ``installed`` (every built-in engine importable here, and plugins' own)."""
+    from pytest_mlperf.backends import ENGINES, installed_engines, is_installed, missing_engine_message
+
+    names: list[str] = []
+    for item in _split_list(raw):
+        if item.lower() == "installed":
+            names.extend([n for n in known if n not in ENGINES] + installed_engines())
+            continue
+        if item not in known:
+            raise UsageProblem(
+                f"--mlperf-backends: unknown backend {item!r}; valid backends are {', '.join(known)}, or `installed`"
+            )
+        if item in ENGINES and not is_installed(item):
+            raise UsageProblem(f"--mlperf-backends: {missing_engine_message(item)}")
+        names.append(item)
+    unique = tuple(dict.fromkeys(names))
+    if not unique:
+        raise UsageProblem(f"--mlperf-backends: {raw!r} names no backend; e.g. --mlperf-backends onnxruntime,openvino")
+    return unique
+
+
+def options_for(engine: str, pairs: Sequence[tuple[str, str]], engines: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The --mlperf-backend-option pairs one engine sees: unprefixed keys, and ``ENGINE.KEY`` ones for it (prefix
+    dropped); keys prefixed with another engine's name are that engine's alone."""
+    out: list[tuple[str, str]] = []
+    for key, value in pairs:
+        prefix, dot, rest = key.partition(".")
+        if dot and prefix in engines:
+            if prefix == engine:
+                out.append((rest, value))
+        else:
+            out.append((key, value))
+    return tuple(out)
 
 
 def parse_server_batch(raw: Any, batch_size: int, source: str = "--mlperf-server-batch") -> int | None:
@@ -408,7 +510,7 @@ def parse_backend_options(raw: ListValue | None) -> tuple[tuple[str, str], ...]:
         if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z_][\w.-]*", key.strip()):
             raise UsageProblem(
                 f"{flag}: {item!r} is not KEY=VALUE; e.g. --mlperf-backend-option outputs=ArgMax:0 (KEY is a "
-                "setting of the chosen backend)"
+                "setting of the chosen backend; ENGINE.KEY=VALUE, e.g. openvino.device=CPU, reaches one engine only)"
             )
         pairs.append((key.strip(), value.strip()))
     return tuple(pairs)
@@ -422,42 +524,31 @@ def _list_items(raw: ListValue | None, rootdir: Path) -> list[tuple[str, str, Pa
     return [("ini", item, rootdir) for item in raw.ini] + [("cli", item, cwd) for item in raw.cli]
 
 
-def _absolute(path: Path, base: Path) -> Path:
-    path = path.expanduser()
-    return path if path.is_absolute() else base / path
-
-
 def provisioning_options(
     mirror: str | None, assets_raw: ListValue | None, manifests_raw: ListValue | None, rootdir: Path
 ) -> dict[str, Any]:
     """Check --mlperf-mirror, --mlperf-asset and --mlperf-manifest; load the manifests they need, naming any fault."""
-    if mirror is not None:
-        mirror = mirror.strip()
-        if not re.match(r"^https?://[^\s/]+", mirror):
-            raise UsageProblem(
-                f"--mlperf-mirror: {mirror!r} is not an http:// or https:// base URL; "
-                "e.g. --mlperf-mirror=https://mirror.example.org/mlperf (files are fetched as URL/<filename>)"
-            )
-        mirror = mirror.rstrip("/")
+    try:
+        mirror = parse_mirror(mirror) if mirror is not None and mirror.strip() else None
+    except ConfigError as exc:
+        raise UsageProblem(str(exc)) from None
     manifests: list[Path] = []
     for source, item, base in _list_items(manifests_raw, rootdir):
         flag = "--mlperf-manifest" if source == "cli" else "ini mlperf_manifest"
         if not item.strip():
             continue
-        path = _absolute(Path(item.strip()), base)
+        path = absolute_path(Path(item.strip()), base)
         if not path.is_file():
             raise UsageProblem(f"{flag}: manifest file not found: {path}; give the path of a YAML manifest")
         manifests.append(path)
     assets: dict[str, Path] = {}
     for source, item, base in _list_items(assets_raw, rootdir):
         flag = "--mlperf-asset" if source == "cli" else "ini mlperf_asset"
-        name, sep, path_text = item.partition("=")
-        if not sep or not name.strip() or not path_text.strip():
-            raise UsageProblem(
-                f"{flag}: {item!r} is not NAME=PATH; e.g. --mlperf-asset imagenet-val=/data/imagenet "
-                "(NAME is a manifest entry)"
-            )
-        assets[name.strip()] = _absolute(Path(path_text.strip()), base)
+        try:
+            name, path = parse_asset_spec(item, flag, base)
+        except ConfigError as exc:
+            raise UsageProblem(str(exc)) from None
+        assets[name] = path
     catalog = None
     if manifests or assets:
         from pytest_mlperf.provisioning.manifest import load_catalog
@@ -466,42 +557,57 @@ def provisioning_options(
             catalog = load_catalog(manifests)
         except ConfigError as exc:
             raise UsageProblem(f"--mlperf-manifest: {exc}") from None
-        unknown = sorted(set(assets) - set(catalog))
-        if unknown:
-            raise UsageProblem(
-                f"--mlperf-asset {unknown[0]}={assets[unknown[0]]}: no manifest entry is named {unknown[0]!r}; "
-                f"known: {', '.join(sorted(catalog))} (add your own with --mlperf-manifest PATH)"
-            )
+        try:
+            check_override_names(assets, catalog, catalog.describe_sources())
+        except ConfigError as exc:
+            raise UsageProblem(str(exc)) from None
     return {
-        "mirror": mirror or None,
+        "mirror": mirror,
         "assets": tuple(assets.items()),
         "manifests": tuple(manifests),
         "catalog": catalog,
     }
 
 
-def parse_fraction(raw: Any, source: str) -> float:
-    """``0.05``, ``5%`` or ``5 %`` -> 0.05; a fraction must lie in [0, 1)."""
+def _fraction_or_percent(raw: Any, prefix: str) -> float:
     text = str(raw).strip()
     try:
-        value = float(text[:-1].strip()) / 100.0 if text.endswith("%") else float(text)
+        return float(text[:-1].strip()) / 100.0 if text.endswith("%") else float(text)
     except ValueError:
-        raise UsageProblem(f"{source}: {raw!r} is not a number; write a fraction (0.05) or a percent (5%)") from None
+        raise UsageProblem(f"{prefix}{raw!r} is not a number; write a fraction (0.05) or a percent (5%)") from None
+
+
+def parse_fraction(raw: Any, source: str | None = None) -> float:
+    """``0.05``, ``5%`` or ``5 %`` -> 0.05; a floor or tolerance must lie in [0, 1) (``5`` is a typo for 5 %).
+
+    The message starts with *source* (the option) when given; argparse adds its own prefix, so the console
+    command passes none.
+    """
+    prefix = f"{source}: " if source else ""
+    value = _fraction_or_percent(raw, prefix)
     if not (math.isfinite(value) and 0.0 <= value < 1.0):
-        raise UsageProblem(f"{source}: {raw!r} is not valid; it must be a fraction from 0 to below 1 (0.05 = 5 %)")
+        raise UsageProblem(f"{prefix}{raw!r} is not valid; it must be a fraction from 0 to below 1 (0.05 = 5 %)")
+    return value
+
+
+def parse_alpha(raw: Any, source: str | None = None) -> float:
+    """A significance level: ``0.01`` or ``1%``, strictly between 0 and 1."""
+    prefix = f"{source}: " if source else ""
+    value = _fraction_or_percent(raw, prefix)
+    if not (math.isfinite(value) and 0.0 < value < 1.0):
+        raise UsageProblem(f"{prefix}{raw!r} is not valid; it must be between 0 and 1 (exclusive), e.g. 0.01")
     return value
 
 
 def load_baseline(path: Path, option: str = "--mlperf-baseline", role: str = "a baseline") -> Mapping[str, Any]:
     """Read and check a results JSON given to *option*; UsageProblem naming the file when it cannot serve."""
     from pytest_mlperf.gate.compare import ComparisonInputError, check_document
-    from pytest_mlperf.results import load_document
+    from pytest_mlperf.results import read_document
 
     if not path.is_file():
         raise UsageProblem(f"{option}: file not found: {path}; pass a results JSON of an earlier run")
     try:
-        document = load_document(path)
-        return check_document(str(path), document)
+        return check_document(str(path), read_document(path))
     except (ValueError, ComparisonInputError) as exc:
         raise UsageProblem(f"{option}: {path} cannot be used as {role}: {exc}") from None
 

@@ -1,4 +1,4 @@
-"""Atomic file writes, streamed digests and checksum-verified built artefacts, shared by every cache and writer."""
+"""Atomic writes, durable appends, streamed digests and checksum-verified artefacts, shared by every writer."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pytest_mlperf.errors import ProvisioningError
+from pytest_mlperf.provisioning.cache import cache_file
 
 #: How long a second process waits for another one building the same artefact.
 BUILD_LOCK_TIMEOUT_S = 600.0
@@ -38,6 +39,18 @@ def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
         raise
 
 
+def append_durably(path: Path, data: bytes) -> None:
+    """Append *data* with one write, then flush and fsync: once this returns, a crash cannot lose it.
+
+    A kill during the write can leave *data* cut short at the end of the file, never mixed into earlier bytes,
+    so a reader of appended lines only has to skip a torn last line.
+    """
+    with path.open("ab") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def file_sha256(path: Path) -> str:
     """The sha256 of a file, read in 1 MiB chunks so a multi-GB model never sits in memory."""
     digest = hashlib.sha256()
@@ -59,23 +72,25 @@ def _intact(path: Path) -> bool:
         return False
 
 
-def ensure_built(path: Path, build: Callable[[], bytes], *, what: str) -> Path:
-    """Return *path*, building it first when it is missing or does not match its ``.sha256`` sidecar.
+def ensure_built(cache_dir: Path, name: str, build: Callable[[], bytes], *, what: str) -> Path:
+    """Return ``cache_dir/name`` (*name* may be ``sub/file``), building it first when it is missing or does not
+    match its ``.sha256`` sidecar.
 
-    Parallel processes (xdist workers) build it once: the others wait on a file lock, then reuse it. The sidecar
-    is written last, so a crash between the two writes leaves a mismatch that the next call rebuilds.
+    The cache root is made through :func:`~pytest_mlperf.provisioning.cache.cache_subdir`, so it carries
+    ``CACHEDIR.TAG`` even when a built model is the first thing ever cached. Parallel processes (xdist workers)
+    build it once: the others wait on a file lock, then reuse it. The sidecar is written last, so a crash between
+    the two writes leaves a mismatch that the next call rebuilds.
     """
     from filelock import FileLock, Timeout
 
+    parts = tuple(name.split("/"))
+    path = Path(cache_dir).expanduser().joinpath(*parts)
     if _intact(path):
         return path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ProvisioningError(
-            f"{what}: cannot create the cache directory {path.parent} ({exc}); point --mlperf-cache-dir at a "
-            "writable directory"
-        ) from exc
+        path = cache_file(Path(cache_dir), *parts)
+    except ProvisioningError as exc:
+        raise ProvisioningError(f"{what}: {exc}") from exc
     lock = path.with_name(path.name + ".lock")
     try:
         with FileLock(str(lock), timeout=BUILD_LOCK_TIMEOUT_S):

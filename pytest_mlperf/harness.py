@@ -13,7 +13,7 @@ from typing import Any
 from pytest_mlperf import calibrate
 from pytest_mlperf.backends import create_backend
 from pytest_mlperf.backends.base import Backend, BackendOptions
-from pytest_mlperf.config import RunConfig, Thresholds
+from pytest_mlperf.config import RunConfig, Thresholds, options_for
 from pytest_mlperf.datasets.base import Dataset
 from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfWarning, ModelError
 from pytest_mlperf.fileio import file_sha256
@@ -66,6 +66,8 @@ class Case:
     repeat: int = 0
     #: What the outputs mean and how they are scored; None: the dataset's own ``task``, else classification.
     task: Task | None = None
+    #: The engine; None: --mlperf-backend.
+    backend: str | None = None
 
     def resolved_task(self) -> Task:
         task: Task | None = self.task or getattr(self.dataset, "task", None)
@@ -90,32 +92,34 @@ class Harness:
         self._calibrations: dict[tuple[str, str, str, int], calibrate.Calibration] = {}
         self._user_conf: dict[Path, list[tuple[str, str, str, str]]] = {}
 
-    def backend_options(self) -> BackendOptions:
+    def backend_options(self, engine: str | None = None) -> BackendOptions:
         cfg = self.config
+        engines = cfg.backends or (cfg.backend,)
         return BackendOptions(
             providers=cfg.providers,
             intra_op_threads=cfg.threads,
             batch_size=cfg.batch_size,
-            extra=cfg.backend_options,
+            extra=options_for(engine or cfg.backend, cfg.backend_options, engines),
         )
 
-    def backends_for(self, model: Path | str, count: int = 1) -> list[Backend]:
+    def backends_for(self, model: Path | str, count: int = 1, engine: str | None = None) -> list[Backend]:
         """*count* instances for *model* when its engine is not thread-safe (one per inference thread), else one
-        shared instance; made once per session and model, closed by :meth:`close`."""
-        key = (self.config.backend, str(model))
+        shared instance; made once per session, engine and model, closed by :meth:`close`."""
+        name = engine or self.config.backend
+        key = (name, str(model))
         made = self._backends.setdefault(key, [])
         while not made or (not getattr(made[0], "thread_safe", True) and len(made) < count):
-            backend = self._make_backend(self.config.backend, model, self.backend_options())
+            backend = self._make_backend(name, model, self.backend_options(name))
             if backend is None:
                 raise ModelError(
-                    f"no plugin made a backend called {self.config.backend!r} for {model}; check --mlperf-backend "
-                    "and the plugin that provides it (pytest_mlperf_make_backend)"
+                    f"no plugin made a backend called {name!r} for {model}; check --mlperf-backend(s) and the "
+                    "plugin that provides it (pytest_mlperf_make_backend)"
                 )
             made.append(backend)
         return made if not getattr(made[0], "thread_safe", True) else made[:1]
 
-    def backend_for(self, model: Path | str) -> Backend:
-        return self.backends_for(model)[0]
+    def backend_for(self, model: Path | str, engine: str | None = None) -> Backend:
+        return self.backends_for(model, engine=engine)[0]
 
     def close(self) -> None:
         """Release every backend made this session (sessions, device memory)."""
@@ -180,7 +184,7 @@ class Harness:
     def prepare(self, case: Case, backend: Backend, kinds: tuple[str, ...]) -> calibrate.Calibration:
         """Warm the backend up once, and measure the smoke-profile timings *kinds* not yet known for this
         model and dataset; the first timed query then never pays for lazy initialisation."""
-        key = (self.config.backend, str(case.model), case.dataset.name, case.dataset.total_count)
+        key = (case.backend or self.config.backend, str(case.model), case.dataset.name, case.dataset.total_count)
         cal = self._calibrations.get(key)
         fresh = cal is None
         cal = cal or calibrate.Calibration()
@@ -310,7 +314,7 @@ class Harness:
         started = time.perf_counter()
         task = case.resolved_task()
         workers = cfg.workers if case.scenario in ("Server", "Offline") else 1
-        backends = self.backends_for(case.model, workers)
+        backends = self.backends_for(case.model, workers, case.backend)
         backend = backends[0]
         batch_size = self.batch_size(backend)
         self.check_user_conf(case)

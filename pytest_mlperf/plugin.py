@@ -87,7 +87,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"would share cores and report contended numbers. Use -n {cores} or fewer (each worker is pinned to "
                 "its own cores), -n 0, or --mlperf-mode=accuracy."
             )
-    session = MLPerfSession(run_config, Path(str(config.rootpath)), writes_results=workerinput is None)
+    session = MLPerfSession(
+        run_config, Path(str(config.rootpath)), writes_results=workerinput is None, pytestconfig=config
+    )
     session.make_backend = lambda name, model, options: config.hook.pytest_mlperf_make_backend(
         config=config, name=name, model=model, options=options
     )
@@ -116,6 +118,10 @@ def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     run_config = metafunc.config.stash[SESSION_KEY].config
+    # First, so that ids read engine-scenario-mode; `mlperf` asks for mlperf_backend, so every benchmark gets it.
+    backends = run_config.backends
+    if backends and "mlperf_backend" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "mlperf_backend"):
+        metafunc.parametrize("mlperf_backend", backends, ids=list(backends))
     if "mlperf_scenario" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "mlperf_scenario"):
         metafunc.parametrize("mlperf_scenario", run_config.scenarios, ids=list(run_config.scenarios))
     if "mlperf_mode" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "mlperf_mode"):
@@ -124,12 +130,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def mlperf_cache_dir(pytestconfig: pytest.Config) -> Path:
-    """The directory where models, datasets and built artefacts are cached (``--mlperf-cache-dir``)."""
-    return pytestconfig.stash[SESSION_KEY].config.cache_dir
+    """The directory where models, datasets and built artefacts are cached (``--mlperf-cache-dir``), created
+    with its ``CACHEDIR.TAG`` on first use."""
+    from pytest_mlperf.errors import ProvisioningError
+    from pytest_mlperf.provisioning.cache import ensure_cache_dir
+
+    try:
+        return ensure_cache_dir(pytestconfig.stash[SESSION_KEY].config.cache_dir)
+    except ProvisioningError as exc:
+        pytest.fail(f"pytest-mlperf: {exc}", pytrace=False)
 
 
 @pytest.fixture
-def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
+def mlperf_backend(pytestconfig: pytest.Config) -> str:
+    """The inference engine this case runs on: ``--mlperf-backend``, or this case's one of ``--mlperf-backends``."""
+    return pytestconfig.stash[SESSION_KEY].config.backend
+
+
+@pytest.fixture
+def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> CaseRunner:
     """Runs LoadGen benchmarks for this test: ``mlperf.run(model=..., dataset=...)`` returns a RunResult."""
     from pytest_mlperf.runner import CaseRunner
 
@@ -157,10 +176,12 @@ def mlperf(request: pytest.FixtureRequest) -> CaseRunner:
         cli_thresholds=session.config.thresholds,
         default_scenario=params.get("mlperf_scenario"),
         default_mode=params.get("mlperf_mode"),
+        backend=mlperf_backend,
         record=record,
         before_performance_run=session.pin_worker_once,
         repeat=session.config.repeat,
         gate=gate if session.gating else None,
+        decided=session.decided if session.gating and session.config.adaptive else None,
     )
 
 

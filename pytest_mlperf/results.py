@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from pytest_mlperf.errors import MLPerfError
+
+SCHEMA_VERSION = 2
 SCHEMA_RESOURCE = "results.schema.json"
 
 
@@ -88,16 +90,21 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
-def new_document(cwd: Path) -> dict[str, Any]:
-    """The envelope of a session's results, without runs."""
+def new_document(
+    cwd: Path, update_machine: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """The envelope of a session's results, without runs; *update_machine* may add to the machine section."""
     from pytest_mlperf.provenance import commit_info, machine_info, versions
 
+    machine = machine_info()
+    if update_machine is not None:
+        update_machine(machine)
     return {
         "schema_version": SCHEMA_VERSION,
         "datetime": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "partial",
         "versions": versions(),
-        "machine": machine_info(),
+        "machine": machine,
         "commit": commit_info(cwd),
         "runs": [],
     }
@@ -110,19 +117,178 @@ def write_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
     atomic_write(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
 
 
-def load_document(path: Path) -> dict[str, Any]:
-    """Read a results JSON, refusing other schema versions with a message that names the file."""
+# --- the append-only writer -----------------------------------------------------------------------------------
+
+
+def runs_journal(path: Path) -> Path:
+    """Where a session appends its finished runs: ``results.json`` -> ``results.runs.jsonl``."""
+    return path.with_name(path.stem + ".runs.jsonl")
+
+
+class JournaledDocument:
+    """A JSON document that grows by one appended line per item, so the bytes written grow with the items.
+
+    Rewriting a whole document after each run costs the square of the runs. Instead the envelope is written once
+    (status ``partial``, ``journal`` naming the sidecar), each item becomes one fsynced JSON line in the sidecar,
+    and :meth:`finish` writes the whole document atomically and removes the sidecar. A kill at any point leaves
+    every appended item readable: :func:`read_document` rebuilds the document from the envelope and the sidecar.
+    Without an envelope (the comparison) the sidecar alone holds the items until :meth:`finish`.
+    """
+
+    def __init__(self, path: Path, journal: Path) -> None:
+        self.path = path
+        self.journal = journal
+        self.started = False
+
+    def start(self, envelope: Mapping[str, Any] | None, items_key: str = "runs") -> None:
+        """Empty the sidecar (a previous session's leftover) and write the envelope that points at it.
+
+        Without an envelope a previous session's document is removed, so that it is never taken for this one's.
+        """
+        from pytest_mlperf.fileio import atomic_write
+
+        atomic_write(self.journal, b"")
+        if envelope is None:
+            self.path.unlink(missing_ok=True)
+        else:
+            write_json_atomic(
+                self.path, {**envelope, "status": "partial", "journal": self.journal.name, items_key: []}
+            )
+        self.started = True
+
+    def append(self, item: Mapping[str, Any]) -> None:
+        """One JSON line, flushed and fsynced: a crash after this returns keeps the item."""
+        from pytest_mlperf.fileio import append_durably
+
+        append_durably(self.journal, (json.dumps(item, separators=(",", ":")) + "\n").encode("utf-8"))
+
+    def finish(self, document: Mapping[str, Any]) -> None:
+        """The whole document, written atomically; only then is the sidecar dropped."""
+        write_json_atomic(self.path, document)
+        self.journal.unlink(missing_ok=True)
+
+
+# --- the one reader -------------------------------------------------------------------------------------------
+
+#: Schema versions :func:`read_document` reads; older ones are upgraded in memory to :data:`SCHEMA_VERSION`.
+READABLE_VERSIONS = (1, 2)
+#: Version 1 knew only classification, judged by top-1 accuracy.
+_V1_TASK = {"name": "classification", "metric": "top1", "higher_is_better": True}
+
+
+class ResultsFileError(MLPerfError, ValueError):
+    """A results file that cannot be read; the message names the file and the fix."""
+
+
+class ResultsVersionError(ResultsFileError):
+    """A results file of a schema version this pytest-mlperf does not read; the message says which it reads."""
+
+
+def _read_bytes(path: Path, max_bytes: int | None, what: str) -> bytes:
+    if path.is_symlink() and max_bytes is not None:
+        raise ResultsFileError(f"{path}: {what} is a symbolic link; refusing to follow it")
     try:
-        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        if max_bytes is not None and path.stat().st_size > max_bytes:
+            raise ResultsFileError(f"{path}: {what} is over {max_bytes // 2**20} MiB; refusing to read it")
+        return path.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"results file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); was the run interrupted while writing it?") from None
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(
-            f"{path} has schema_version {doc.get('schema_version')!r}; this pytest-mlperf reads {SCHEMA_VERSION}"
+        raise ResultsFileError(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise ResultsFileError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _version_refusal(path: Path, document: Mapping[str, Any]) -> str:
+    version = document.get("schema_version")
+    readable = " and ".join(map(str, READABLE_VERSIONS))
+    writer = (document.get("versions") or {}).get("plugin") if isinstance(document.get("versions"), dict) else None
+    by = f" (written by pytest-mlperf {writer})" if isinstance(writer, str) else ""
+    head = f"{path}: schema_version {version!r}{by}; this pytest-mlperf reads versions {readable}. "
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        return head + (
+            "A newer pytest-mlperf wrote it: upgrade pytest-mlperf (pip install -U pytest-mlperf) to read it, "
+            "or re-run the session that produced it with this version"
         )
-    return doc
+    return head + (
+        "No released pytest-mlperf writes that: re-run the session that produced it with this version "
+        "(pytest --mlperf-results=FILE)"
+    )
+
+
+def _journal_runs(path: Path, document: Mapping[str, Any], max_bytes: int | None) -> tuple[list[Any], list[str]]:
+    """The runs a session appended to its sidecar, and notes on what could not be read (a torn last line)."""
+    name = document.get("journal")
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise ResultsFileError(
+            f"{path}: 'journal' must name a file next to it, got {name!r}; re-run the session that produced it"
+        )
+    journal = path.with_name(name)
+    if not journal.exists() and not journal.is_symlink():
+        return [], [f"{journal} (the runs of this partial session) is missing; no run could be read"]
+    lines = _read_bytes(journal, max_bytes, "runs file").split(b"\n")
+    runs: list[Any] = []
+    notes: list[str] = []
+    last = len(lines) - 1
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            runs.append(json.loads(line))
+        except ValueError:
+            # Only the last line can be torn (a kill during its write); anything else is damage to report.
+            if number - 1 < last:
+                raise ResultsFileError(
+                    f"{journal}: line {number} is not valid JSON; the file was changed after the session wrote it"
+                ) from None
+            notes.append(f"{journal}: the last line was cut short (the session was killed while writing it); "
+                         f"ignored, {len(runs)} finished run(s) read")
+    return runs, notes
+
+
+def upgrade(document: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 document as version 2: each run gets the classification task it implied."""
+    if document.get("schema_version") != 1:
+        return document
+    runs = [
+        {**run, "task": dict(_V1_TASK)} if isinstance(run, dict) and "task" not in run else run
+        for run in document["runs"]
+    ]
+    return {**document, "schema_version": SCHEMA_VERSION, "upgraded_from": 1, "runs": runs}
+
+
+def read_document(path: Path, *, max_bytes: int | None = None) -> dict[str, Any]:
+    """The results document at *path* in this version's schema: every reader of results files uses this.
+
+    A version-1 file is upgraded in memory (``upgraded_from`` records it); a partial session's file is rebuilt
+    from the runs it appended to its sidecar, a torn last line ignored with a note in ``notes``. Anything else
+    it cannot read raises ResultsFileError naming the file and the fix. ``max_bytes`` (for untrusted artifacts)
+    caps each file read and refuses symbolic links.
+    """
+    raw = _read_bytes(path, max_bytes, "results file")
+    try:
+        document = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ResultsFileError(f"{path}: not UTF-8 text; is this a pytest-mlperf results file?") from None
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); was the run interrupted while writing it?"
+        ) from None
+    if not isinstance(document, dict):
+        raise ResultsFileError(f"{path}: expected a JSON object (a pytest-mlperf results file)")
+    no_runs = f"{path}: no 'runs' list; is this a pytest-mlperf results file (--mlperf-results)?"
+    if "schema_version" not in document and not isinstance(document.get("runs"), list):
+        raise ResultsFileError(no_runs)
+    version = document.get("schema_version")
+    if type(version) is not int or version not in READABLE_VERSIONS:  # not True, not 1.0
+        raise ResultsVersionError(_version_refusal(path, document))
+    if not isinstance(document.get("runs"), list):
+        raise ResultsFileError(no_runs)
+    if "journal" in document:
+        appended, notes = _journal_runs(path, document, max_bytes)
+        document = {key: value for key, value in document.items() if key != "journal"}
+        document["runs"] = [*document["runs"], *appended]
+        if notes:
+            document["notes"] = [*document.get("notes", []), *notes]
+    return upgrade(document)
 
 
 def primary_metric(run: Mapping[str, Any]) -> str | None:

@@ -1,4 +1,5 @@
-"""Shared MLPerf names: scenarios, modes, profiles, and the percentile each scenario is judged at."""
+"""Shared MLPerf names: scenarios, modes, profiles, the percentile each scenario is judged at, gate defaults
+and rounds."""
 
 from __future__ import annotations
 
@@ -15,5 +16,13 @@ LATENCY_PERCENTILE = {"SingleStream": "p90", "MultiStream": "p99", "Server": "p9
 SMOKE_MIN_QUERIES = {"SingleStream": 100, "MultiStream": 662, "Server": 500, "Offline": 1}
 SMOKE_MIN_DURATION_MS = 1000
 
+#: The regression gate's defaults, shared by the plugin's options and the console command.
+DEFAULT_ALPHA = 0.01
+DEFAULT_FLOOR = 0.05
+DEFAULT_ACCURACY_TOLERANCE = 0.01
+
 #: Scenarios whose throughput is a measurement of its own (SingleStream's is the inverse of its latency).
 QPS_SCENARIOS = frozenset({"Server", "Offline"})
+
+#: Rounds of ``--mlperf-repeat auto`` (``repeat: auto`` in the Action): at least the first, at most the second.
+AUTO_ROUNDS = (3, 10)

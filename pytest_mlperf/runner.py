@@ -28,10 +28,12 @@ class CaseRunner:
         cli_thresholds: Thresholds,
         default_scenario: str | None,
         default_mode: str | None,
+        backend: str | None = None,
         record: Callable[[dict[str, Any]], None],
         before_performance_run: Callable[[], None] = lambda: None,
         repeat: int = 1,
         gate: Callable[[str, list[dict[str, Any]]], list[str]] | None = None,
+        decided: Callable[[str, list[dict[str, Any]]], bool] | None = None,
     ) -> None:
         self._harness = harness
         self.nodeid = nodeid
@@ -39,10 +41,13 @@ class CaseRunner:
         self._cli = cli_thresholds
         self.scenario = default_scenario
         self.mode = default_mode
+        self.backend = backend
         self._record = record
         self._before_performance_run = before_performance_run
         self._repeat = repeat
         self._gate = gate
+        # --mlperf-repeat auto: asked after each performance run whether the gate's verdict is settled.
+        self._decided = decided
         self.results: list[RunResult] = []
 
     @property
@@ -125,10 +130,13 @@ class CaseRunner:
                     model_name=name,
                     repeat=first + index,
                     task=task,
+                    backend=self.backend,
                 )
                 if mode == "performance":
                     self._before_performance_run()
                 results.append(self._harness.run(case, collect))
+                if mode == "performance" and self._decided is not None and self._decided(self.nodeid, records):
+                    break
             finished = True
         finally:
             # The case's verdict is composed here, once, then every run is recorded once: a run that raised is

@@ -12,7 +12,8 @@ import pytest
 
 from pytest_mlperf.config import RunConfig
 from pytest_mlperf.errors import MLPerfWarning
-from pytest_mlperf.results import new_document, write_json_atomic
+from pytest_mlperf.results import JournaledDocument, new_document, runs_journal
+from pytest_mlperf.rules import AUTO_ROUNDS
 
 if TYPE_CHECKING:
     from pytest_mlperf.harness import Harness
@@ -26,6 +27,14 @@ COMPARISON_PROPERTY = "mlperf_comparison"
 def comparison_path(results_path: Path) -> Path:
     """Where the session's baseline comparison goes: ``results.json`` -> ``results.comparison.json``."""
     return results_path.with_name(results_path.stem + ".comparison.json")
+
+
+def comparison_journal(results_path: Path) -> Path:
+    """Where each case's comparison is appended until the session ends: ``results.comparison.cases.jsonl``.
+
+    Each line is a whole comparison document of one case, so a crashed session's comparisons stay readable.
+    """
+    return results_path.with_name(results_path.stem + ".comparison.cases.jsonl")
 
 
 def gate_reasons(comparison: Mapping[str, Any]) -> list[str]:
@@ -43,17 +52,23 @@ class MLPerfSession:
     made on first use.
     """
 
-    def __init__(self, config: RunConfig, rootdir: Path, writes_results: bool) -> None:
+    def __init__(
+        self, config: RunConfig, rootdir: Path, writes_results: bool, pytestconfig: pytest.Config | None = None
+    ) -> None:
         self.config = config
         self.rootdir = rootdir
         self.writes_results = writes_results
+        #: The pytest config whose hooks (``pytest_mlperf_update_*``) extend the document; None outside pytest.
+        self.pytestconfig = pytestconfig
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._harness: Harness | None = None
-        self._document: dict[str, Any] | None = None
+        self._envelope: dict[str, Any] | None = None
+        self._runs: list[dict[str, Any]] = []
+        self._results_file: JournaledDocument | None = None
+        self._comparison_file: JournaledDocument | None = None
         self.affinity: list[int] | None = None  # this xdist worker's cores, once pinned
         self.worker: tuple[int, int] | None = None  # (index, count) under pytest-xdist
         self.comparisons: list[dict[str, Any]] = []
-        self._environment: dict[str, Any] | None = None
         #: Makes backends; the plugin sets it to the pytest_mlperf_make_backend hook.
         self.make_backend: Callable[[str, Any, Any], Any] | None = None
 
@@ -68,12 +83,16 @@ class MLPerfSession:
                 self._harness = Harness(self.config, self.rootdir)
         return self._harness
 
-    @property
-    def document(self) -> dict[str, Any] | None:
-        """The results document (None in an xdist worker), its provenance read on first use."""
-        if self._document is None and self.writes_results:
-            self._document = new_document(self.rootdir) | {"datetime": self.started}
-        return self._document
+    def environment(self) -> dict[str, Any]:
+        """This session's envelope (versions, machine, commit), read on first use: the head side's fingerprint."""
+        if self._envelope is None:
+            envelope = new_document(self.rootdir, self._update_machine) | {"datetime": self.started}
+            self._envelope = {key: value for key, value in envelope.items() if key != "runs"}
+        return self._envelope
+
+    def _update_machine(self, machine: dict[str, Any]) -> None:
+        if self.pytestconfig is not None:
+            self.pytestconfig.hook.pytest_mlperf_update_machine_info(config=self.pytestconfig, machine_info=machine)
 
     @property
     def gating(self) -> bool:
@@ -84,20 +103,16 @@ class MLPerfSession:
 
         return GatePolicy(alpha=self.config.alpha, floor=self.config.floor)
 
-    def environment(self) -> dict[str, Any]:
-        """This session's envelope (versions, machine, commit): the head side's fingerprint."""
-        if self._environment is None:
-            source = self.document if self.document is not None else new_document(self.rootdir)
-            self._environment = {key: value for key, value in source.items() if key != "runs"}
-        return self._environment
-
     def compare_case(self, case_id: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         """Compare one case's runs (all its repeats) with the baseline's runs of the same id."""
         from pytest_mlperf.gate.compare import Source, compare_documents
+        from pytest_mlperf.gate.statistics import Look
 
         cfg = self.config
         assert cfg.baseline_document is not None
         head = {**self.environment(), "runs": runs}
+        # --mlperf-repeat auto: each number of head runs is one look of the sequential design.
+        look = Look(len(runs), AUTO_ROUNDS[0], cfg.repeat) if cfg.adaptive and len(runs) >= AUTO_ROUNDS[0] else None
         return compare_documents(
             [Source(str(cfg.baseline), cfg.baseline_document)],
             [Source("this session", head)],
@@ -105,7 +120,16 @@ class MLPerfSession:
             force=cfg.force_compare,
             ids={case_id},
             force_hint="--mlperf-force-compare",
+            look=look,
         )
+
+    def decided(self, case_id: str, runs: list[dict[str, Any]]) -> bool:
+        """--mlperf-repeat auto: whether the runs so far settle the case's comparison (then it runs no more)."""
+        if len(runs) < AUTO_ROUNDS[0]:
+            return False
+        sequential = self.compare_case(case_id, runs).get("sequential")
+        # A refused or fingerprint-less comparison has no look: more runs would not change it.
+        return not isinstance(sequential, dict) or bool(sequential["decided"])
 
     @property
     def comparison_path(self) -> Path:
@@ -117,15 +141,13 @@ class MLPerfSession:
         return merge_comparisons(self.comparisons, self.policy())
 
     def add_comparison(self, comparison: dict[str, Any]) -> None:
-        if self.document is None:
+        """Keep one case's comparison and append it to the sidecar; the merged file is written at session end."""
+        if not self.writes_results:
             return
         self.comparisons.append(comparison)
-        try:
-            write_json_atomic(self.comparison_path, self.comparison())
-        except OSError as exc:
-            warnings.warn(
-                MLPerfWarning(f"could not write the comparison to {self.comparison_path}: {exc}"), stacklevel=1
-            )
+        if self._comparison_file is None:
+            self._comparison_file = JournaledDocument(self.comparison_path, comparison_journal(self.results_path))
+        self._append(self._comparison_file, comparison, None, "the comparison")
 
     @property
     def results_path(self) -> Path:
@@ -134,7 +156,7 @@ class MLPerfSession:
 
     @property
     def runs(self) -> list[dict[str, Any]]:
-        return self._document["runs"] if self._document is not None else []
+        return self._runs
 
     def pin_worker_once(self) -> None:
         """Pin an xdist worker to its own cores before its first performance run (never for other tests)."""
@@ -142,25 +164,56 @@ class MLPerfSession:
             self.affinity = pin_worker(*self.worker)
 
     def add_run(self, run: dict[str, Any]) -> None:
-        """Keep a finished run and rewrite the file, so a crash later loses nothing already measured."""
-        document = self.document
-        if document is None:
-            return
-        document["runs"].append(run)
-        self.flush("partial")
+        """Keep a finished run and append it to the sidecar, so a crash later loses nothing already measured.
 
-    def flush(self, status: str) -> None:
-        document = self.document
-        if document is None:
+        Appending one line per run (not rewriting the document) keeps the bytes written linear in the runs.
+        """
+        if not self.writes_results:
             return
-        document["status"] = status
+        self._runs.append(run)
+        if self._results_file is None:
+            self._results_file = JournaledDocument(self.results_path, runs_journal(self.results_path))
+        self._append(self._results_file, run, self.environment(), "results")
+
+    @staticmethod
+    def _append(file: JournaledDocument, item: dict[str, Any], envelope: dict[str, Any] | None, what: str) -> None:
+        """Best effort: a failed write warns and the session goes on (the runs stay in memory for the end)."""
         try:
-            write_json_atomic(self.results_path, document)
+            if not file.started:
+                file.start(envelope)
+            file.append(item)
         except OSError as exc:
             warnings.warn(
-                MLPerfWarning(f"could not write results to {self.results_path}: {exc}; check --mlperf-results"),
+                MLPerfWarning(f"could not write {what} to {file.path}: {exc}; check --mlperf-results"), stacklevel=1
+            )
+
+    @staticmethod
+    def _finish(file: JournaledDocument, document: dict[str, Any], what: str) -> None:
+        """Best effort too: on failure the partial file and its journal stay, and readers still get every run."""
+        try:
+            file.finish(document)
+        except OSError as exc:
+            warnings.warn(
+                MLPerfWarning(f"could not write {what} to {file.path}: {exc}; check --mlperf-results"), stacklevel=1
+            )
+        except (TypeError, ValueError) as exc:  # serialised before writing, so nothing was written
+            warnings.warn(
+                MLPerfWarning(
+                    f"could not write {what} to {file.path}: {exc}; a pytest_mlperf_update_results_json hook "
+                    "added a value JSON cannot hold. The partial file and its runs file keep every run"
+                ),
                 stacklevel=1,
             )
+
+    def finish(self, status: str) -> None:
+        """Write the whole results document (after the results-JSON hook) and the merged comparison."""
+        if self._runs and self._results_file is not None:
+            document = {**self.environment(), "status": status, "runs": self._runs}
+            if self.pytestconfig is not None:
+                self.pytestconfig.hook.pytest_mlperf_update_results_json(config=self.pytestconfig, document=document)
+            self._finish(self._results_file, document, "results")
+        if self.comparisons and self._comparison_file is not None:
+            self._finish(self._comparison_file, self.comparison(), "the comparison")
 
     # Hooks: registered as a plugin only in the process that writes results.
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -178,8 +231,7 @@ class MLPerfSession:
             self._harness.close()
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.runs:
-            self.flush("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "complete")
+        self.finish("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "complete")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.runs:

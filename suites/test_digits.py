@@ -13,15 +13,16 @@ from pytest_mlperf import ArrayDataset, Classification
 from pytest_mlperf.models.digits import (
     DIGITS_ACCURACY_TARGET,
     DIGITS_MODEL_NAME,
-    ensure_digits_model,
     load_digits,
     split_indices,
 )
+from pytest_mlperf.models.digits_formats import digits_model_for
 
 
-@pytest.fixture(scope="session")
-def digits_model(mlperf_cache_dir: Path) -> Path:
-    return ensure_digits_model(mlperf_cache_dir)
+@pytest.fixture
+def digits_model(mlperf_backend: str, mlperf_cache_dir: Path) -> Path:
+    """The same trained weights in the format this case's engine loads (built once per engine and cached)."""
+    return digits_model_for(mlperf_backend, mlperf_cache_dir)
 
 
 @pytest.fixture(scope="session")

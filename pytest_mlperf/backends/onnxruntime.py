@@ -25,9 +25,10 @@ class OnnxRuntimeBackend:
     thread_safe = True  # InferenceSession.run may be called concurrently
     model_identity: str | None = None  # a local file: the harness records its sha256
 
-    def __init__(self, model: Path, options: BackendOptions) -> None:
+    def __init__(self, model: Path | str, options: BackendOptions) -> None:
         import onnxruntime as ort
 
+        model = Path(model)
         self.version = ort.__version__
         self.options = options
         unknown = sorted({key for key, _ in options.extra} - set(OPTION_KEYS))

@@ -470,7 +470,9 @@ class ImageNetDataset(PreloadedSamples):
     def _fill(self, todo: list[int], tensors: list[Path]) -> list[str]:
         import filelock
 
-        self.cache_root.mkdir(parents=True, exist_ok=True)
+        from pytest_mlperf.provisioning.cache import cache_subdir
+
+        cache_subdir(self.cache_root.parents[1], *self.cache_root.parts[-2:])  # the root gets its CACHEDIR.TAG
         with filelock.FileLock(str(self.cache_root / ".lock")):
             todo = [i for i in todo if not tensors[i].is_file()]  # another worker may have done them meanwhile
             params_file = self.cache_root / "params.json"

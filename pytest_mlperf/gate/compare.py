@@ -21,6 +21,7 @@ from pytest_mlperf.gate.statistics import (
     STATISTICS,
     Decision,
     GatePolicy,
+    Look,
     compare_accuracy,
     compare_latency,
     compare_run_values,
@@ -158,7 +159,7 @@ def _accuracy_key(group: _Group) -> str | None:
     return None
 
 
-def _decide_latency(base: _Group, head: _Group, statistic: str, policy: GatePolicy) -> Decision:
+def _decide_latency(base: _Group, head: _Group, statistic: str, policy: GatePolicy, look: Look | None) -> Decision:
     floor = policy.floor_for(head.id, latency_metric(statistic))
     base_samples, head_samples = _samples(base), _samples(head)
     if base_samples is not None and head_samples is not None:
@@ -169,8 +170,7 @@ def _decide_latency(base: _Group, head: _Group, statistic: str, policy: GatePoli
                 statistic,
                 alpha=policy.alpha,
                 floor=floor,
-                n_resamples=policy.n_resamples,
-                seed=policy.seed,
+                look=look,
             )
         except ValueError as exc:
             raise ComparisonInputError(f"{head.id}: {exc}") from None
@@ -184,8 +184,11 @@ def _decide_latency(base: _Group, head: _Group, statistic: str, policy: GatePoli
         higher_is_better=False,
         alpha=policy.alpha,
         floor=floor,
+        look=look,
     )
-    if decision.p_value is None:
+    if decision.p_value is None and decision.noise is None:
+        # Nothing to decide on at all (not one run with a value); with one run per side the message already says
+        # what to add, and per-query latencies would not change that.
         side = "base" if base_samples is None else "head"
         decision = replace(
             decision,
@@ -194,7 +197,7 @@ def _decide_latency(base: _Group, head: _Group, statistic: str, policy: GatePoli
     return decision
 
 
-def _decide(base: _Group, head: _Group, policy: GatePolicy) -> list[Decision]:
+def _decide(base: _Group, head: _Group, policy: GatePolicy, look: Look | None) -> list[Decision]:
     decisions: list[Decision] = []
     if head.mode == "accuracy":
         key = _accuracy_key(head) or _accuracy_key(base) or "top1"
@@ -212,12 +215,14 @@ def _decide(base: _Group, head: _Group, policy: GatePolicy) -> list[Decision]:
                 target=float(targets[0]) if targets else None,
                 n_base=int(sum(counts_b)) if counts_b else len(base_values),
                 n_head=int(sum(counts_h)) if counts_h else len(head_values),
+                runs_base=len(base_values),
+                runs_head=len(head_values),
             )
         )
         return decisions
     statistic = _latency_statistic(head)
     if statistic is not None:
-        decisions.append(_decide_latency(base, head, statistic, policy))
+        decisions.append(_decide_latency(base, head, statistic, policy, look))
     if head.scenario in QPS_SCENARIOS:
         decisions.append(
             compare_run_values(
@@ -226,6 +231,7 @@ def _decide(base: _Group, head: _Group, policy: GatePolicy) -> list[Decision]:
                 metric="qps",
                 alpha=policy.alpha,
                 floor=policy.floor_for(head.id, "qps"),
+                look=look,
             )
         )
     return decisions
@@ -245,6 +251,11 @@ def _case(group_id: str, scenario: str, decision: Decision) -> dict[str, Any]:
         "p_value": decision.p_value,
         "n_base": decision.n_base,
         "n_head": decision.n_head,
+        "runs_base": decision.runs_base,
+        "runs_head": decision.runs_head,
+        "noise": decision.noise,
+        "run_spread": decision.run_spread,
+        "decided": decision.decided,
         "verdict": decision.verdict,
         "message": decision.message,
     }
@@ -277,8 +288,13 @@ def _missing_case(group: _Group, present: str) -> dict[str, Any]:
         "p_value": None,
         "n_base": len(group.runs) if present == "base" else 0,
         "n_head": len(group.runs) if present == "head" else 0,
+        "runs_base": len(group.runs) if present == "base" else 0,
+        "runs_head": len(group.runs) if present == "head" else 0,
+        "noise": None,
+        "run_spread": None,
+        "decided": True,
         "verdict": f"missing-in-{absent}",
-        "message": f"{group.id}: only in {present} ({hint}); not compared",
+        "message": f"{group.id}: only in {present} ({hint}); not compared ({len(group.runs)} {present} runs)",
     }
 
 
@@ -304,8 +320,13 @@ def compare_documents(
     force: bool = False,
     ids: Collection[str] | None = None,
     force_hint: str = "--force",
+    look: Look | None = None,
 ) -> dict[str, Any]:
     """Compare every case of head against base; the comparison JSON of docs/contracts.md.
+
+    ``look`` makes this one interim look of an adaptive comparison (``--mlperf-repeat auto``): each metric is
+    tested at that look's share of alpha, and ``sequential.decided`` says whether more rounds could change the
+    verdict.
 
     ``ids`` limits the comparison to those case ids (the plugin passes the cases it ran, so that the rest of a
     baseline is not reported missing). Fingerprint differences refuse the comparison unless ``force``; forced or
@@ -354,7 +375,9 @@ def compare_documents(
         if head_group is None:
             cases.append(_missing_case(base_group, "base"))
             continue
-        cases.extend(_case(head_group.id, head_group.scenario, d) for d in _decide(base_group, head_group, policy))
+        cases.extend(
+            _case(head_group.id, head_group.scenario, d) for d in _decide(base_group, head_group, policy, look)
+        )
     cases.extend(_missing_case(group, "head") for key, group in head_groups.items() if key not in base_groups)
 
     counts = result["counts"]
@@ -369,6 +392,8 @@ def compare_documents(
         else:
             counts["missing"] += 1
     result["cases"] = cases
+    if look is not None:
+        result["sequential"] = {**look.to_dict(policy.alpha), "decided": all(case["decided"] for case in cases)}
     if counts["regressions"]:
         result["verdict"] = "regression"
     elif counts["improvements"]:

@@ -26,6 +26,9 @@ def _change_cell(case: Mapping[str, Any]) -> str:
     if case["metric"] == "accuracy" and change is not None:
         below = "; below target" if "below target" in str(case["message"]) else ""
         return f"{change * 100:+.2f} points{below}"
+    if ci is None and case.get("noise") == "none" and change is not None:
+        # One run per side: the change is shown but was not judged; the message says how many runs to add.
+        return f"{change * 100:+.1f} %, not decided (1 run per side)"
     if ci is None:
         # Undecided: the message carries the reason (insufficient samples, no per-query latencies).
         label_end = str(case["message"]).find(": ")
@@ -66,6 +69,14 @@ def _counts_line(comparison: Mapping[str, Any]) -> str:
     )
 
 
+def _n_cell(case: Mapping[str, Any]) -> str:
+    """Samples per side, and for latency (where samples are queries) the runs they came from."""
+    cell = f"{case['n_base']}/{case['n_head']}"
+    if case["unit"] == "ns" and "runs_base" in case:
+        cell += f" ({case['runs_base']}/{case['runs_head']} runs)"
+    return cell
+
+
 def _rows(comparison: Mapping[str, Any]) -> list[tuple[str, ...]]:
     return [
         (
@@ -75,7 +86,7 @@ def _rows(comparison: Mapping[str, Any]) -> list[tuple[str, ...]]:
             format_value(case["head"], case["unit"]),
             _change_cell(case),
             _p_cell(case),
-            f"{case['n_base']}/{case['n_head']}",
+            _n_cell(case),
             case["verdict"],
         )
         for case in comparison["cases"]

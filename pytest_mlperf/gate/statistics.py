@@ -1,12 +1,21 @@
-"""Decide whether one metric changed between base and head: a two-sample test plus a practical floor (pure).
+"""Decide whether one metric changed between base and head: a run-level test plus a practical floor (pure).
 
 A change is a regression (or an improvement) only when it is statistically significant at ``alpha`` *and* larger
 than the floor. Too little data gives "no-change" with the reason, never an exception.
 
-- Latency: per-query latencies. The p-value is Mann-Whitney U (scipy); the confidence interval is a bootstrap of
-  ``head_stat / base_stat - 1`` for the gated statistic (p90, p99, ...). Both must agree for "significant".
-- Throughput (and any metric with one value per run): repeated runs, Welch's t-test on log values, whose confidence
-  interval is that of the ratio of geometric means.
+The noise model: a run's result is the code's true value times a run-level factor (machine state: other jobs, clock,
+caches) times its own sampling error; on a runner the run-level factor dominates. So the unit of evidence is the
+run, never the query: each run is summarised by the gated statistic (p90 of its queries, its samples/s) and the
+test is Student's t on the logarithms of those per-run values, with the run-to-run spread pooled over both sides.
+
+- Several runs per side: the pooled two-sample t-test; its interval is that of the ratio of geometric means.
+- One run on one side, repeats on the other (a single head run against a nightly baseline with repeats): the same
+  formula reduces to a prediction interval, the single run judged against the other side's run-to-run spread.
+- One run per side: nothing separates machine noise from a change, so the verdict is "no-change" and the message
+  says how many runs to add.
+- Adaptive rounds (``Look``, ``--mlperf-repeat auto``): each look after a round tests at its own share of alpha
+  (Pocock-type alpha spending), and a metric is decided once it is significant or a regression as large as the
+  floor is implausible.
 - Accuracy: no statistics (a run is deterministic); an absolute target and a largest accepted drop.
 """
 
@@ -14,21 +23,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from pytest_mlperf.rules import AUTO_ROUNDS, DEFAULT_ACCURACY_TOLERANCE, DEFAULT_ALPHA, DEFAULT_FLOOR
+
 Verdict = Literal["regression", "improvement", "no-change"]
 
-DEFAULT_ALPHA = 0.01
-DEFAULT_FLOOR = 0.05
-DEFAULT_ACCURACY_TOLERANCE = 0.01
-DEFAULT_RESAMPLES = 2000
-# Any fixed value will do: a fixed seed makes the same inputs give the same CI, so a verdict never flips on rerun.
-DEFAULT_SEED = 20_261_129
 
 # Percentile (as a fraction) per latency statistic; None is the mean.
 STATISTICS: Mapping[str, float | None] = {
@@ -43,7 +48,18 @@ STATISTICS: Mapping[str, float | None] = {
 MIN_LATENCY_SAMPLES = 20
 # A percentile estimated from fewer than this many samples above it is a guess, not a measurement.
 MIN_TAIL_SAMPLES = 5
-MIN_RUNS = 2
+#: Runs per side that a comparison without any other noise estimate should have (the advice in messages).
+ADVISED_RUNS = 3
+
+#: Where a decision's run-to-run noise estimate came from (the comparison JSON's ``noise``).
+Noise = Literal["between-runs", "base-runs", "head-runs", "none", "deterministic"]
+NOISE_TEXT: Mapping[str, str] = {
+    "between-runs": "run-to-run spread of both sides",
+    "base-runs": "prediction interval from the base runs' spread",
+    "head-runs": "prediction interval from the head runs' spread",
+    "none": "none, one run per side",
+    "deterministic": "none needed, accuracy is deterministic",
+}
 
 # Relative differences smaller than this are float noise from a*b/b round trips, not a change.
 _EPS = 1e-12
@@ -58,8 +74,6 @@ class GatePolicy:
     metric_floors: Mapping[str, float] = field(default_factory=dict)
     case_floors: Mapping[str, float] = field(default_factory=dict)
     accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE
-    n_resamples: int = DEFAULT_RESAMPLES
-    seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -70,8 +84,6 @@ class GatePolicy:
                 raise ValueError(f"floor for {name!r} must be a fraction >= 0 (0.05 = 5 %), got {value!r}")
         if not (math.isfinite(self.accuracy_tolerance) and self.accuracy_tolerance >= 0.0):
             raise ValueError(f"accuracy_tolerance must be >= 0 (0.01 = 1 point), got {self.accuracy_tolerance!r}")
-        if self.n_resamples < 100:
-            raise ValueError(f"n_resamples must be >= 100 for a usable interval, got {self.n_resamples!r}")
 
     def floor_for(self, case_id: str, metric: str) -> float:
         """The floor for one case and metric: the case's own, else the metric's, else the default."""
@@ -106,6 +118,60 @@ class Decision:
     n_base: int
     n_head: int
     message: str
+    runs_base: int = 0
+    runs_head: int = 0
+    noise: Noise | None = None
+    # Standard deviation of the per-run log values (about the run-to-run coefficient of variation).
+    run_spread: float | None = None
+    # False only at an interim look of an adaptive comparison: more rounds could still change the verdict.
+    decided: bool = True
+
+
+# --- adaptive rounds --------------------------------------------------------------------------------------------
+
+# A metric stops early as "no-change" once a regression of the floor is outside this two-sided interval. Stopping
+# for no-change never adds false regressions, so this level trades only rounds against power, not alpha.
+FUTILITY_ALPHA = 0.20
+
+
+def spent_alpha(fraction: float, alpha: float) -> float:
+    """Pocock-type spending function (Lan-DeMets): the alpha spent once ``fraction`` of the rounds have run."""
+    return alpha * math.log1p((math.e - 1.0) * min(max(fraction, 0.0), 1.0))
+
+
+@dataclass(frozen=True)
+class Look:
+    """One interim look of an adaptive (``auto``) comparison: after ``round`` of at most ``max_rounds`` rounds.
+
+    Each look tests at its own level, the alpha spent between the previous look and this one. The levels of all
+    possible looks add up to alpha, so by the union bound the chance that *any* look of an unchanged pair flags a
+    regression is at most alpha, whatever the correlation between looks and with the noise estimated afresh at
+    each look (which the classical group-sequential boundaries for a known variance do not allow).
+    """
+
+    round: int
+    min_rounds: int = AUTO_ROUNDS[0]
+    max_rounds: int = AUTO_ROUNDS[1]
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_rounds <= self.round <= self.max_rounds:
+            raise ValueError(
+                f"round {self.round} is outside {self.min_rounds}..{self.max_rounds}; an adaptive comparison looks "
+                "only between its minimum and maximum rounds"
+            )
+
+    @property
+    def last(self) -> bool:
+        return self.round >= self.max_rounds
+
+    def level(self, alpha: float) -> float:
+        """This look's significance level: the alpha spent since the previous look (all of it at the first)."""
+        before = 0.0 if self.round == self.min_rounds else spent_alpha((self.round - 1) / self.max_rounds, alpha)
+        return spent_alpha(self.round / self.max_rounds, alpha) - before
+
+    def to_dict(self, alpha: float) -> dict[str, Any]:
+        return {"round": self.round, "min_rounds": self.min_rounds, "max_rounds": self.max_rounds,
+                "level": self.level(alpha)}
 
 
 # --- formatting ---------------------------------------------------------------------------------------------
@@ -126,11 +192,20 @@ def format_floor(floor: float) -> str:
     return f"{floor * 100:g} %"
 
 
-def effect_message(label: str, change: float, ci: tuple[float, float], p: float, floor: float) -> str:
-    """E.g. ``p90 latency +7.3 % [+4.1, +10.2] vs baseline (p=0.0004, floor 5 %)``."""
+def runs_text(runs_base: int, runs_head: int, noise: Noise, spread: float | None = None) -> str:
+    """E.g. ``runs 3 base / 3 head, noise: run-to-run spread of both sides, 1.2 %``."""
+    text = f"runs {runs_base} base / {runs_head} head, noise: {NOISE_TEXT[noise]}"
+    return text if spread is None else f"{text}, {spread * 100:.1f} %"
+
+
+def effect_message(
+    label: str, change: float, ci: tuple[float, float], p: float, floor: float, context: str | None = None
+) -> str:
+    """E.g. ``p90 latency +7.3 % [+4.1, +10.2] vs baseline (p=0.0004, floor 5 %; runs 3 base / 3 head, ...)``."""
+    extra = f"; {context}" if context else ""
     return (
         f"{label} {format_percent(change)} % [{format_percent(ci[0])}, {format_percent(ci[1])}] vs baseline "
-        f"({format_p(p)}, floor {format_floor(floor)})"
+        f"({format_p(p)}, floor {format_floor(floor)}{extra})"
     )
 
 
@@ -167,6 +242,9 @@ def _undecided(
     head: float | None = None,
     n_base: int = 0,
     n_head: int = 0,
+    runs_base: int = 0,
+    runs_head: int = 0,
+    noise: Noise | None = None,
 ) -> Decision:
     change = head / base - 1.0 if base and head is not None and base > 0 else None
     return Decision(
@@ -182,6 +260,119 @@ def _undecided(
         n_base=n_base,
         n_head=n_head,
         message=message,
+        runs_base=runs_base,
+        runs_head=runs_head,
+        noise=noise,
+    )
+
+
+@dataclass(frozen=True)
+class RunTest:
+    """Head against base on per-run log values: the difference of their means, its p-value and interval."""
+
+    diff: float
+    p_value: float
+    ci: tuple[float, float]  # of exp(diff) - 1, the ratio of geometric means minus one
+    spread: float  # pooled standard deviation of the per-run log values
+    noise: Noise
+    se: float
+    df: int
+
+    def interval(self, alpha: float) -> tuple[float, float]:
+        """The two-sided interval of exp(diff) - 1 at level 1 - alpha."""
+        half = float(stats.t.ppf(1.0 - alpha / 2.0, self.df)) * self.se if self.se > 0.0 else 0.0
+        return math.expm1(self.diff - half), math.expm1(self.diff + half)
+
+
+def run_test(log_base: NDArray[np.float64], log_head: NDArray[np.float64], *, alpha: float) -> RunTest | None:
+    """Student's t with the run-to-run spread pooled over both sides; None with one run per side.
+
+    Pooled rather than Welch: base and head run on one machine (interleaved in the Action, fingerprints checked
+    otherwise), so the run-level noise is the machine's and the same on both sides. Pooling keeps all n_b + n_h - 2
+    degrees of freedom, which matters with 2-3 runs per side, and it still works with a single run on one side: the
+    test is then exactly the prediction interval of that run against the other side's runs.
+    """
+    nb, nh = log_base.size, log_head.size
+    df = nb + nh - 2
+    if nb < 1 or nh < 1 or df < 1:
+        return None
+    diff = float(log_head.mean() - log_base.mean())
+    squares = float(np.sum((log_base - log_base.mean()) ** 2) + np.sum((log_head - log_head.mean()) ** 2))
+    spread = math.sqrt(squares / df)
+    noise: Noise = "between-runs" if min(nb, nh) >= 2 else ("base-runs" if nh == 1 else "head-runs")
+    se = spread * math.sqrt(1.0 / nb + 1.0 / nh)
+    if se == 0.0:
+        # No spread anywhere: recorded, deterministic values. Any difference is certain, none is certainly none.
+        p_value = 1.0 if abs(diff) <= _EPS else 0.0
+        return RunTest(diff, p_value, (math.expm1(diff), math.expm1(diff)), 0.0, noise, 0.0, df)
+    p_value = float(2.0 * stats.t.sf(abs(diff) / se, df))
+    test = RunTest(diff, p_value, (0.0, 0.0), spread, noise, se, df)
+    return replace(test, ci=test.interval(alpha))
+
+
+def _one_run_each_message(label: str, change: float) -> str:
+    return (
+        f"{label}: not decided, {format_percent(change)} % from one run per side cannot be told from machine noise "
+        f"({runs_text(1, 1, 'none')}); add {ADVISED_RUNS - 1} runs per side (--mlperf-repeat {ADVISED_RUNS}), "
+        f"or compare with a baseline recorded with --mlperf-repeat {ADVISED_RUNS} or more"
+    )
+
+
+def _decide_runs(
+    log_base: NDArray[np.float64],
+    log_head: NDArray[np.float64],
+    *,
+    metric: str,
+    label: str,
+    unit: str,
+    higher_is_better: bool,
+    base: float,
+    head: float,
+    change: float,
+    n_base: int,
+    n_head: int,
+    alpha: float,
+    floor: float,
+    look: Look | None = None,
+) -> Decision:
+    """The decision on per-run log values; ``base``, ``head`` and ``change`` are what the report shows."""
+    counts: dict[str, Any] = {
+        "n_base": n_base, "n_head": n_head, "runs_base": log_base.size, "runs_head": log_head.size
+    }
+    level = alpha if look is None else look.level(alpha)
+    test = run_test(log_base, log_head, alpha=level)
+    if test is None:
+        undecided = _undecided(
+            metric, unit, higher_is_better, _one_run_each_message(label, change), base=base, head=head, noise="none",
+            **counts,
+        )
+        return undecided if look is None or look.last else replace(undecided, decided=False)
+    verdict = classify(change, test.ci, test.p_value, alpha=level, floor=floor, higher_is_better=higher_is_better)
+    context = runs_text(log_base.size, log_head.size, test.noise, test.spread)
+    decided = True
+    if look is not None:
+        context = f"round {look.round} of {look.min_rounds}-{look.max_rounds}, level {level:.2g}; {context}"
+        if verdict == "no-change" and not look.last:
+            low, high = test.interval(FUTILITY_ALPHA)
+            # Decided once a regression as large as the floor is implausible; improvements never fail a PR.
+            decided = low > -floor if higher_is_better else high < floor
+            if not decided:
+                context += "; not decided yet"
+    return Decision(
+        metric=metric,
+        unit=unit,
+        higher_is_better=higher_is_better,
+        verdict=verdict,
+        base=base,
+        head=head,
+        change=change,
+        ci=test.ci,
+        p_value=test.p_value,
+        message=effect_message(label, change, test.ci, test.p_value, floor, context),
+        noise=test.noise,
+        run_spread=test.spread,
+        decided=decided,
+        **counts,
     )
 
 
@@ -197,11 +388,11 @@ def loadgen_percentile(values: NDArray[np.float64], q: float, axis: int = -1) ->
     return result
 
 
-def _statistic(name: str) -> Callable[..., Any]:
+def _statistic(name: str) -> Callable[[NDArray[np.float64]], float]:
     q = STATISTICS[name]
     if q is None:
-        return lambda values, axis=-1: np.mean(values, axis=axis)
-    return lambda values, axis=-1: loadgen_percentile(values, q, axis=axis)
+        return lambda values: float(np.mean(values))
+    return lambda values: float(loadgen_percentile(values, q))
 
 
 def min_latency_samples(statistic: str) -> int:
@@ -227,60 +418,6 @@ def _as_runs(runs: Sequence[ArrayLike], side: str) -> list[NDArray[np.float64]]:
     return out
 
 
-def _cluster_bootstrap_ci(
-    base_runs: list[NDArray[np.float64]],
-    head_runs: list[NDArray[np.float64]],
-    stat: Callable[..., Any],
-    *,
-    confidence: float,
-    n_resamples: int,
-    seed: int,
-) -> tuple[float, float]:
-    # scipy.stats.bootstrap resamples single values only. With repeated runs the runs themselves vary (machine
-    # state, drift), so resample runs first and queries within them, or the interval is far too narrow.
-    rng = np.random.default_rng(seed)
-
-    def resample(runs: list[NDArray[np.float64]]) -> float:
-        picks = rng.integers(0, len(runs), size=len(runs))
-        parts = [runs[i][rng.integers(0, runs[i].size, size=runs[i].size)] for i in picks]
-        return float(stat(np.concatenate(parts)))
-
-    ratios = np.array([resample(head_runs) / resample(base_runs) - 1.0 for _ in range(n_resamples)])
-    tail = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(ratios, [tail, 1.0 - tail])
-    return float(lo), float(hi)
-
-
-def _bootstrap_ci(
-    base: NDArray[np.float64],
-    head: NDArray[np.float64],
-    stat: Callable[..., Any],
-    *,
-    confidence: float,
-    n_resamples: int,
-    seed: int,
-) -> tuple[float, float]:
-    def ratio(b: NDArray[np.float64], h: NDArray[np.float64], axis: int = -1) -> Any:
-        return stat(h, axis=axis) / stat(b, axis=axis) - 1.0
-
-    # Percentile intervals, not BCa: BCa's jackknife is quadratic in the number of queries.
-    # batch bounds memory: each batch holds batch x n resampled values per side.
-    batch = max(1, 2_000_000 // max(base.size, head.size))
-    result = stats.bootstrap(
-        (base, head),
-        ratio,
-        n_resamples=n_resamples,
-        batch=batch,
-        vectorized=True,
-        paired=False,
-        confidence_level=confidence,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    interval = result.confidence_interval
-    return float(interval.low), float(interval.high)
-
-
 def compare_latency(
     base_runs: Sequence[ArrayLike],
     head_runs: Sequence[ArrayLike],
@@ -288,12 +425,12 @@ def compare_latency(
     *,
     alpha: float = DEFAULT_ALPHA,
     floor: float = DEFAULT_FLOOR,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = DEFAULT_SEED,
+    look: Look | None = None,
 ) -> Decision:
     """Compare per-query latencies (ns), one array per run on each side; repeats of a case are separate runs.
 
-    Lower is better. ``statistic`` is one of ``STATISTICS`` (p90, p99, mean, ...).
+    Lower is better. ``statistic`` is one of ``STATISTICS`` (p90, p99, mean, ...). Base and head in the decision
+    are the statistic over all queries of a side; the test is on the statistic of each run (see the module doc).
     """
     if statistic not in STATISTICS:
         raise ValueError(f"unknown latency statistic {statistic!r}; use one of {', '.join(STATISTICS)}")
@@ -302,48 +439,44 @@ def compare_latency(
     b_runs, h_runs = _as_runs(base_runs, "base"), _as_runs(head_runs, "head")
     base = np.concatenate(b_runs) if b_runs else np.empty(0)
     head = np.concatenate(h_runs) if h_runs else np.empty(0)
+    counts: dict[str, Any] = {"n_base": base.size, "n_head": head.size, "runs_base": len(b_runs),
+                              "runs_head": len(h_runs)}
     need = min_latency_samples(statistic)
     if base.size < need or head.size < need:
         return _undecided(
             metric,
             "ns",
             False,
-            f"{label}: insufficient samples (base {base.size}, head {head.size} queries; need >= {need} per side)",
-            base=float(stat(base)) if base.size else None,
-            head=float(stat(head)) if head.size else None,
-            n_base=base.size,
-            n_head=head.size,
+            f"{label}: insufficient samples (base {base.size}, head {head.size} queries; need >= {need} per side; "
+            f"runs {len(b_runs)} base / {len(h_runs)} head)",
+            base=stat(base) if base.size else None,
+            head=stat(head) if head.size else None,
+            **counts,
         )
-    base_value, head_value = float(stat(base)), float(stat(head))
-    common: dict[str, Any] = {"base": base_value, "head": head_value, "n_base": base.size, "n_head": head.size}
-    if base_value <= 0.0:
-        return _undecided(metric, "ns", False, f"{label}: base value is 0 ns, no ratio to report", **common)
-
-    change = head_value / base_value - 1.0
-    if np.array_equal(np.sort(base), np.sort(head)) or np.ptp(np.concatenate([base, head])) == 0.0:
-        # Identical samples: the tests below are undefined (all ties) and the answer is known.
-        p_value, ci = 1.0, (change, change)
-    else:
-        p_value = float(stats.mannwhitneyu(head, base, alternative="two-sided", method="auto").pvalue)
-        confidence = 1.0 - alpha
-        if len(b_runs) == 1 and len(h_runs) == 1:
-            ci = _bootstrap_ci(base, head, stat, confidence=confidence, n_resamples=n_resamples, seed=seed)
-        else:
-            ci = _cluster_bootstrap_ci(b_runs, h_runs, stat, confidence=confidence, n_resamples=n_resamples, seed=seed)
-    verdict = classify(change, ci, p_value, alpha=alpha, floor=floor, higher_is_better=False)
-    return Decision(
+    base_value, head_value = stat(base), stat(head)
+    per_run_b = np.array([stat(run) for run in b_runs])
+    per_run_h = np.array([stat(run) for run in h_runs])
+    if base_value <= 0.0 or per_run_b.min() <= 0.0 or per_run_h.min() <= 0.0:
+        return _undecided(
+            metric, "ns", False,
+            f"{label}: a run's value is 0 ns, no ratio to report (runs {len(b_runs)} base / {len(h_runs)} head)",
+            base=base_value, head=head_value, **counts,
+        )
+    return _decide_runs(
+        np.log(per_run_b),
+        np.log(per_run_h),
         metric=metric,
+        label=label,
         unit="ns",
         higher_is_better=False,
-        verdict=verdict,
         base=base_value,
         head=head_value,
-        change=change,
-        ci=ci,
-        p_value=p_value,
+        change=head_value / base_value - 1.0,
         n_base=base.size,
         n_head=head.size,
-        message=effect_message(label, change, ci, p_value, floor),
+        alpha=alpha,
+        floor=floor,
+        look=look,
     )
 
 
@@ -360,8 +493,9 @@ def compare_run_values(
     higher_is_better: bool = True,
     alpha: float = DEFAULT_ALPHA,
     floor: float = DEFAULT_FLOOR,
+    look: Look | None = None,
 ) -> Decision:
-    """Compare one value per run (qps, or a per-run latency percentile) with Welch's t-test on log values.
+    """Compare one value per run (qps, or a per-run latency percentile) on log values (see the module doc).
 
     Logs make the test about ratios, which is what the floor and the message speak of; base and head are reported
     as geometric means so that ``change`` is exactly ``head / base - 1``.
@@ -369,48 +503,40 @@ def compare_run_values(
     label = label or metric
     base = np.asarray(base_values, dtype=np.float64).ravel()
     head = np.asarray(head_values, dtype=np.float64).ravel()
-    counts = {"n_base": base.size, "n_head": head.size}
-    if base.size < MIN_RUNS or head.size < MIN_RUNS:
+    counts: dict[str, Any] = {"n_base": base.size, "n_head": head.size, "runs_base": base.size,
+                              "runs_head": head.size}
+    if base.size < 1 or head.size < 1:
         return _undecided(
             metric,
             unit,
             higher_is_better,
-            f"{label}: insufficient samples (base {base.size}, head {head.size} runs; need >= {MIN_RUNS} per side, "
-            "e.g. --mlperf-repeat 3)",
+            f"{label}: insufficient samples (base {base.size}, head {head.size} runs; need >= 1 per side and "
+            f"better {ADVISED_RUNS}, e.g. --mlperf-repeat {ADVISED_RUNS})",
             base=float(np.mean(base)) if base.size else None,
             head=float(np.mean(head)) if head.size else None,
             **counts,
         )
     if not (np.all(np.isfinite(base)) and np.all(np.isfinite(head)) and base.min() > 0 and head.min() > 0):
         return _undecided(
-            metric, unit, higher_is_better, f"{label}: values must be finite and > 0 to compare", **counts
+            metric, unit, higher_is_better,
+            f"{label}: values must be finite and > 0 to compare (runs {base.size} base / {head.size} head)", **counts
         )
     log_b, log_h = np.log(base), np.log(head)
-    base_value, head_value = float(np.exp(log_b.mean())), float(np.exp(log_h.mean()))
-    diff = float(log_h.mean() - log_b.mean())
-    change = math.expm1(diff)
-    if np.ptp(log_b) == 0.0 and np.ptp(log_h) == 0.0:
-        # No spread on either side: the t statistic is 0/0 or x/0. Recorded, deterministic values land here.
-        p_value = 1.0 if abs(diff) <= _EPS else 0.0
-        ci = (change, change)
-    else:
-        result = stats.ttest_ind(log_h, log_b, equal_var=False)
-        p_value = float(result.pvalue)
-        interval = result.confidence_interval(confidence_level=1.0 - alpha)
-        ci = (math.expm1(float(interval.low)), math.expm1(float(interval.high)))
-    verdict = classify(change, ci, p_value, alpha=alpha, floor=floor, higher_is_better=higher_is_better)
-    return Decision(
+    return _decide_runs(
+        log_b,
+        log_h,
         metric=metric,
+        label=label,
         unit=unit,
         higher_is_better=higher_is_better,
-        verdict=verdict,
-        base=base_value,
-        head=head_value,
-        change=change,
-        ci=ci,
-        p_value=p_value,
-        message=effect_message(label, change, ci, p_value, floor),
-        **counts,
+        base=float(np.exp(log_b.mean())),
+        head=float(np.exp(log_h.mean())),
+        change=math.expm1(float(log_h.mean() - log_b.mean())),
+        alpha=alpha,
+        floor=floor,
+        n_base=base.size,
+        n_head=head.size,
+        look=look,
     )
 
 
@@ -441,21 +567,30 @@ def compare_accuracy(
     target: float | None = None,
     n_base: int = 0,
     n_head: int = 0,
+    runs_base: int = 1,
+    runs_head: int = 1,
 ) -> Decision:
     """Gate accuracy (a fraction, 0.975 = 97.5 %) on an absolute target and on a drop from base beyond tolerance."""
     label = f"{name} accuracy"
-    counts = {"n_base": n_base, "n_head": n_head}
+    runs = {"runs_base": runs_base, "runs_head": runs_head}
+    counts: dict[str, Any] = {"n_base": n_base, "n_head": n_head, **runs}
+    context = runs_text(runs_base, runs_head, "deterministic")
     if head is None:
-        return _undecided("accuracy", "ratio", True, f"{label}: not measured in head", base=base, **counts)
+        return _undecided(
+            "accuracy", "ratio", True, f"{label}: not measured in head ({context})", base=base,
+            noise="deterministic", **counts,
+        )
     change = None if base is None else head - base
     verdict: Verdict = "no-change"
     if target is not None and head < target - _EPS:
         verdict = "regression"
         message = f"{label} {_points(head)} % below target {_points(target)} %"
         if change is not None:
-            message += f" (baseline {_points(base or 0.0)} %)"
+            message += f" (baseline {_points(base or 0.0)} %; {context})"
+        else:
+            message += f" ({context})"
     elif change is None:
-        message = f"{label} {_points(head)} %: no baseline value to compare with"
+        message = f"{label} {_points(head)} %: no baseline value to compare with ({context})"
     else:
         if -change > tolerance + _EPS:
             verdict = "regression"
@@ -463,7 +598,7 @@ def compare_accuracy(
             verdict = "improvement"
         message = (
             f"{label} {_points(head)} % vs {_points(base or 0.0)} % baseline "
-            f"({change * 100:+.2f} points, tolerance {tolerance * 100:.1f} points)"
+            f"({change * 100:+.2f} points, tolerance {tolerance * 100:.1f} points; {context})"
         )
     return Decision(
         metric="accuracy",
@@ -476,5 +611,6 @@ def compare_accuracy(
         ci=None,
         p_value=None,
         message=message,
+        noise="deterministic",
         **counts,
     )

@@ -370,5 +370,5 @@ def build_digits_onnx(weights: Mapping[str, npt.ArrayLike]) -> bytes:
 
 def ensure_digits_model(cache_dir: Path) -> Path:
     """Return the cached digits ONNX model in cache_dir, training and writing it first if absent or corrupt."""
-    model_path = Path(cache_dir) / f"{DIGITS_MODEL_NAME}-{digits_recipe_hash()}.onnx"
-    return ensure_built(model_path, lambda: build_digits_onnx(train_digits_cnn()), what="the digits model")
+    name = f"{DIGITS_MODEL_NAME}-{digits_recipe_hash()}.onnx"
+    return ensure_built(cache_dir, name, lambda: build_digits_onnx(train_digits_cnn()), what="the digits model")

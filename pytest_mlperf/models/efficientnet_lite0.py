@@ -259,4 +259,4 @@ def ensure_efficientnet_lite0(cache_dir: Path) -> Path:
             )
         return build_efficientnet_lite0(source)
 
-    return ensure_built(Path(cache_dir) / MODEL_FILENAME, build, what="EfficientNet-Lite0")
+    return ensure_built(cache_dir, MODEL_FILENAME, build, what="EfficientNet-Lite0")

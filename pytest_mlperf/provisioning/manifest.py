@@ -13,6 +13,7 @@ from typing import Any, Literal, cast
 import yaml
 
 from pytest_mlperf.errors import ConfigError
+from pytest_mlperf.provisioning.inputs import HTTP_URL
 
 __all__ = [
     "ARCHIVE_FORMATS",
@@ -260,7 +261,7 @@ class _Entry:
         return cast(str, value)
 
     def url(self, fld: str, value: Any) -> str:
-        if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+", value):
+        if not isinstance(value, str) or not HTTP_URL.match(value):
             raise self.error(fld, f"must be an http:// or https:// URL, got {value!r}")
         return value
 

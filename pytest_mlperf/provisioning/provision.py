@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -43,37 +42,36 @@ import filelock
 import requests
 import urllib3
 
-from pytest_mlperf.errors import ConfigError, MLPerfWarning, ProvisioningError
+from pytest_mlperf.errors import MLPerfWarning, ProvisioningError
 from pytest_mlperf.provisioning.archive import extract_archive
+from pytest_mlperf.provisioning.cache import (
+    ENV_CACHE,
+    cache_file,
+    cache_subdir,
+    default_cache_dir,
+    ensure_cache_dir,
+)
+from pytest_mlperf.provisioning.inputs import (
+    ENV_MIRROR,
+    ENV_OFFLINE,
+    asset_env_var,
+    check_override_names,
+    env_asset_overrides,
+    env_flag,
+    parse_asset_spec,
+    parse_mirror,
+)
 from pytest_mlperf.provisioning.manifest import Asset, Catalog, load_catalog, user_entry_manifest
 
 __all__ = [
-    "ENV_ASSET_PREFIX",
-    "ENV_CACHE",
-    "ENV_MIRROR",
-    "ENV_OFFLINE",
     "AssetUnavailable",
     "DownloadFailed",
     "Provisioned",
     "Provisioner",
     "SourceFailure",
-    "asset_env_var",
-    "default_cache_dir",
-    "ensure_cache_dir",
     "file_digests",
-    "parse_asset_spec",
 ]
 
-ENV_CACHE = "PYTEST_MLPERF_CACHE"
-ENV_MIRROR = "PYTEST_MLPERF_MIRROR"
-ENV_OFFLINE = "PYTEST_MLPERF_OFFLINE"
-ENV_ASSET_PREFIX = "PYTEST_MLPERF_ASSET_"
-
-CACHEDIR_TAG = (
-    "Signature: 8a477f597d28d172789f06886806bc55\n"
-    "# This file is a cache directory tag created by pytest-mlperf.\n"
-    "# For information about cache directory tags, see https://bford.info/cachedir/\n"
-)
 _CHUNK = 1 << 20
 _STAMP_VERSION = 1
 _USER_AGENT = "pytest-mlperf (+https://pypi.org/project/pytest-mlperf/)"
@@ -131,69 +129,6 @@ class _AttemptFailed(Exception):
         self.detail = detail
         self.retry = retry
         self.attempts = 1
-
-
-def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$PYTEST_MLPERF_CACHE``, else the user cache dir: ``$XDG_CACHE_HOME`` or ``~/.cache``, plus pytest-mlperf."""
-    env = os.environ if env is None else env
-    if env.get(ENV_CACHE):
-        return Path(env[ENV_CACHE]).expanduser()
-    if sys.platform == "win32" and env.get("LOCALAPPDATA"):
-        return Path(env["LOCALAPPDATA"]) / "pytest-mlperf" / "Cache"
-    xdg = env.get("XDG_CACHE_HOME", "")
-    # The XDG spec says relative values are invalid and must be ignored.
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "pytest-mlperf"
-
-
-def asset_env_var(name: str) -> str:
-    """The env var that points one asset at a local path, e.g. ``PYTEST_MLPERF_ASSET_IMAGENET_VAL``."""
-    return ENV_ASSET_PREFIX + re.sub(r"[^A-Z0-9]", "_", name.upper())
-
-
-def parse_asset_spec(spec: str) -> tuple[str, Path]:
-    """Parse one ``--mlperf-asset NAME=PATH`` value."""
-    name, sep, path = spec.partition("=")
-    if not sep or not name.strip() or not path.strip():
-        raise ConfigError(
-            f"--mlperf-asset {spec!r}: expected NAME=PATH, e.g. --mlperf-asset imagenet-val=/data/imagenet"
-        )
-    return name.strip(), Path(path.strip()).expanduser()
-
-
-def _env_flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def ensure_cache_dir(path: Path) -> Path:
-    """Create the cache root atomically with CACHEDIR.TAG, like pytest's cacheprovider; return it.
-
-    An existing directory is used as it is: tagging a directory we did not create could hide a user's data
-    from their backups.
-    """
-    path = Path(path)
-    if path.is_dir():
-        return path
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-pytest-mlperf-", dir=path.parent))
-    except OSError as exc:
-        raise ProvisioningError(
-            f"cannot create the pytest-mlperf cache directory {path}: {exc.strerror or exc}; "
-            f"point {ENV_CACHE} or --mlperf-cache-dir at a writable directory"
-        ) from exc
-    try:
-        (tmp / "CACHEDIR.TAG").write_text(CACHEDIR_TAG, encoding="ascii")
-        os.rename(tmp, path)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        # Losing the race to another process that created it first is fine.
-        if not path.is_dir():
-            raise ProvisioningError(
-                f"cannot create the pytest-mlperf cache directory {path}: {exc.strerror or exc}; "
-                f"point {ENV_CACHE} or --mlperf-cache-dir at a writable directory"
-            ) from exc
-    return path
 
 
 def file_digests(path: Path) -> tuple[str, str]:
@@ -298,13 +233,9 @@ class Provisioner:
         self.catalog: Mapping[str, Asset] = load_catalog() if manifests is None else manifests
         # Absolute, so that paths handed out stay valid if a test changes the working directory.
         self.cache_dir = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(env)).absolute()
-        mirror = mirror if mirror is not None else (env.get(ENV_MIRROR) or None)
-        if mirror is not None and not re.match(r"^https?://[^\s/]+", mirror):
-            raise ConfigError(
-                f"mirror {mirror!r} (from --mlperf-mirror or {ENV_MIRROR}) is not an http:// or https:// base URL"
-            )
-        self.mirror = mirror.rstrip("/") if mirror else None
-        self.offline = _env_flag(env.get(ENV_OFFLINE)) if offline is None else offline
+        raw, source = (mirror, "--mlperf-mirror") if mirror is not None else (env.get(ENV_MIRROR, ""), ENV_MIRROR)
+        self.mirror = parse_mirror(raw, source) if raw.strip() else None
+        self.offline = env_flag(env.get(ENV_OFFLINE)) if offline is None else offline
         self.timeout = timeout
         self.retries = max(1, retries)
         self.backoff_s = backoff_s
@@ -313,17 +244,11 @@ class Provisioner:
         self._session: requests.Session | None = None
         self.overrides: dict[str, Path] = {}
         self._override_origin: dict[str, str] = {}
-        for name in self.catalog:
-            var = asset_env_var(name)
-            if env.get(var):
-                self.overrides[name] = Path(env[var]).expanduser()
-                self._override_origin[name] = f"{var}={env[var]}"
+        for name, (path, origin) in env_asset_overrides(env, self.catalog).items():
+            self.overrides[name] = path
+            self._override_origin[name] = origin
+        check_override_names(overrides, self.catalog, self._sources())
         for name, path in overrides.items():
-            if name not in self.catalog:
-                raise ConfigError(
-                    f"--mlperf-asset {name}={path}: no asset named {name!r} in the manifests "
-                    f"({self._sources()}); known assets: {', '.join(sorted(self.catalog))}"
-                )
             self.overrides[name] = Path(path).expanduser()
             self._override_origin[name] = f"--mlperf-asset {name}={path}"
 
@@ -498,7 +423,7 @@ class Provisioner:
         else:
             sha, md5 = file_digests(path)
             if self._can_write_cache():
-                stamp_path.parent.mkdir(parents=True, exist_ok=True)
+                cache_subdir(self.cache_dir, "overrides")
                 _write_json(
                     stamp_path,
                     {
@@ -665,8 +590,7 @@ class Provisioner:
 
     @contextlib.contextmanager
     def _lock(self, asset: Asset) -> Iterator[None]:
-        lock_path = self.cache_dir / "locks" / f"{asset.name}.lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = cache_file(self.cache_dir, "locks", f"{asset.name}.lock")
         lock = filelock.FileLock(str(lock_path))
         try:
             lock.acquire(timeout=0)
@@ -707,7 +631,7 @@ class Provisioner:
 
     def _download(self, asset: Asset) -> tuple[str, str]:
         """Fetch from the mirror, then the URL, then the manifest's mirrors; place the verified file in the cache."""
-        self._asset_dir(asset).mkdir(parents=True, exist_ok=True)
+        cache_subdir(self.cache_dir, "assets", asset.name)
         failures: list[SourceFailure] = []
         for url in self._candidate_urls(asset):
             try:

@@ -32,12 +32,22 @@ def results_of(pytester: pytest.Pytester) -> dict:
 def test_help_lists_every_option_with_its_ini_twin(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*MLPerf LoadGen benchmarks (pytest-mlperf)*", "*--mlperf-scenarios=LIST*"])
-    text = result.stdout.str()
     from pytest_mlperf.config import OPTIONS
 
+    # argparse wraps help at spaces and hyphens, so compare with all whitespace removed.
+    text = "".join(result.stdout.str().split())
+
+    def compact(words: str) -> str:
+        return "".join(words.split())
+
     for spec in OPTIONS:
-        assert spec.flag in text
-        assert f"[ini: {spec.ini}]" in text.replace("\n", " ").replace("  ", " ") or spec.ini in text
+        # The flag, its whole help ending with the declared default, then its ini twin, in one entry.
+        assert compact(f"{spec.flag}") in text
+        assert compact(f"{spec.help} [ini: {spec.ini}]") in text, spec.flag
+        assert compact(f"Default: {spec.default_text}. [ini: {spec.ini}]") in text, spec.flag
+        # The ini key's own entry points back at the flag.
+        assert compact(f"{spec.ini} (") in text, spec.ini
+        assert compact(f"Default for {spec.flag}") in text, spec.ini
 
 
 def test_user_benchmark_runs_all_scenarios_and_modes(project: pytest.Pytester) -> None:
@@ -61,7 +71,10 @@ def test_user_benchmark_runs_all_scenarios_and_modes(project: pytest.Pytester) -
             assert (log_dir / "mlperf_log_accuracy.json").stat().st_size > 100
         else:
             assert run["valid"] is True
-            assert run["metrics"]["qps"] is None or run["metrics"]["qps"] > 0
+            if run["scenario"] == "MultiStream":  # LoadGen reports no throughput for MultiStream
+                assert run["metrics"]["qps"] is None
+            else:
+                assert run["metrics"]["qps"] > 0
 
 
 def test_scenario_and_mode_options_select_cases(project: pytest.Pytester) -> None:
@@ -91,7 +104,7 @@ def test_ini_twins_are_read(project: pytest.Pytester) -> None:
         (["--mlperf-mode=accuracy", "--mlperf-min-duration-ms=10"], "*only affect performance runs*"),
         (["--mlperf-batch-size=0"], "*--mlperf-batch-size: 0 is not valid; it must be greater than zero*"),
         (["--mlperf-accuracy-target=150"], "*accuracy target 150.0 is not a fraction*"),
-        (["--mlperf-backend=tensorrt"], "*unknown backend 'tensorrt'; valid backends are onnxruntime, noop*"),
+        (["--mlperf-backend=jax"], "*unknown backend 'jax'; valid backends are onnxruntime, openvino, litert, *noop*"),
     ],
 )
 def test_bad_options_are_usage_errors(project: pytest.Pytester, args: list[str], message: str) -> None:

@@ -106,9 +106,10 @@ def test_a_conftest_backend_runs_every_scenario_through_the_hook(project: pytest
 
 def test_an_unknown_backend_names_every_backend_plugins_offer(project: pytest.Pytester) -> None:
     project.makeconftest(Path(project.path / "conftest.py").read_text() + TOY_BACKEND)
-    result = project.runpytest("--mlperf-backend=tensorrt")
+    result = project.runpytest("--mlperf-backend=jax")
     result.stderr.fnmatch_lines(
-        ["*--mlperf-backend: unknown backend 'tensorrt'; valid backends are toy, onnxruntime, noop*"]
+        ["*--mlperf-backend: unknown backend 'jax'; valid backends are toy, onnxruntime, openvino, litert, torch, "
+         "*, noop*"]
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
@@ -266,3 +267,54 @@ def test_ragged_responses_reach_the_accuracy_log_one_buffer_per_sample(pytester:
         sizes = {e["qsl_idx"]: len(e["data"]) // 2 for e in entries}  # hex: two characters a byte
         assert sizes == {i: 4 * (i % 5) for i in range(40)}
         assert (Path(run["log_dir"]) / "accuracy.txt").read_text() == '{"exact": 100.0}\n'
+
+
+def test_backends_parametrize_every_case_like_scenarios(project: pytest.Pytester) -> None:
+    project.makeconftest(Path(project.path / "conftest.py").read_text() + TOY_BACKEND)
+    project.makepyfile(
+        """
+        def test_both(mlperf, mlperf_backend, mlperf_scenario, tiny_model, tiny_dataset):
+            model = tiny_model if mlperf_backend == "onnxruntime" else "toy://linear"
+            result = mlperf.run(model, tiny_dataset, mode="accuracy")
+            assert result.backend == mlperf_backend
+        """
+    )
+    result = project.runpytest(
+        *FAST, "--mlperf-backends=onnxruntime,toy", "--mlperf-scenarios=Offline,SingleStream", "-v",
+        "--mlperf-backend-option=toy.scale=3", "--mlperf-backend-option=onnxruntime.outputs=logits",
+    )
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines_random(
+        ["*test_both?onnxruntime-Offline? PASSED*", "*test_both?toy-SingleStream? PASSED*"]
+    )
+    runs = results_of(project)["runs"]
+    assert {r["backend"] for r in runs} == {"onnxruntime", "toy"}
+    for run in runs:  # each engine saw only its own options
+        options = run["backend_options"]
+        assert options.get("scale") == (3.0 if run["backend"] == "toy" else None)
+        if run["backend"] == "onnxruntime":
+            assert options["options"] == {"outputs": "logits"}
+
+
+def test_backends_installed_lists_importable_engines_and_a_missing_one_names_its_extra(
+    project: pytest.Pytester,
+) -> None:
+    from pytest_mlperf.backends import ENGINES, is_installed
+
+    project.makepyfile(
+        """
+        def test_x(mlperf, mlperf_backend):
+            pass
+        """
+    )
+    result = project.runpytest("--mlperf-backends=installed", "--collect-only", "-q")
+    installed = [n for n in ENGINES if n != "noop" and is_installed(n)]
+    assert "onnxruntime" in installed
+    result.stdout.fnmatch_lines([f"*test_x?{name}?*" for name in installed])
+    missing = [n for n in ENGINES if not is_installed(n)]
+    if missing:  # whichever engines this environment lacks
+        bad = project.runpytest(f"--mlperf-backends=onnxruntime,{missing[0]}")
+        assert bad.ret == pytest.ExitCode.USAGE_ERROR
+        bad.stderr.fnmatch_lines(
+            [f"*--mlperf-backends: the {missing[0]} backend needs the * package*pytest-mlperf?{missing[0]}?*"]
+        )

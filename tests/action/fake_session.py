@@ -53,7 +53,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mlperf-results", type=Path, required=True)
     parser.add_argument("--mlperf-log-dir", type=Path, required=True)
-    parser.add_argument("--mlperf-repeat", type=int, default=1)
+    # As the plugin: without --mlperf-baseline (which the Action never passes) `auto` runs its minimum, 3.
+    parser.add_argument("--mlperf-repeat", type=lambda v: 3 if v == "auto" else int(v), default=1)
     if not os.environ.get("FAKE_SESSION_NO_REUSE_LOAD"):
         parser.add_argument("--mlperf-reuse-load", type=Path, help="reuse each case's load from a results JSON")
     args, _ = parser.parse_known_args()

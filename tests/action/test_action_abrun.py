@@ -66,6 +66,22 @@ def test_base_and_head_alternate_and_each_side_is_merged(
     assert result.exit_codes("head") == [0, 0, 0]
 
 
+def test_a_decided_comparison_stops_the_rounds(make_repo: MakeRepo, tmp_path: Path, session_log: Path) -> None:
+    repo, (base_sha, _) = make_repo([{"bench.json": bench()}, {"bench.json": bench(latency_ms=2.0)}])
+    asked: list[tuple[int, int, int]] = []
+
+    def decided(rnd: int, base: list[Path], head: list[Path]) -> bool:
+        asked.append((rnd, len(base), len(head)))
+        return rnd >= 2
+
+    result = run_ab(io=GitHubIO(Context(workspace=repo)), workspace=repo, base_ref=base_sha, rounds=10,
+                    command=COMMAND, argv_for=argv_for, out_dir=tmp_path / "out", temp_dir=tmp_path, decided=decided)
+    assert asked == [(1, 1, 1), (2, 2, 2)]
+    assert result.rounds == 2
+    assert len(sessions(session_log)) == 4
+    assert len(load_results(result.head_results)["runs"]) == 4  # two cases, two rounds
+
+
 def test_every_session_after_the_first_reuses_the_loads_calibrated_so_far(
     make_repo: MakeRepo, tmp_path: Path, session_log: Path
 ) -> None:
@@ -135,6 +151,6 @@ def test_merge_renumbers_repeats_across_sessions(tmp_path: Path) -> None:
 
 def test_results_of_another_schema_version_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
-    path.write_text(json.dumps({"schema_version": 2, "runs": []}))
-    with pytest.raises(AbError, match=r"has schema_version 2 but this Action reads version 1; use the Action release"):
+    path.write_text(json.dumps({"schema_version": 3, "runs": []}))
+    with pytest.raises(AbError, match=r"schema_version 3; this pytest-mlperf reads versions 1 and 2.*newer Action"):
         load_results(path)

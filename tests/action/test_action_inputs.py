@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from action.inputs import InputError, Inputs, env_name, pytest_argv, read_inputs
+from action.inputs import AUTO_ROUNDS, InputError, Inputs, env_name, pytest_argv, read_inputs
+from pytest_mlperf import rules
 
 WS = Path("/ws")
 
@@ -42,6 +43,16 @@ def test_every_input_reaches_the_argv_and_user_args_come_last() -> None:
     assert argv[argv.index("--mlperf-cache-dir") + 1] == "/ws/.cache/models"
     assert argv[argv.index("--mlperf-repeat") + 1] == "3"
     assert argv[-5:] == ["-x", "--mlperf-threads", "4", "-p", "no:cacheprovider"]
+
+
+def test_repeat_is_auto_by_default_or_a_whole_number() -> None:
+    assert read_inputs({}).repeat == "auto"
+    assert read_inputs({env_name("repeat"): "AUTO"}).repeat == "auto"
+    assert read_inputs({env_name("repeat"): "5"}).repeat == 5
+    argv = pytest_argv(read_inputs({}), Path("/out/r.json"), Path("/out/logs"), workspace=WS, repeat="auto")
+    assert argv[argv.index("--mlperf-repeat") + 1] == "auto"
+    # The Action never imports the plugin, so it keeps its own copy of the rounds; they must agree.
+    assert AUTO_ROUNDS == rules.AUTO_ROUNDS
 
 
 def test_env_name_maps_kebab_case_like_action_yml() -> None:

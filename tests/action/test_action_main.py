@@ -69,6 +69,24 @@ def test_ab_regression_fails_with_verdict_outputs_summary_and_annotations(
     assert logged.count("::group::pytest-mlperf ab: round") == 6
 
 
+def test_ab_auto_stops_at_three_rounds_on_a_clear_regression(
+    ab_repo: Callable[..., Path], runner: Runner, capfd: pytest.CaptureFixture[str]
+) -> None:
+    repo = ab_repo(latency_ms=2.0, qps=1000.0)
+    runner.inputs(repeat="auto", comment="false")
+    assert main(["run", *action_commands()]) == 1
+    out = runner.outputs()
+    assert out["verdict"] == "regression"
+    comparison = json.loads(Path(out["comparison"]).read_text())
+    assert comparison["sequential"] == {"round": 3, "min_rounds": 3, "max_rounds": 10,
+                                        "level": pytest.approx(0.00416, abs=1e-5), "decided": True}
+    assert "3 rounds" in runner.summary_text()
+    assert json.loads((repo / "mlperf-results" / "report-meta.json").read_text())["rounds"] == 3
+    logged = capfd.readouterr().out
+    assert logged.count("::group::pytest-mlperf ab: round") == 6
+    assert logged.count("--round 3") == 2  # the look that stopped the rounds, and the final comparison
+
+
 def test_ab_pins_the_load_when_the_plugin_can_and_warns_when_it_cannot(
     ab_repo: Callable[..., Path], runner: Runner, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -32,12 +32,18 @@ def table_rows(markdown: str) -> list[list[str]]:
     return [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
 
 
-@pytest.mark.skipif(not SCHEMA.is_file(), reason="comparison schema not written yet")
 @pytest.mark.parametrize("name", ["comparison-regression.json", "comparison-no-change.json", "comparison-refused.json"])
 def test_hand_made_comparisons_follow_the_schema(name: str) -> None:
     import json
 
     jsonschema.validate(load(name), json.loads(SCHEMA.read_text()))
+
+
+def test_the_comparison_schema_rejects_a_document_without_its_fields() -> None:
+    import json
+
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"cases": "none"}, json.loads(SCHEMA.read_text()))
 
 
 def test_regression_summary_has_verdict_rows_chart_fingerprint_and_details() -> None:

@@ -24,15 +24,8 @@ from pytest_httpserver import HTTPServer
 import pytest_mlperf.provisioning.provision as provision_module
 from pytest_mlperf.errors import ConfigError, MLPerfWarning, ProvisioningError
 from pytest_mlperf.provisioning.archive import UnsafeArchiveError, extract_archive
-from pytest_mlperf.provisioning.provision import (
-    AssetUnavailable,
-    DownloadFailed,
-    Provisioner,
-    asset_env_var,
-    default_cache_dir,
-    ensure_cache_dir,
-    parse_asset_spec,
-)
+from pytest_mlperf.provisioning.inputs import asset_env_var, parse_asset_spec
+from pytest_mlperf.provisioning.provision import AssetUnavailable, DownloadFailed, Provisioner
 
 if TYPE_CHECKING:  # tests/e2e is not a package: the fixtures' types are for the type checker only
     from conftest import ProvisionerFactory, RawServer
@@ -605,10 +598,12 @@ def test_override_for_an_unknown_asset_is_a_config_error(
     write_manifest: WriteManifest, make_provisioner: ProvisionerFactory, tmp_path: Path
 ) -> None:
     manifest = write_manifest(entry("m", "http://127.0.0.1:9/m.onnx", b"x"))
-    with pytest.raises(ConfigError, match=r"--mlperf-asset typo=.*no asset named 'typo'.*known assets: m"):
+    unknown = rf"--mlperf-asset typo={tmp_path}: no manifest entry is named 'typo'; known: m \(from {manifest}; add"
+    with pytest.raises(ConfigError, match=unknown):
         make_provisioner(manifest, overrides={"typo": tmp_path})
     assert parse_asset_spec("imagenet-val=~/data") == ("imagenet-val", Path("~/data").expanduser())
-    with pytest.raises(ConfigError, match="expected NAME=PATH"):
+    assert parse_asset_spec("v=data", base=tmp_path) == ("v", tmp_path / "data")
+    with pytest.raises(ConfigError, match=r"--mlperf-asset: 'imagenet-val' is not NAME=PATH; e\.g\. --mlperf-asset"):
         parse_asset_spec("imagenet-val")
 
 
@@ -647,19 +642,9 @@ def test_python_package_source(
 # -- cache directory ----------------------------------------------------------------------------------------
 
 
-def test_cache_dir_resolution_and_atomic_creation(tmp_path: Path) -> None:
-    assert default_cache_dir({"PYTEST_MLPERF_CACHE": str(tmp_path / "c")}) == tmp_path / "c"
-    assert default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "pytest-mlperf"
-    assert default_cache_dir({"XDG_CACHE_HOME": "relative"}) == Path.home() / ".cache" / "pytest-mlperf"
-
-    root = ensure_cache_dir(tmp_path / "deep" / "cache")
-    assert (root / "CACHEDIR.TAG").is_file()
-    assert [p.name for p in root.parent.iterdir()] == ["cache"], "the temporary directory must be renamed away"
-
-    existing = tmp_path / "users-own-dir"
-    existing.mkdir()
-    ensure_cache_dir(existing)
-    assert not (existing / "CACHEDIR.TAG").exists(), "never tag a directory we did not create"
-
-    with pytest.raises(ConfigError, match=r"mirror 'ftp://x' .*PYTEST_MLPERF_MIRROR"):
+def test_a_bad_mirror_is_named_with_where_it_came_from(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--mlperf-mirror: 'ftp://x' is not an http:// or https:// base URL"):
         Provisioner(tmp_path, mirror="ftp://x", manifests={}, env={})
+    with pytest.raises(ConfigError, match=r"^PYTEST_MLPERF_MIRROR: 'mirror\.lan' is not an http:// or https://"):
+        Provisioner(tmp_path, manifests={}, env={"PYTEST_MLPERF_MIRROR": "mirror.lan"})
+    assert Provisioner(tmp_path, manifests={}, env={"PYTEST_MLPERF_MIRROR": "http://m/x/"}).mirror == "http://m/x"

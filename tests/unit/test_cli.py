@@ -89,9 +89,10 @@ def test_unreadable_documents_exit_2_naming_the_file(tmp_path: Path, capsys: pyt
     assert main(["compare", BASE, str(broken)]) == 2
     assert f"{broken}: not valid JSON" in capsys.readouterr().err
     future = tmp_path / "future.json"
-    future.write_text('{"schema_version": 2, "runs": []}', encoding="utf-8")
+    future.write_text('{"schema_version": 3, "runs": []}', encoding="utf-8")
     assert main(["compare", str(future), BASE]) == 2
-    assert f"{future}: schema_version 2; this pytest-mlperf reads version 1" in capsys.readouterr().err
+    assert f"{future}: schema_version 3; this pytest-mlperf reads versions 1 and 2. A newer pytest-mlperf wrote it: " \
+        "upgrade pytest-mlperf" in capsys.readouterr().err
     other = tmp_path / "other.json"
     other.write_text('{"benchmarks": []}', encoding="utf-8")
     assert main(["compare", BASE, str(other)]) == 2

@@ -20,7 +20,8 @@ from pytest_mlperf.gate.compare import (
 )
 from pytest_mlperf.gate.fingerprint import comparable_settings
 from pytest_mlperf.gate.render import render_markdown, render_text
-from pytest_mlperf.gate.statistics import GatePolicy
+from pytest_mlperf.gate.statistics import GatePolicy, Look
+from pytest_mlperf.results import read_document
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "results"
 SCHEMAS = Path(__file__).resolve().parents[2] / "pytest_mlperf" / "schema"
@@ -31,8 +32,8 @@ MS = "suites/test_digits.py::test_digits[MultiStream-performance]"
 
 
 def load(name: str) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((DATA / f"{name}.json").read_text(encoding="utf-8"))
-    return document
+    """A recorded document of release 1 (schema version 1), as the one reader gives it: upgraded to this version."""
+    return read_document(DATA / f"{name}.json")
 
 
 def check_contract(comparison: dict[str, Any]) -> None:
@@ -59,6 +60,10 @@ def test_same_code_is_no_change() -> None:
     assert set(cases) == {(SS, "p90_latency"), (OFF, "qps"), (ACC, "accuracy")}
     assert cases[(SS, "p90_latency")]["n_base"] == 900  # three repeats of 300 queries pooled
     assert cases[(OFF, "qps")]["n_base"] == 3  # three runs
+    latency = cases[(SS, "p90_latency")]
+    assert (latency["runs_base"], latency["runs_head"], latency["noise"]) == (3, 3, "between-runs")
+    assert cases[(ACC, "accuracy")]["noise"] == "deterministic"
+    assert all("runs 3 base / 3 head" in c["message"] for c in comparison["cases"] if c["metric"] != "accuracy")
     assert comparison["fingerprint"]["differences"] == []
     assert exit_code(comparison) == 0
     assert failures_by_case(comparison) == {}
@@ -72,7 +77,9 @@ def test_slower_head_regresses_with_messages_per_case() -> None:
     failures = failures_by_case(comparison)
     assert set(failures) == {SS, OFF}
     assert re.fullmatch(
-        r"p90 latency \+\d+\.\d % \[\+\d+\.\d, \+\d+\.\d\] vs baseline \(p<0\.0001, floor 5 %\)", failures[SS][0]
+        r"p90 latency \+\d+\.\d % \[\+\d+\.\d, \+\d+\.\d\] vs baseline \(p<0\.0001, floor 5 %; runs 3 base / 3 head, "
+        r"noise: run-to-run spread of both sides, \d\.\d %\)",
+        failures[SS][0],
     )
     assert failures[OFF][0].startswith("qps -")
     latency = by_id(comparison)[(SS, "p90_latency")]
@@ -217,7 +224,10 @@ def test_accuracy_drop_regresses() -> None:
     case = by_id(compare_documents([load("base")], [head]))[(ACC, "accuracy")]
     assert case["verdict"] == "regression"
     assert case["change"] == pytest.approx(-0.02)
-    assert case["message"] == "top1 accuracy 95.50 % vs 97.50 % baseline (-2.00 points, tolerance 1.0 points)"
+    assert case["message"] == (
+        "top1 accuracy 95.50 % vs 97.50 % baseline (-2.00 points, tolerance 1.0 points; runs 1 base / 1 head, "
+        "noise: none needed, accuracy is deterministic)"
+    )
 
 
 def without_samples(document: dict[str, Any]) -> dict[str, Any]:
@@ -234,14 +244,60 @@ def test_without_per_query_latencies_runs_decide() -> None:
     assert case["verdict"] == "regression"
 
 
+def first_repeat(document: dict[str, Any]) -> dict[str, Any]:
+    return {**document, "runs": [run for run in document["runs"] if run["repeat"] == 0]}
+
+
+def test_one_run_per_side_is_not_decided_and_says_how_many_to_add() -> None:
+    comparison = compare_documents([first_repeat(load("base"))], [first_repeat(load("head_slow"))])
+    check_contract(comparison)
+    assert comparison["verdict"] == "no-change"
+    for case in comparison["cases"]:
+        if case["metric"] == "accuracy":
+            continue
+        assert (case["verdict"], case["noise"], case["p_value"], case["ci"]) == ("no-change", "none", None, None)
+        assert "one run per side cannot be told from machine noise" in case["message"]
+        assert "add 2 runs per side (--mlperf-repeat 3)" in case["message"]
+    latency = by_id(comparison)[(SS, "p90_latency")]
+    assert (latency["runs_base"], latency["runs_head"], latency["n_base"]) == (1, 1, 300)
+    assert latency["change"] > 0.05  # shown, never acted on
+    assert "+24.6 %, not decided (1 run per side)" in render_text(comparison)
+
+
+def test_one_head_run_against_a_baseline_with_repeats_is_a_prediction() -> None:
+    comparison = compare_documents([load("base")], [first_repeat(load("head_slow"))])
+    check_contract(comparison)
+    assert comparison["verdict"] == "regression"
+    cases = by_id(comparison)
+    for key in ((SS, "p90_latency"), (OFF, "qps")):
+        assert (cases[key]["runs_base"], cases[key]["runs_head"], cases[key]["noise"]) == (3, 1, "base-runs")
+        assert "prediction interval from the base runs' spread" in cases[key]["message"]
+    same = compare_documents([load("base")], [first_repeat(load("head_same"))])
+    assert same["verdict"] == "no-change"
+
+
 def test_single_runs_without_samples_say_what_is_missing() -> None:
     base, head = without_samples(load("base")), load("head_slow")
-    base["runs"] = [run for run in base["runs"] if run["repeat"] == 0]
-    head["runs"] = [run for run in head["runs"] if run["repeat"] == 0]
+    base["runs"] = [run for run in base["runs"] if run["repeat"] == 0 and run["id"] != SS]
+    case = by_id(compare_documents([base], [head]))[(SS, "p90_latency")]
+    assert case["verdict"] == "missing-in-base"
+    base = without_samples(load("base"))
+    for run in base["runs"]:
+        run["metrics"]["latency_ns"] = None
     case = by_id(compare_documents([base], [head]))[(SS, "p90_latency")]
     assert case["verdict"] == "no-change"
-    assert "insufficient samples" in case["message"]
+    assert "insufficient samples (base 0, head 3 runs" in case["message"]
     assert case["message"].endswith("no per-query latencies in base (run with the LoadGen trace enabled)")
+
+
+def test_comparisons_written_before_the_noise_fields_still_render() -> None:
+    comparison = compare_documents([load("base")], [load("head_slow")])
+    for case in comparison["cases"]:
+        for key in ("runs_base", "runs_head", "noise", "run_spread"):
+            del case[key]
+    check_contract(comparison)
+    assert "| p90_latency |" in render_markdown(comparison)
+    assert "p90_latency" in render_text(comparison)
 
 
 @pytest.mark.parametrize(
@@ -283,3 +339,24 @@ def test_text_report_for_refusal_and_missing() -> None:
     missing = render_text(compare_documents([load("base")], [load("head_missing")]))
     assert "missing in head" in missing
     assert "2 missing" in missing
+
+
+def test_an_adaptive_look_records_its_round_level_and_whether_it_is_decided() -> None:
+    clear = compare_documents([load("base")], [load("head_slow")], look=Look(3))
+    check_contract(clear)
+    assert clear["verdict"] == "regression"
+    assert clear["sequential"] == {"round": 3, "min_rounds": 3, "max_rounds": 10,
+                                   "level": pytest.approx(Look(3).level(0.01)), "decided": True}
+    assert "round 3 of 3-10, level 0.0042; runs 3 base / 3 head" in by_id(clear)[(SS, "p90_latency")]["message"]
+    # A 4 % drop under about 1 % run-to-run noise: neither significant at this look's share of alpha nor
+    # clearly below the floor, so another round is needed.
+    head = copy.deepcopy(load("head_same"))
+    for run in head["runs"]:
+        if run["id"] == OFF:
+            run["metrics"]["qps"] *= 0.95
+    interim = compare_documents([load("base")], [head], look=Look(3))
+    check_contract(interim)
+    assert by_id(interim)[(OFF, "qps")]["decided"] is False
+    assert interim["sequential"]["decided"] is False
+    assert compare_documents([load("base")], [head], look=Look(10))["sequential"]["decided"] is True
+    assert "sequential" not in compare_documents([load("base")], [head])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pytest_mlperf.config import (
@@ -9,6 +11,7 @@ from pytest_mlperf.config import (
     UsageProblem,
     parse_accuracy,
     parse_mode,
+    parse_repeat,
     parse_scenarios,
     thresholds_from_marker,
 )
@@ -92,11 +95,91 @@ def test_every_scenario_has_a_percentile_rule() -> None:
     assert set(LATENCY_PERCENTILE) == set(SCENARIOS) == set(SMOKE_MIN_QUERIES)
 
 
-def test_readme_documents_every_option() -> None:
-    from pathlib import Path
+def test_repeat_is_a_whole_number_or_auto() -> None:
+    assert parse_repeat("1") == (False, 1)  # the declared default; an unset option never reaches the parser
+    assert parse_repeat("4") == (False, 4)
+    assert parse_repeat(" Auto ") == (True, 10)
+    with pytest.raises(UsageProblem, match="--mlperf-repeat: 'many' is not a whole number or auto; write e\\.g\\."):
+        parse_repeat("many")
+    with pytest.raises(UsageProblem, match="--mlperf-repeat: 0 is not valid; it must be 1 or more"):
+        parse_repeat("0")
 
+
+def test_readme_documents_every_option() -> None:
     from pytest_mlperf.config import OPTIONS
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     undocumented = [spec.flag for spec in OPTIONS if f"`{spec.flag}" not in readme]
     assert undocumented == []
+
+
+# -- option defaults: declared once, in the option table -----------------------------------------------------------
+
+
+def test_run_config_defaults_are_the_declared_option_defaults() -> None:
+    from pytest_mlperf.config import OPTIONS, RunConfig, build_run_config
+
+    unset = build_run_config(lambda spec: None)
+    assert unset == RunConfig()
+    assert build_run_config(lambda spec: "" if spec.kind == "string" else None) == unset, "empty means unset"
+    literal = [spec for spec in OPTIONS if spec.default is not None]
+    assert {spec.name for spec in literal} >= {"scenarios", "mode", "profile", "results", "log-dir", "backend",
+                                               "providers", "threads", "batch-size", "server-max-wait-us",
+                                               "workers", "repeat", "alpha", "floor"}  # fmt: skip
+    for spec in literal:
+        # Giving the declared default explicitly must change nothing: RunConfig holds exactly that value.
+        given = build_run_config(lambda s, spec=spec: spec.default if s is spec else None)
+        assert given == unset, spec.flag
+
+
+def test_help_ends_with_the_declared_default_and_the_text_never_repeats_it() -> None:
+    from pytest_mlperf.config import OPTIONS, OptionSpec
+
+    for spec in OPTIONS:
+        assert spec.help.count("Default:") == 1, spec.flag
+        assert spec.help.endswith(f" Default: {spec.default_text}."), spec.flag
+        if spec.default is not None and not isinstance(spec.default, bool):
+            assert spec.default_text == str(spec.default), spec.flag
+    with pytest.raises(ValueError, match="--mlperf-x: declare the default with default= or default_help="):
+        OptionSpec("x", "Something. Default: 3.", 3)
+    with pytest.raises(ValueError, match="--mlperf-x: give exactly one of default="):
+        OptionSpec("x", "Something.")
+    with pytest.raises(ValueError, match="--mlperf-x: give exactly one of default="):
+        OptionSpec("x", "Something.", 3, default_help="three")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("0.05", 0.05), ("5%", 0.05), ("5 %", 0.05), (0.0, 0.0), ("0", 0.0), ("99.5%", 0.995)]
+)
+def test_one_fraction_parser_accepts_fractions_and_percents(raw: object, expected: float) -> None:
+    from pytest_mlperf.config import parse_fraction
+
+    assert parse_fraction(raw, "--mlperf-floor") == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("abc", r"^--mlperf-floor: 'abc' is not a number; write a fraction \(0\.05\) or a percent \(5%\)$"),
+        ("5", r"^--mlperf-floor: '5' is not valid; it must be a fraction from 0 to below 1 \(0\.05 = 5 %\)$"),
+        ("-1%", r"^--mlperf-floor: '-1%' is not valid"),
+        ("nan", r"^--mlperf-floor: 'nan' is not valid"),
+    ],
+)
+def test_one_fraction_parser_names_the_option_and_the_fix(raw: str, message: str) -> None:
+    from pytest_mlperf.config import parse_fraction
+
+    with pytest.raises(UsageProblem, match=message):
+        parse_fraction(raw, "--mlperf-floor")
+
+
+def test_alpha_is_strictly_between_zero_and_one() -> None:
+    from pytest_mlperf.config import parse_alpha
+
+    assert parse_alpha(0.01, "--mlperf-alpha") == 0.01
+    assert parse_alpha("1%") == pytest.approx(0.01)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(UsageProblem, match=rf"^--mlperf-alpha: {bad} is not valid; it must be between 0 and 1"):
+            parse_alpha(bad, "--mlperf-alpha")
+    with pytest.raises(UsageProblem, match=r"^'2' is not valid"):
+        parse_alpha("2")

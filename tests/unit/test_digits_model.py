@@ -162,7 +162,7 @@ def test_ensure_builds_reuses_and_rebuilds_a_corrupted_model(tmp_path: Path, wei
     assert path.read_bytes() == built
     # Whether filelock deletes its lock file on release differs between its versions, so it is not checked.
     left = sorted(p.name for p in cache_dir.iterdir() if not p.name.endswith(".lock"))
-    assert left == sorted([path.name, sidecar.name])
+    assert left == sorted([path.name, sidecar.name, "CACHEDIR.TAG"])
 
 
 def test_ensure_is_safe_when_two_processes_race(tmp_path: Path) -> None:

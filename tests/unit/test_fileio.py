@@ -41,20 +41,21 @@ def test_ensure_built_builds_once_and_rebuilds_corruption(tmp_path: Path) -> Non
         return b"artefact-bytes"
 
     path = tmp_path / "cache" / "thing.onnx"
-    assert ensure_built(path, build, what="thing") == path
-    assert ensure_built(path, build, what="thing") == path
+    assert ensure_built(tmp_path / "cache", "thing.onnx", build, what="thing") == path
+    assert ensure_built(tmp_path / "cache", "thing.onnx", build, what="thing") == path
     assert len(calls) == 1
     path.write_bytes(b"artefact-bytez")  # same size, one byte flipped
-    ensure_built(path, build, what="thing")
+    ensure_built(tmp_path / "cache", "thing.onnx", build, what="thing")
     assert len(calls) == 2
     assert path.read_bytes() == b"artefact-bytes"
     path.with_name("thing.onnx.sha256").unlink()  # a crash before the sidecar was written
-    ensure_built(path, build, what="thing")
+    ensure_built(tmp_path / "cache", "thing.onnx", build, what="thing")
     assert len(calls) == 3
 
 
 def test_ensure_built_names_the_artefact_when_the_cache_is_not_writable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(ProvisioningError, match=r"thing: cannot create the cache directory .*--mlperf-cache-dir"):
-        ensure_built(blocker / "sub" / "thing.onnx", lambda: b"x", what="thing")
+    with pytest.raises(ProvisioningError, match=r"thing: cannot create the pytest-mlperf cache directory .*"
+                                                r"--mlperf-cache-dir"):  # fmt: skip
+        ensure_built(blocker / "sub", "thing.onnx", lambda: b"x", what="thing")

@@ -13,8 +13,8 @@ from pytest_mlperf.results import (
     Metrics,
     RunResult,
     case_dirname,
-    load_document,
     new_document,
+    read_document,
     runs_table,
     schema,
     write_json_atomic,
@@ -64,14 +64,14 @@ def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path: Path) ->
     assert os.listdir(target.parent) == ["results.json"]
 
 
-def test_load_document_errors_name_the_file(tmp_path: Path) -> None:
+def test_read_document_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "r.json"
     bad.write_text("{")
-    with pytest.raises(ValueError, match=r"r.json is not valid JSON"):
-        load_document(bad)
+    with pytest.raises(ValueError, match=r"r.json: not valid JSON"):
+        read_document(bad)
     bad.write_text('{"schema_version": 99}')
-    with pytest.raises(ValueError, match="schema_version 99; this pytest-mlperf reads 1"):
-        load_document(bad)
+    with pytest.raises(ValueError, match="schema_version 99; this pytest-mlperf reads versions 1 and 2"):
+        read_document(bad)
 
 
 def test_case_dirname_is_safe_and_distinct() -> None:
