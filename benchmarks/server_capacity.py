@@ -9,8 +9,8 @@ steps interleaved so that drift on a shared machine hits them alike:
 * **a** ``Harness.run`` with its defaults: the Server batch cap chosen by ``calibrate.server_batch`` (auto).
 * **b** a bare batch-of-one SUT, as the MLCommons reference runs Server: ``ConstructSUT`` whose issue callback
   enqueues, and one worker thread that answers each query with one ``InferenceSession.run`` on its one sample.
-* **c** the harness with its best manual batch size (``--mlperf-server-batch N``): each candidate N runs at 0.9x
-  a's highest VALID target, the one with the lowest p90 is searched (if it is a's own cap, a's search is it).
+* **c** the harness with its best manual batch size (``--mlperf-server-batch N``): every candidate N is an arm of
+  its own, searched in the same interleaved steps; c is the best of them (a's own cap is a's search).
 
 A point is a target QPS; it is VALID when most of its runs are (LoadGen's verdict at p90 against the stated
 bound). The search brackets the boundary from the calibrated capacity, then bisects geometrically. Nothing here
@@ -20,6 +20,7 @@ asserts: it prints the numbers and PASS/MISS against the targets of issue 9.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import queue
@@ -53,11 +54,9 @@ PERCENTILE = 90
 HEAVY_BOUND_MULTIPLE = 2.5
 LIGHT_BOUND_MS = 10.0
 #: Manual Server batch sizes tried for arm c.
-MANUAL = {"heavy": (1, 2, 4, 8), "light": (1, 4, 8, 16, 32)}
+MANUAL = {"heavy": (1, 2, 4), "light": (1, 4, 8, 16, 32)}
 TARGETS = {"heavy": 1.05, "light": 1.5}  # a / b
 TARGET_VS_MANUAL = 0.95  # a / c
-#: Arm c's candidates are screened at this fraction of a's highest VALID target.
-SCREEN_LOAD = 0.9
 
 
 @dataclass(frozen=True)
@@ -199,7 +198,6 @@ class ModelResult:
     auto: dict[str, Any]  # arm a's recorded sut
     searches: dict[str, Search]
     manual_batch: int
-    screen: dict[int, tuple[bool, float]]  # manual batch -> (VALID, p90 ms) at a's best target
 
 
 def _drop(result: RunResult) -> None:
@@ -234,6 +232,10 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
         if not r.valid:
             log(f"    {arm} INVALID: {'; '.join(r.validity_reasons)[:160]}")
         return bool(r.valid), r.metrics.qps or 0.0, p90, r
+
+    def run_manual(size: int, target: float) -> tuple[bool, float, float]:
+        valid, qps, p90, _ = run_harness(f"c{size}", target, size)
+        return valid, qps, p90
 
     def run_bare(target: float) -> tuple[bool, float, float]:
         runs[0] += 1
@@ -283,24 +285,25 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
             if not progressed:
                 return
 
-    step({"a": lambda t: run_harness("a", t)[:3], "b": run_bare})
-    # Just below a's boundary every sensible batch is VALID, and the p90 shows which has the most headroom.
-    at = SCREEN_LOAD * (searches["a"].best or searches["a"].lo)
-    screen: dict[int, tuple[bool, float]] = {}
-    for size in MANUAL[name]:
-        tries = [run_harness(f"c{size}", at, size) for _ in range(plan.runs_per_point)]
-        screen[size] = (sum(t[0] for t in tries) * 2 > len(tries), statistics.median(t[2] for t in tries))
-        log(f"  {name} screen batch {size:>2} at {at:,.1f} -> {'VALID' if screen[size][0] else 'INVALID'} "
-            f"(median p90 {screen[size][1]:.2f} ms)")
-    manual = min(screen, key=lambda s: (not screen[s][0], screen[s][1]))
-    if manual == auto.get("batch_size"):
-        searches["c"] = searches["a"]
-    else:
-        a = searches["a"]
-        searches["c"] = Search(a.lo / 2, (a.best or a.hi) * 2, plan.steps, plan.runs_per_point)
-        step({"c": lambda t: run_harness(f"c{manual}", t, manual)[:3]})
+    cap = auto.get("batch_size")
+    # a stands for the manual arm with its own cap: the same code and settings.
+    manual_sizes = [size for size in MANUAL[name] if size != cap]
+    for size in manual_sizes:
+        searches[f"c{size}"] = Search(searches["a"].lo, searches["a"].hi, plan.steps, plan.runs_per_point)
+    arms: dict[str, Callable[[float], tuple[bool, float, float]]] = {
+        "a": lambda t: run_harness("a", t)[:3],
+        "b": run_bare,
+    }
+    for size in manual_sizes:
+        arms[f"c{size}"] = functools.partial(run_manual, size)
+    step(arms)
+    manual_best = {size: searches[f"c{size}"].best or 0.0 for size in manual_sizes}
+    if isinstance(cap, int):
+        manual_best[cap] = searches["a"].best or 0.0
+    manual = max(manual_best, key=lambda size: manual_best[size])
+    searches["c"] = searches["a"] if manual == cap else searches[f"c{manual}"]
     harness.close()
-    return ModelResult(name, bound_ms, single_s * 1e3, auto, searches, manual, screen)
+    return ModelResult(name, bound_ms, single_s * 1e3, auto, searches, manual)
 
 
 def render(results: list[ModelResult], plan: Plan, elapsed: float) -> str:
@@ -322,11 +325,12 @@ def render(results: list[ModelResult], plan: Plan, elapsed: float) -> str:
         )
     lines.append("")
     for r in results:
-        screen = ", ".join(f"{n}: {'V' if v else 'I'} {p:.2f}" for n, (v, p) in r.screen.items())
+        manual = ", ".join(
+            f"{key[1:]}: {search.shown()}" for key, search in r.searches.items() if key.startswith("c") and key != "c"
+        )
         lines.append(
             f"{r.model}: batch-1 median {r.single_ms:.2f} ms; a's cap: {r.auto.get('reason')}; "
-            f"c screened at {SCREEN_LOAD}x a's best target (batch: VALID/INVALID, median p90 ms): {screen}"
-            + ("; c = a (same cap)" if r.searches["c"] is r.searches["a"] else "")
+            f"manual batches (highest VALID): {r.auto.get('batch_size')} (= a), {manual}"
         )
     lines += [
         f"Highest VALID Server target QPS (LoadGen's verdict at p{PERCENTILE}); a point is VALID when "
@@ -338,8 +342,8 @@ def render(results: list[ModelResult], plan: Plan, elapsed: float) -> str:
         + f". Bound: heavy {HEAVY_BOUND_MULTIPLE}x its batch-1 median, light {LIGHT_BOUND_MS:g} ms.",
         f"a: Harness.run defaults (smoke, onnxruntime, {len(usable_cpus())} intra-op threads, ceiling 32, 1 worker, "
         "Server batch auto). b: ConstructSUT, issue enqueues, one worker thread runs each query's one sample. "
-        "c: the harness with --mlperf-server-batch N, N the manual batch with the lowest median p90 at "
-        f"{SCREEN_LOAD}x a's best target.",
+        "c: the harness with --mlperf-server-batch N for each manual N, every arm searched in turn within each "
+        "step; c is the best of them (a stands for its own cap).",
         f"total {elapsed:.0f} s",
     ]
     return "\n".join(lines)
@@ -371,7 +375,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "bound_ms": r.bound_ms,
                 "auto": r.auto,
                 "manual_batch": r.manual_batch,
-                "screen": {str(k): v for k, v in r.screen.items()},
                 **{arm: {"best": s.best, "tried": s.tried} for arm, s in r.searches.items()},
             }
             for r in results
