@@ -76,7 +76,8 @@ class Search:
     """Bracket, then geometric bisection, for the highest target QPS that comes out VALID.
 
     A point runs until a majority of ``runs`` agrees (2 of 3 by default). The bracket starts at [lo, hi]; an
-    INVALID lo halves it and a VALID hi doubles it, at most three times each.
+    INVALID lo halves it (at most six times: a starved machine can sit far below the calibrated capacity) and a
+    VALID hi doubles it (at most three times).
     """
 
     lo: float
@@ -114,7 +115,7 @@ class Search:
         if decided and (self.best is None or target > self.best):
             self.best, self.best_qps = target, qps
         if self._phase == "lo":
-            if decided or self._moves >= 3:
+            if decided or self._moves >= 6:
                 self._phase, self._moves = "hi", 0
             else:
                 self.hi, self.lo, self._moves = self.lo, self.lo / 2, self._moves + 1
