@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pytest_mlperf.errors import ModelError
 
 if TYPE_CHECKING:  # the plugin imports this module to register the built-in backends; numpy comes with a run
     import numpy as np
@@ -40,6 +43,25 @@ class BackendOptions:
         if self.extra:
             out["options"] = dict(self.extra)
         return out
+
+
+def refuse_unknown_options(engine: str, options: BackendOptions, keys: Sequence[str], reads: str) -> None:
+    """Raise ModelError for a ``--mlperf-backend-option`` key *engine* does not read; *reads* lists what it does."""
+    unknown = sorted({key for key, _ in options.extra} - set(keys))
+    if unknown:
+        raise ModelError(
+            f"--mlperf-backend-option {unknown[0]}=...: the {engine} backend has no option {unknown[0]!r}; "
+            f"it reads: {reads}"
+        )
+
+
+def require_model_file(model: Path) -> None:
+    """Raise ModelError naming the fix when the model file an engine is to load is not there."""
+    if not model.is_file():
+        raise ModelError(
+            f"model file not found: {model} (relative paths start at {Path.cwd()}); check the path, or "
+            "provision the model through the mlperf_assets fixture (see --mlperf-asset NAME=PATH)"
+        )
 
 
 @runtime_checkable

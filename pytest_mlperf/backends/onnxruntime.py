@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_mlperf.backends.base import BackendOptions
+from pytest_mlperf.backends.base import BackendOptions, refuse_unknown_options, require_model_file
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
@@ -31,17 +31,10 @@ class OnnxRuntimeBackend:
         model = Path(model)
         self.version = ort.__version__
         self.options = options
-        unknown = sorted({key for key, _ in options.extra} - set(OPTION_KEYS))
-        if unknown:
-            raise ModelError(
-                f"--mlperf-backend-option {unknown[0]}=...: the onnxruntime backend has no option {unknown[0]!r}; "
-                f"it reads: {', '.join(OPTION_KEYS)} (outputs=NAME[,NAME...] picks the model outputs to fetch)"
-            )
-        if not model.is_file():
-            raise ModelError(
-                f"model file not found: {model} (relative paths start at {Path.cwd()}); check the path, or "
-                "provision the model through the mlperf_assets fixture (see --mlperf-asset NAME=PATH)"
-            )
+        refuse_unknown_options(
+            "onnxruntime", options, OPTION_KEYS, "outputs (outputs=NAME[,NAME...] picks the model outputs to fetch)"
+        )
+        require_model_file(model)
         available = ort.get_available_providers()
         missing = [p for p in options.providers if p not in available]
         if missing:
