@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_mlperf.backends.base import BackendOptions, refuse_unknown_options, require_model_file
+from pytest_mlperf.backends.base import BackendOptions, refuse_unknown_options, require_model_file, run_in_chunks
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
@@ -106,28 +106,8 @@ class OnnxRuntimeBackend:
         if self.max_batch is not None:
             n = len(inputs) if isinstance(inputs, np.ndarray) else len(next(iter(inputs.values())))
             if n != self.max_batch:
-                return self._run_fixed(inputs, n, self.max_batch)
+                return run_in_chunks(self._run_batch, inputs, self.max_batch, pad=True)
         return self._run_batch(inputs)
-
-    def _run_fixed(self, inputs: Inputs, n: int, size: int) -> Mapping[str, np.ndarray]:
-        """Run a batch of any size *n* on a model whose batch axis is fixed at *size*: chunks, the last one padded
-        with copies of its final sample, and the padding's outputs dropped."""
-
-        def chunk(array: np.ndarray, start: int) -> np.ndarray:
-            part = array[start : start + size]
-            if len(part) < size:
-                part = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
-            return part
-
-        pieces: dict[str, list[np.ndarray]] = {}
-        for start in range(0, n, size):
-            if isinstance(inputs, np.ndarray):
-                part: Inputs = chunk(inputs, start)
-            else:
-                part = {name: chunk(array, start) for name, array in inputs.items()}
-            for name, out in self._run_batch(part).items():
-                pieces.setdefault(name, []).append(out)
-        return {name: np.concatenate(outs)[:n] for name, outs in pieces.items()}
 
     def _run_batch(self, inputs: Inputs) -> Mapping[str, np.ndarray]:
         if isinstance(inputs, np.ndarray):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pytest_mlperf.backends.base import BackendOptions, refuse_unknown_options, require_model_file
+from pytest_mlperf.backends.base import BackendOptions, option_error, refuse_unknown_options, require_model_file
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
@@ -41,24 +41,23 @@ _OPTION_HELP = (
 )
 
 
-def _option_error(key: str, value: str, fix: str) -> ModelError:
-    return ModelError(f"--mlperf-backend-option torch.{key}={value}: {fix}")
-
 
 def _load_model_class(spec: str) -> Callable[[], Any]:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise _option_error("model_class", spec, "give it as package.module:Class, e.g. torchvision.models:resnet50")
+        raise option_error(
+            "torch", "model_class", spec, "give it as package.module:Class, e.g. torchvision.models:resnet50"
+        )
     try:
         found: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             found = getattr(found, part)
     except (ImportError, AttributeError) as exc:
-        raise _option_error(
+        raise option_error("torch",
             "model_class", spec, f"cannot import it ({exc}); install the package that defines it"
         ) from exc
     if not callable(found):
-        raise _option_error("model_class", spec, "it is not a class or function")
+        raise option_error("torch", "model_class", spec, "it is not a class or function")
     built: Callable[[], Any] = found
     return built
 
@@ -109,9 +108,9 @@ class TorchBackend:
         self.model_class = options.option("model_class")
         self.mode = options.option("mode") or ("eager" if self.model_class else "scripted")
         if self.mode not in MODES:
-            raise _option_error("mode", self.mode, f"use one of {', '.join(MODES)}")
+            raise option_error("torch", "mode", self.mode, f"use one of {', '.join(MODES)}")
         if self.mode != "scripted" and not self.model_class:
-            raise _option_error(
+            raise option_error("torch",
                 "mode",
                 self.mode,
                 "this mode runs the Python nn.Module, so it needs its class: add --mlperf-backend-option "
@@ -134,19 +133,19 @@ class TorchBackend:
         try:
             device = torch.device(spec)
         except RuntimeError as exc:
-            raise _option_error("device", spec, f"not a torch device ({exc}); use cpu, cuda or cuda:N") from exc
+            raise option_error("torch", "device", spec, f"not a torch device ({exc}); use cpu, cuda or cuda:N") from exc
         if device.type == "cuda":
             if not torch.cuda.is_available():
-                raise _option_error(
+                raise option_error("torch",
                     "device",
                     spec,
                     f"torch {torch.__version__} sees no CUDA device (a CPU-only build, or no driver); install a "
                     "CUDA build of torch on a GPU machine, or use device=cpu",
                 )
             if device.index is not None and device.index >= torch.cuda.device_count():
-                raise _option_error("device", spec, f"only {torch.cuda.device_count()} CUDA device(s) here")
+                raise option_error("torch", "device", spec, f"only {torch.cuda.device_count()} CUDA device(s) here")
         elif device.type != "cpu":
-            raise _option_error("device", spec, "use cpu, cuda or cuda:N")
+            raise option_error("torch", "device", spec, "use cpu, cuda or cuda:N")
         return device
 
     @staticmethod
@@ -160,7 +159,7 @@ class TorchBackend:
             except ValueError:
                 wanted = 0
             if wanted < 1:
-                raise _option_error("threads", given, "give a whole number of intra-op threads, 1 or more")
+                raise option_error("torch", "threads", given, "give a whole number of intra-op threads, 1 or more")
         torch.set_num_threads(wanted)
         threads: int = torch.get_num_threads()
         return threads
@@ -183,12 +182,12 @@ class TorchBackend:
         try:
             module = factory()
         except Exception as exc:  # whatever the user's constructor raises
-            raise _option_error(
+            raise option_error("torch",
                 "model_class", self.model_class, f"calling it without arguments failed ({type(exc).__name__}: {exc})"
             ) from exc
         if not isinstance(module, torch.nn.Module):
             built = type(module).__name__
-            raise _option_error("model_class", self.model_class, f"it built a {built}, not an nn.Module")
+            raise option_error("torch", "model_class", self.model_class, f"it built a {built}, not an nn.Module")
         try:
             module.load_state_dict(_state_dict(model, self.device))
         except RuntimeError as exc:  # missing, unexpected or misshapen keys: torch lists them

@@ -13,9 +13,14 @@ from torch import nn
 from pytest_mlperf.backends.torch import quiet_jit
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.fileio import ensure_built
-from pytest_mlperf.models.digits import DIGITS_MODEL_NAME, digits_recipe_hash, ensure_digits_model
+from pytest_mlperf.models.digits import (
+    DIGITS_MODEL_NAME,
+    digits_recipe_hash,
+    digits_weights_from_onnx,
+    ensure_digits_model,
+)
 
-__all__ = ["DigitsNet", "build_digits_torchscript", "digits_weights_from_onnx", "ensure_digits_torch"]
+__all__ = ["DigitsNet", "build_digits_torchscript", "ensure_digits_torch"]
 
 
 class DigitsNet(nn.Module):
@@ -37,18 +42,6 @@ class DigitsNet(nn.Module):
         # NCHW flatten, as ONNX Flatten does on the exported graph.
         logits: torch.Tensor = self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
         return logits
-
-
-def digits_weights_from_onnx(path: Path) -> dict[str, np.ndarray]:
-    """The trained weights, by name, read back from the digits ONNX file (the one set every engine's file shares)."""
-    import onnx
-    from onnx import numpy_helper
-
-    try:
-        graph = onnx.load(str(path)).graph
-    except Exception as exc:  # onnx raises DecodeError and friends
-        raise ModelError(f"{path}: cannot read the digits ONNX model ({exc}); delete it so that it is rebuilt") from exc
-    return {init.name: numpy_helper.to_array(init) for init in graph.initializer}
 
 
 def build_digits_torchscript(weights: Mapping[str, np.ndarray]) -> bytes:

@@ -15,9 +15,12 @@ torch = pytest.importorskip("torch")
 from pytest_mlperf.backends import BackendOptions, create_backend  # noqa: E402
 from pytest_mlperf.backends.torch import quiet_jit  # noqa: E402
 from pytest_mlperf.errors import ModelError  # noqa: E402
-from pytest_mlperf.models.digits import digits_logits, load_digits, split_indices  # noqa: E402
+from pytest_mlperf.models.digits import (  # noqa: E402
+    digits_logits,
+    digits_weights_from_onnx,
+)
 from pytest_mlperf.models.digits_formats import digits_model_for  # noqa: E402
-from pytest_mlperf.models.digits_torch import DigitsNet, digits_weights_from_onnx  # noqa: E402
+from pytest_mlperf.models.digits_torch import DigitsNet  # noqa: E402
 
 SUITES = Path(__file__).resolve().parents[2] / "suites"
 DIGITS_NET = "pytest_mlperf.models.digits_torch:DigitsNet"
@@ -32,26 +35,14 @@ def _restore_torch_threads() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def reference(engine_cache: Path, digits_images: np.ndarray) -> dict[str, np.ndarray]:
+    onnx_path = digits_model_for("onnxruntime", engine_cache)
+    ort = create_backend("onnxruntime", onnx_path, BackendOptions()).run(digits_images)["logits"]
+    return {"ort": ort, "numpy": digits_logits(digits_weights_from_onnx(onnx_path), digits_images)}
 
 
-@pytest.fixture(scope="module")
-def images() -> np.ndarray:
-    all_images, labels = load_digits()
-    _, held_out = split_indices(labels)
-    return all_images[held_out]
-
-
-@pytest.fixture(scope="module")
-def reference(cache: Path, images: np.ndarray) -> dict[str, np.ndarray]:
-    onnx_path = digits_model_for("onnxruntime", cache)
-    ort = create_backend("onnxruntime", onnx_path, BackendOptions()).run(images)["logits"]
-    return {"ort": ort, "numpy": digits_logits(digits_weights_from_onnx(onnx_path), images)}
-
-
-def make(cache: Path, *extra: tuple[str, str], model: Path | None = None) -> object:
-    return create_backend("torch", model or digits_model_for("torch", cache), BackendOptions(extra=tuple(extra)))
+def make(engine_cache: Path, *extra: tuple[str, str], model: Path | None = None) -> object:
+    return create_backend("torch", model or digits_model_for("torch", engine_cache), BackendOptions(extra=tuple(extra)))
 
 
 @pytest.mark.parametrize(
@@ -60,38 +51,38 @@ def make(cache: Path, *extra: tuple[str, str], model: Path | None = None) -> obj
     ids=["torchscript-file", "eager", "scripted-from-class"],
 )
 def test_logits_match_onnxruntime_and_the_numpy_reference(
-    cache: Path, images: np.ndarray, reference: dict[str, np.ndarray], extra: tuple[tuple[str, str], ...]
+    engine_cache: Path, digits_images: np.ndarray, reference: dict[str, np.ndarray], extra: tuple[tuple[str, str], ...]
 ) -> None:
-    backend = make(cache, *extra)
-    logits = backend.run(images)["output"]  # type: ignore[attr-defined]
-    assert logits.dtype == np.float32 and logits.shape == (len(images), 10)
+    backend = make(engine_cache, *extra)
+    logits = backend.run(digits_images)["output"]  # type: ignore[attr-defined]
+    assert logits.dtype == np.float32 and logits.shape == (len(digits_images), 10)
     np.testing.assert_allclose(logits, reference["ort"], rtol=0, atol=1e-4)
     np.testing.assert_allclose(logits, reference["numpy"], rtol=0, atol=1e-4)
 
 
 def test_a_state_dict_loads_through_its_model_class(
-    cache: Path, tmp_path: Path, images: np.ndarray, reference: dict[str, np.ndarray]
+    engine_cache: Path, tmp_path: Path, digits_images: np.ndarray, reference: dict[str, np.ndarray]
 ) -> None:
     # The route the MLPerf ResNet50 .pth takes (model_class=torchvision.models:resnet50): weights only, class given.
     net = DigitsNet()
-    net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in reference_weights(cache).items()})
+    net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in reference_weights(engine_cache).items()})
     pth = tmp_path / "digits.pth"
     torch.save(net.state_dict(), pth)
-    backend = make(cache, ("model_class", DIGITS_NET), model=pth)
+    backend = make(engine_cache, ("model_class", DIGITS_NET), model=pth)
     assert backend.describe()["mode"] == "eager"  # type: ignore[attr-defined]
-    np.testing.assert_allclose(backend.run(images)["output"], reference["ort"], rtol=0, atol=1e-4)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(backend.run(digits_images)["output"], reference["ort"], rtol=0, atol=1e-4)  # type: ignore[attr-defined]
     with pytest.raises(ModelError, match=r"digits\.pth as TorchScript.*model_class=package\.module:Class"):
-        make(cache, model=pth)
+        make(engine_cache, model=pth)
 
 
-def reference_weights(cache: Path) -> dict[str, np.ndarray]:
-    return digits_weights_from_onnx(digits_model_for("onnxruntime", cache))
+def reference_weights(engine_cache: Path) -> dict[str, np.ndarray]:
+    return digits_weights_from_onnx(digits_model_for("onnxruntime", engine_cache))
 
 
-def test_the_torchscript_file_is_cached_and_reused(cache: Path) -> None:
-    first = digits_model_for("torch", cache)
+def test_the_torchscript_file_is_cached_and_reused(engine_cache: Path) -> None:
+    first = digits_model_for("torch", engine_cache)
     stamp = first.stat().st_mtime_ns
-    again = digits_model_for("torch", cache)
+    again = digits_model_for("torch", engine_cache)
     assert again == first and again.stat().st_mtime_ns == stamp
     assert first.suffix == ".pt" and f"torch{'.'.join(torch.__version__.split('.')[:2])}" in first.name
     # It is plain TorchScript: torch alone loads it, without pytest-mlperf's class.
@@ -99,22 +90,22 @@ def test_the_torchscript_file_is_cached_and_reused(cache: Path) -> None:
         assert isinstance(torch.jit.load(str(first)), torch.jit.ScriptModule)
 
 
-def test_options_are_recorded(cache: Path) -> None:
-    described = make(cache, ("threads", "1"), ("device", "cpu"), ("mode", "scripted")).describe()  # type: ignore[attr-defined]
+def test_options_are_recorded(engine_cache: Path) -> None:
+    described = make(engine_cache, ("threads", "1"), ("device", "cpu"), ("mode", "scripted")).describe()  # type: ignore[attr-defined]
     assert described["version"] == torch.__version__
     assert (described["mode"], described["threads"], described["device"]) == ("scripted", 1, "cpu")
     assert torch.get_num_threads() == 1
     assert "providers" not in described  # ONNX Runtime's knobs do not enter a torch run's fingerprint
-    eager = make(cache, ("model_class", DIGITS_NET)).describe()  # type: ignore[attr-defined]
+    eager = make(engine_cache, ("model_class", DIGITS_NET)).describe()  # type: ignore[attr-defined]
     assert (eager["mode"], eager["model_class"]) == ("eager", DIGITS_NET)
     assert eager["threads"] == torch.get_num_threads() >= 1
 
 
-def test_named_outputs(cache: Path, images: np.ndarray) -> None:
-    out = make(cache, ("outputs", "logits")).run(images[:3])  # type: ignore[attr-defined]
+def test_named_outputs(engine_cache: Path, digits_images: np.ndarray) -> None:
+    out = make(engine_cache, ("outputs", "logits")).run(digits_images[:3])  # type: ignore[attr-defined]
     assert list(out) == ["logits"]
     with pytest.raises(ModelError, match=r"torch\.outputs=a,b names 2 output\(s\), but .* returns 1"):
-        make(cache, ("outputs", "a,b")).run(images[:3])  # type: ignore[attr-defined]
+        make(engine_cache, ("outputs", "a,b")).run(digits_images[:3])  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -134,37 +125,37 @@ def test_named_outputs(cache: Path, images: np.ndarray) -> None:
         ((("precision", "fp16"),), r"no option 'precision'; it reads: mode=eager\|scripted\|compiled, threads=N"),
     ],
 )
-def test_a_bad_option_is_a_clear_error(cache: Path, extra: tuple[tuple[str, str], ...], message: str) -> None:
+def test_a_bad_option_is_a_clear_error(engine_cache: Path, extra: tuple[tuple[str, str], ...], message: str) -> None:
     with pytest.raises(ModelError, match=message):
-        make(cache, *extra)
+        make(engine_cache, *extra)
 
 
-def test_cuda_without_a_gpu_is_a_clear_error(cache: Path) -> None:
+def test_cuda_without_a_gpu_is_a_clear_error(engine_cache: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
     with pytest.raises(ModelError, match=r"torch\.device=cuda: torch .* sees no CUDA device.*use device=cpu"):
-        make(cache, ("device", "cuda"))
+        make(engine_cache, ("device", "cuda"))
 
 
-def test_a_missing_or_corrupt_model_file_is_a_clear_error(cache: Path, tmp_path: Path) -> None:
+def test_a_missing_or_corrupt_model_file_is_a_clear_error(engine_cache: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"model file not found: .*nothere\.pt"):
-        make(cache, model=tmp_path / "nothere.pt")
+        make(engine_cache, model=tmp_path / "nothere.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a zip")
     with pytest.raises(ModelError, match=r"junk\.pt as TorchScript"):
-        make(cache, model=junk)
+        make(engine_cache, model=junk)
     with pytest.raises(ModelError, match=r"torch could not read weights from .*junk\.pt"):
-        make(cache, ("model_class", DIGITS_NET), model=junk)
+        make(engine_cache, ("model_class", DIGITS_NET), model=junk)
 
 
 @pytest.mark.parametrize("extra", [(), (("model_class", DIGITS_NET),)], ids=["scripted", "eager"])
 def test_concurrent_calls_give_the_serial_results(
-    cache: Path, images: np.ndarray, extra: tuple[tuple[str, str], ...]
+    engine_cache: Path, digits_images: np.ndarray, extra: tuple[tuple[str, str], ...]
 ) -> None:
     # thread_safe=True makes the harness share one instance between inference threads: check that it may.
-    backend = make(cache, *extra)
+    backend = make(engine_cache, *extra)
     assert backend.thread_safe is True  # type: ignore[attr-defined]
-    batches = [images[i : i + 17] for i in range(0, len(images), 17)]
+    batches = [digits_images[i : i + 17] for i in range(0, len(digits_images), 17)]
     serial = [backend.run(b)["output"] for b in batches]  # type: ignore[attr-defined]
     got: dict[tuple[int, int], np.ndarray] = {}
     start = threading.Barrier(4)
@@ -187,13 +178,13 @@ def test_concurrent_calls_give_the_serial_results(
 
 @pytest.mark.slow
 def test_compiled_mode_matches_onnxruntime(
-    cache: Path, images: np.ndarray, reference: dict[str, np.ndarray]
+    engine_cache: Path, digits_images: np.ndarray, reference: dict[str, np.ndarray]
 ) -> None:
-    backend = make(cache, ("mode", "compiled"), ("model_class", DIGITS_NET))
-    backend.warmup(images[:32])  # type: ignore[attr-defined]
+    backend = make(engine_cache, ("mode", "compiled"), ("model_class", DIGITS_NET))
+    backend.warmup(digits_images[:32])  # type: ignore[attr-defined]
     # Two batch sizes, one compile (dynamic=True); both agree with ONNX Runtime.
-    np.testing.assert_allclose(backend.run(images)["output"], reference["ort"], rtol=0, atol=1e-4)  # type: ignore[attr-defined]
-    np.testing.assert_allclose(backend.run(images[:5])["output"], reference["ort"][:5], rtol=0, atol=1e-4)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(backend.run(digits_images)["output"], reference["ort"], rtol=0, atol=1e-4)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(backend.run(digits_images[:5])["output"], reference["ort"][:5], rtol=0, atol=1e-4)  # type: ignore[attr-defined]
     assert backend.describe()["compile"] == {"backend": "inductor", "dynamic": True}  # type: ignore[attr-defined]
 
 
