@@ -37,7 +37,7 @@ import numpy as np
 import onnxruntime as ort
 from engine_models import ENGINES as ENGINE_CONVERTED
 from engine_models import engine_model
-from models import MODELS, ensure_model
+from models import bare_session, ensure_model, random_inputs
 
 from pytest_mlperf.backends import create_backend
 from pytest_mlperf.backends.base import Backend, BackendOptions
@@ -164,14 +164,6 @@ class Row:
     target: tuple[str, float] | None
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 Infer = Callable[[np.ndarray], Any]
 
 
@@ -275,14 +267,11 @@ def _drop(result: RunResult) -> None:
 
 
 def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None]) -> tuple[list[Row], str]:
-    spec = MODELS[name]
     path = ensure_model(name)
     threads = len(usable_cpus())
-    count = 64 if name == "heavy" else 1024
-    inputs = np.random.default_rng(7).random((count, *spec.sample_shape), dtype=np.float32)
-    dataset = ArrayDataset(inputs, name=f"{name}-random", synthetic_inputs=True)
+    inputs, dataset = random_inputs(name)
     batch = RunConfig().batch_size
-    sess = _session(path, threads)
+    sess = bare_session(path, threads)
     path = engine_model(path, ENGINE)  # a SavedModel or .tflite for engines that do not read ONNX
     if ENGINE == "onnxruntime":
         infer = bare_infer(sess)

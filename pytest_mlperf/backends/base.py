@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -26,6 +26,9 @@ class BackendOptions:
     graph_optimization: str = "all"  # disable | basic | extended | all
     warmup_runs: int = 3
     extra: tuple[tuple[str, str], ...] = ()
+    #: Where an engine caches what it builds from a model (a TensorRT engine); --mlperf-cache-dir. Not fingerprinted:
+    #: where a build is kept changes no number.
+    cache_dir: Path | None = None
 
     def option(self, key: str, default: str | None = None) -> str | None:
         """The last ``--mlperf-backend-option`` value given for *key*."""
@@ -44,15 +47,6 @@ class BackendOptions:
             out["options"] = dict(self.extra)
         return out
 
-    def refuse_unknown(self, engine: str, keys: Sequence[str], reads: str) -> None:
-        """Raise ModelError for an ``--mlperf-backend-option`` key the *engine* does not read; *reads* explains the
-        keys it does."""
-        unknown = sorted({key for key, _ in self.extra} - set(keys))
-        if unknown:
-            raise ModelError(
-                f"--mlperf-backend-option {unknown[0]}=...: the {engine} backend has no option {unknown[0]!r}; "
-                f"it reads: {reads}"
-            )
 
 
 def as_feeds(inputs: Inputs, input_names: Sequence[str], model: object) -> Mapping[str, np.ndarray]:
@@ -67,15 +61,82 @@ def as_feeds(inputs: Inputs, input_names: Sequence[str], model: object) -> Mappi
     return {input_names[0]: inputs}
 
 
-def model_file(model: Path | str) -> Path:
-    """*model* as a Path to an existing file, or ModelError saying how to provide it."""
-    path = Path(model)
-    if not path.is_file():
+def refuse_unknown_options(engine: str, options: BackendOptions, keys: Sequence[str], reads: str) -> None:
+    """Raise ModelError for a ``--mlperf-backend-option`` key *engine* does not read; *reads* lists what it does."""
+    unknown = sorted({key for key, _ in options.extra} - set(keys))
+    if unknown:
         raise ModelError(
-            f"model file not found: {path} (relative paths start at {Path.cwd()}); check the path, or "
+            f"--mlperf-backend-option {unknown[0]}=...: the {engine} backend has no option {unknown[0]!r}; "
+            f"it reads: {reads}"
+        )
+
+
+def option_error(engine: str, key: str, value: str, fix: str) -> ModelError:
+    """The error for a bad ``--mlperf-backend-option ENGINE.KEY=VALUE``, with *fix* saying what to give instead."""
+    return ModelError(f"--mlperf-backend-option {engine}.{key}={value}: {fix}")
+
+
+def count_option(engine: str, options: BackendOptions, key: str, default: int) -> int:
+    """The whole number >= 0 given as ``KEY=N`` (a thread count: 0 means one per usable core), else *default*."""
+    raw = options.option(key)
+    if raw is None:
+        return default
+    value = int(raw) if raw.strip().isdigit() else -1
+    if value < 0:
+        raise option_error(
+            engine, key, raw, f"the {engine} backend needs a whole number >= 0 (0 = one per usable core)"
+        )
+    return value
+
+
+def require_model_file(model: Path) -> None:
+    """Raise ModelError naming the fix when the model file an engine is to load is not there."""
+    if not model.is_file():
+        raise ModelError(
+            f"model file not found: {model} (relative paths start at {Path.cwd()}); check the path, or "
             "provision the model through the mlperf_assets fixture (see --mlperf-asset NAME=PATH)"
         )
-    return path
+
+
+def run_in_chunks(
+    run_batch: Callable[[Inputs], Mapping[str, np.ndarray]], inputs: Inputs, size: int, *, pad: bool
+) -> dict[str, np.ndarray]:
+    """Run a batch of any size through *run_batch* in chunks of at most *size* samples, outputs concatenated.
+
+    *pad* (a model whose batch axis is fixed at *size*): the last chunk is filled up to *size* with copies of its
+    final sample, and the padding's outputs are dropped.
+    """
+    import numpy as np
+
+    n = len(inputs) if isinstance(inputs, np.ndarray) else len(next(iter(inputs.values())))
+
+    def chunk(array: np.ndarray, start: int) -> np.ndarray:
+        part = array[start : start + size]
+        if pad and len(part) < size:
+            part = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
+        return part
+
+    pieces: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, size):
+        if isinstance(inputs, np.ndarray):
+            part: Inputs = chunk(inputs, start)
+        else:
+            part = {name: chunk(array, start) for name, array in inputs.items()}
+        for name, out in run_batch(part).items():
+            pieces.setdefault(name, []).append(out)
+    return {name: np.concatenate(outs)[:n] for name, outs in pieces.items()}
+
+
+def fit_batch(
+    run_batch: Callable[[Inputs], Mapping[str, np.ndarray]], inputs: Inputs, size: int | None
+) -> Mapping[str, np.ndarray]:
+    """*run_batch* the batch as it is when the model's batch axis is free (*size* None) or the batch has *size*
+    samples; else through :func:`run_in_chunks` of *size*, padded."""
+    if size is not None:
+        n = len(inputs) if not isinstance(inputs, Mapping) else len(next(iter(inputs.values())))
+        if n != size:
+            return run_in_chunks(run_batch, inputs, size, pad=True)
+    return run_batch(inputs)
 
 
 @runtime_checkable

@@ -10,8 +10,15 @@ import ai_edge_litert
 import numpy as np
 from ai_edge_litert import interpreter as lite
 
-from pytest_mlperf.backends.base import BackendOptions, as_feeds, model_file
-from pytest_mlperf.backends.fixed_batch import fit_batch
+from pytest_mlperf.backends.base import (
+    BackendOptions,
+    as_feeds,
+    count_option,
+    fit_batch,
+    option_error,
+    refuse_unknown_options,
+    require_model_file,
+)
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
@@ -25,23 +32,6 @@ _HELP = (
     "threads=N (interpreter threads; 0 = one per usable core, the default follows --mlperf-threads), "
     "delegate=xnnpack|none|PATH (XNNPACK, the default; the built-in kernels only; or an external delegate library)"
 )
-
-
-def _threads(options: BackendOptions) -> int:
-    raw = options.option("threads")
-    if raw is None:
-        threads = options.intra_op_threads
-    else:
-        try:
-            threads = int(raw)
-        except ValueError:
-            threads = -1
-        if threads < 0:
-            raise ModelError(
-                f"--mlperf-backend-option threads={raw}: the litert backend needs a whole number >= 0 "
-                "(0 = one per usable core)"
-            )
-    return threads or len(usable_cpus())
 
 
 class LiteRtBackend:
@@ -58,9 +48,10 @@ class LiteRtBackend:
     def __init__(self, model: Path | str, options: BackendOptions) -> None:
         self.version: str = ai_edge_litert.__version__
         self.options = options
-        options.refuse_unknown(self.name, OPTION_KEYS, _HELP)
-        model = model_file(model)
-        self.threads = _threads(options)
+        refuse_unknown_options("litert", options, OPTION_KEYS, _HELP)
+        model = Path(model)
+        require_model_file(model)
+        self.threads = count_option("litert", options, "threads", options.intra_op_threads) or len(usable_cpus())
         self.delegate = options.option("delegate") or "xnnpack"
         delegates: list[Any] = []
         resolver = lite.OpResolverType.AUTO  # the built-in kernels, with XNNPACK applied as the default delegate
@@ -103,16 +94,22 @@ class LiteRtBackend:
     @staticmethod
     def _load_delegate(library: str) -> Any:
         if not Path(library).is_file():
-            raise ModelError(
-                f"--mlperf-backend-option delegate={library}: not {' or '.join(DELEGATES)}, and no delegate library "
-                f"exists at that path; the litert backend reads {_HELP}"
+            raise option_error(
+                "litert",
+                "delegate",
+                library,
+                f"not {' or '.join(DELEGATES)}, and no delegate library exists at that path; the litert backend "
+                f"reads {_HELP}",
             )
         try:
             return lite.load_delegate(library)
         except (OSError, ValueError, RuntimeError) as exc:
-            raise ModelError(
-                f"--mlperf-backend-option delegate={library}: LiteRT could not load it as a delegate ({exc}); give "
-                "the path of a TfLiteDelegate shared library built for this LiteRT, or delegate=xnnpack"
+            raise option_error(
+                "litert",
+                "delegate",
+                library,
+                f"LiteRT could not load it as a delegate ({exc}); give the path of a TfLiteDelegate shared library "
+                "built for this LiteRT, or delegate=xnnpack",
             ) from exc
 
     def run(self, inputs: Inputs) -> Mapping[str, np.ndarray]:

@@ -15,8 +15,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from pytest_mlperf.backends.base import BackendOptions, as_feeds
-from pytest_mlperf.backends.fixed_batch import fit_batch
+from pytest_mlperf.backends.base import (
+    BackendOptions,
+    as_feeds,
+    count_option,
+    fit_batch,
+    option_error,
+    refuse_unknown_options,
+)
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.fileio import file_sha256
@@ -34,22 +40,6 @@ _HELP = (
 )
 _SERVE_TAG = "serve"
 _DEFAULT_SIGNATURE = "serving_default"
-
-
-def _count(options: BackendOptions, key: str, default: int) -> int:
-    raw = options.option(key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ModelError(
-            f"--mlperf-backend-option {key}={raw}: the tensorflow backend needs a whole number >= 0 "
-            "(0 = one per usable core)"
-        )
-    return value
 
 
 def _names(raw: str | None) -> list[str]:
@@ -74,17 +64,20 @@ class TensorFlowBackend:
     def __init__(self, model: Path | str, options: BackendOptions) -> None:
         self.version: str = tf.__version__
         self.options = options
-        options.refuse_unknown(self.name, OPTION_KEYS, _HELP)
+        refuse_unknown_options("tensorflow", options, OPTION_KEYS, _HELP)
         model = Path(model)
         self._model = model
         self.data_format = (options.option("data_format") or "NCHW").upper()
         if self.data_format not in _DATA_FORMATS:
-            raise ModelError(
-                f"--mlperf-backend-option data_format={options.option('data_format')}: use NCHW (feed the dataset's "
-                "batches as they are) or NHWC (transpose 4-D NCHW batches to NHWC first)"
+            raise option_error(
+                self.name,
+                "data_format",
+                str(options.option("data_format")),
+                "use NCHW (feed the dataset's batches as they are) or NHWC (transpose 4-D NCHW batches to NHWC first)",
             )
-        self.threads = _count(options, "threads", options.intra_op_threads) or len(usable_cpus())
-        self.inter_op_threads = _count(options, "inter_op_threads", options.inter_op_threads) or len(usable_cpus())
+        cores = len(usable_cpus())
+        self.threads = count_option(self.name, options, "threads", options.intra_op_threads) or cores
+        self.inter_op_threads = count_option(self.name, options, "inter_op_threads", options.inter_op_threads) or cores
         config = tf.compat.v1.ConfigProto(
             intra_op_parallelism_threads=self.threads,
             inter_op_parallelism_threads=self.inter_op_threads,

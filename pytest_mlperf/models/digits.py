@@ -24,6 +24,7 @@ __all__ = [
     "build_digits_onnx",
     "digits_logits",
     "digits_recipe_hash",
+    "digits_weights_from_onnx",
     "ensure_digits_model",
     "load_digits",
     "split_indices",
@@ -372,3 +373,17 @@ def ensure_digits_model(cache_dir: Path) -> Path:
     """Return the cached digits ONNX model in cache_dir, training and writing it first if absent or corrupt."""
     name = f"{DIGITS_MODEL_NAME}-{digits_recipe_hash()}.onnx"
     return ensure_built(cache_dir, name, lambda: build_digits_onnx(train_digits_cnn()), what="the digits model")
+
+
+def digits_weights_from_onnx(path: Path) -> dict[str, Float32Array]:
+    """The trained weights, by name, read back from the digits ONNX file (the one set every engine's file shares)."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception as exc:  # onnx raises DecodeError and friends
+        raise ModelError(f"{path}: cannot read the digits ONNX model ({exc}); delete it so that it is rebuilt") from exc
+    return {
+        init.name: np.ascontiguousarray(numpy_helper.to_array(init), dtype=np.float32) for init in graph.initializer
+    }

@@ -6,12 +6,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
 import numpy.typing as npt
 
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.fileio import ensure_built_dir
-from pytest_mlperf.models.digits import DIGITS_MODEL_NAME, digits_recipe_hash, train_digits_cnn
+from pytest_mlperf.models.digits import (
+    DIGITS_MODEL_NAME,
+    _checked_weights,
+    digits_recipe_hash,
+    digits_weights_from_onnx,
+    ensure_digits_model,
+)
 
 __all__ = ["DIGITS_SIGNATURE", "ensure_digits_savedmodel", "save_digits_savedmodel"]
 
@@ -34,10 +39,7 @@ def save_digits_savedmodel(weights: Mapping[str, npt.ArrayLike], export_dir: Pat
             f'saving the digits model for TensorFlow needs tensorflow ({exc}); install it with pip install '
             '"pytest-mlperf[tensorflow]"'
         ) from exc
-    w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
-    missing = sorted({"conv1.weight", "conv1.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"} - set(w))
-    if missing:
-        raise ModelError(f"digits weights lack {missing}; pass the dict train_digits_cnn() returns")
+    w = _checked_weights(weights)
 
     class DigitsCnn(tf.Module):  # type: ignore[misc]  # tf is untyped
         def __init__(self) -> None:
@@ -65,11 +67,13 @@ def save_digits_savedmodel(weights: Mapping[str, npt.ArrayLike], export_dir: Pat
 
 
 def ensure_digits_savedmodel(cache_dir: Path) -> Path:
-    """Return the cached digits SavedModel directory in cache_dir, training the weights and saving it first."""
+    """Return the cached digits SavedModel directory in cache_dir, saving it from the cached ONNX model's weights
+    if absent."""
+    onnx_path = ensure_digits_model(cache_dir)
     name = f"tensorflow/{DIGITS_MODEL_NAME}-{digits_recipe_hash()}-e{_EXPORT_VERSION}.savedmodel"
     return ensure_built_dir(
         cache_dir,
         name,
-        lambda target: save_digits_savedmodel(train_digits_cnn(), target),
+        lambda target: save_digits_savedmodel(digits_weights_from_onnx(onnx_path), target),
         what="the digits model for TensorFlow",
     )

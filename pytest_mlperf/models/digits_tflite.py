@@ -18,7 +18,13 @@ import numpy.typing as npt
 
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.fileio import ensure_built
-from pytest_mlperf.models.digits import DIGITS_MODEL_NAME, digits_recipe_hash, train_digits_cnn
+from pytest_mlperf.models.digits import (
+    DIGITS_MODEL_NAME,
+    _checked_weights,
+    digits_recipe_hash,
+    digits_weights_from_onnx,
+    ensure_digits_model,
+)
 
 __all__ = ["build_digits_tflite", "ensure_digits_tflite"]
 
@@ -133,10 +139,7 @@ def build_digits_tflite(weights: Mapping[str, npt.ArrayLike], batch: int | None 
             f"writing the digits model for LiteRT needs ai_edge_litert.schema_py_generated ({exc}); install it with "
             'pip install "pytest-mlperf[litert]"'
         ) from exc
-    w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
-    missing = sorted({"conv1.weight", "conv1.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"} - set(w))
-    if missing:
-        raise ModelError(f"digits weights lack {missing}; pass the dict train_digits_cnn() returns")
+    w = _checked_weights(weights)
     channels, hidden, classes = w["conv1.weight"].shape[0], w["fc1.weight"].shape[0], w["fc2.weight"].shape[0]
     if batch is not None and batch < 1:
         raise ModelError(f"build_digits_tflite: batch must be None (resizable) or at least 1, got {batch}")
@@ -188,8 +191,12 @@ def build_digits_tflite(weights: Mapping[str, npt.ArrayLike], batch: int | None 
 
 
 def ensure_digits_tflite(cache_dir: Path) -> Path:
-    """Return the cached digits ``.tflite`` in cache_dir, training the weights and writing it first if absent."""
+    """Return the cached digits ``.tflite`` in cache_dir, writing it from the cached ONNX model's weights if absent."""
+    onnx_path = ensure_digits_model(cache_dir)
     name = f"litert/{DIGITS_MODEL_NAME}-{digits_recipe_hash()}-e{_EXPORT_VERSION}.tflite"
     return ensure_built(
-        cache_dir, name, lambda: build_digits_tflite(train_digits_cnn()), what="the digits model for LiteRT"
+        cache_dir,
+        name,
+        lambda: build_digits_tflite(digits_weights_from_onnx(onnx_path)),
+        what="the digits model for LiteRT",
     )

@@ -153,3 +153,27 @@ class ProvisionerFactory:
 def make_provisioner(tmp_path: Path) -> ProvisionerFactory:
     """Provisioners on a per-test cache, quiet, with short timeouts and backoff, and no environment leaking in."""
     return ProvisionerFactory(tmp_path / "cache", io.StringIO())
+
+
+@pytest.fixture(scope="module")
+def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache dir per engine test module: the digits model (and anything the engine builds) is made once there."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def digits_images() -> Any:
+    """The 359 held-out digit images (N, 1, 8, 8) float32 that the digits suite scores."""
+    from pytest_mlperf.models.digits import load_digits, split_indices
+
+    images, labels = load_digits()
+    _, held_out = split_indices(labels)
+    return images[held_out]
+
+
+@pytest.fixture(scope="module")
+def digits_weights(engine_cache: Path) -> Any:
+    """The trained digits weights that every engine's file is written from, read back from the cached ONNX model."""
+    from pytest_mlperf.models.digits import digits_weights_from_onnx, ensure_digits_model
+
+    return digits_weights_from_onnx(ensure_digits_model(engine_cache))

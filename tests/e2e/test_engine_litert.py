@@ -20,7 +20,7 @@ from pytest_mlperf.backends.litert import LiteRtBackend
 from pytest_mlperf.config import RunConfig
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.harness import Harness
-from pytest_mlperf.models.digits import build_digits_onnx, digits_logits, load_digits, train_digits_cnn
+from pytest_mlperf.models.digits import build_digits_onnx, digits_logits
 from pytest_mlperf.models.digits_formats import digits_model_for
 from pytest_mlperf.models.digits_tflite import build_digits_tflite, ensure_digits_tflite
 
@@ -30,18 +30,8 @@ ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def weights() -> dict[str, np.ndarray]:
-    return train_digits_cnn()
-
-
-@pytest.fixture(scope="module")
-def images() -> np.ndarray:
-    return load_digits()[0]
-
-
-@pytest.fixture(scope="module")
-def tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ensure_digits_tflite(tmp_path_factory.mktemp("cache"))
+def tflite(engine_cache: Path) -> Path:
+    return ensure_digits_tflite(engine_cache)
 
 
 def litert(model: Path, **extra: str) -> LiteRtBackend:
@@ -56,44 +46,43 @@ def ops(backend: LiteRtBackend) -> list[str]:
 
 @pytest.mark.parametrize("delegate", ["xnnpack", "none"])
 def test_logits_match_onnxruntime_and_the_numpy_reference(
-    weights: dict[str, np.ndarray], images: np.ndarray, tflite: Path, delegate: str
+    digits_weights: dict[str, np.ndarray], digits_images: np.ndarray, tflite: Path, delegate: str
 ) -> None:
-    session = ort.InferenceSession(build_digits_onnx(weights), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {"input": images})[0]
+    session = ort.InferenceSession(build_digits_onnx(digits_weights), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": digits_images})[0]
     backend = litert(tflite, delegate=delegate)
-    got = backend.run(images)["logits"]
-    assert got.shape == (len(images), 10) and got.dtype == np.float32
+    got = backend.run(digits_images)["logits"]
+    assert got.shape == (len(digits_images), 10) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
-    np.testing.assert_allclose(got, digits_logits(weights, images), rtol=0, atol=ATOL)
+    np.testing.assert_allclose(got, digits_logits(digits_weights, digits_images), rtol=0, atol=ATOL)
     # The logits are not all alike: a graph that ignored its input would fail here.
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
     assert len(np.unique(got.argmax(axis=1))) == 10
 
 
 def test_the_batch_axis_is_resized_to_each_batch(
-    weights: dict[str, np.ndarray], images: np.ndarray, tflite: Path
+    digits_weights: dict[str, np.ndarray], digits_images: np.ndarray, tflite: Path
 ) -> None:
     backend = litert(tflite)
     assert backend.max_batch is None and backend.describe()["batch_axis"] == "dynamic"
-    reference = digits_logits(weights, images[:41])
+    reference = digits_logits(digits_weights, digits_images[:41])
     start = 0
     for size in (1, 7, 32, 1):  # grows, shrinks and grows again: each resize must reallocate correctly
-        out = backend.run(images[start : start + size])["logits"]
+        out = backend.run(digits_images[start : start + size])["logits"]
         np.testing.assert_allclose(out, reference[start : start + size], rtol=0, atol=ATOL)
         start += size
 
 
 def test_a_fixed_batch_model_is_cut_and_padded(
-    weights: dict[str, np.ndarray], images: np.ndarray, tmp_path: Path
+    digits_weights: dict[str, np.ndarray], digits_images: np.ndarray, tmp_path: Path
 ) -> None:
     model = tmp_path / "digits-b4.tflite"
-    model.write_bytes(build_digits_tflite(weights, batch=4))
+    model.write_bytes(build_digits_tflite(digits_weights, batch=4))
     backend = litert(model)
     assert backend.max_batch == 4 and backend.describe()["batch_axis"] == 4
     for n in (1, 4, 10):
-        np.testing.assert_allclose(
-            backend.run(images[:n])["logits"], digits_logits(weights, images[:n]), rtol=0, atol=ATOL
-        )
+        expected = digits_logits(digits_weights, digits_images[:n])
+        np.testing.assert_allclose(backend.run(digits_images[:n])["logits"], expected, rtol=0, atol=ATOL)
     harness = Harness(RunConfig(backend="litert", batch_size=32), tmp_path)
     assert harness.batch_size(backend) == 4
 
@@ -148,26 +137,28 @@ def test_a_broken_model_file_is_a_clear_error(tflite: Path, tmp_path: Path) -> N
         litert(tmp_path / "absent.tflite")
 
 
-def test_wrong_input_shape_or_dtype_is_a_clear_error(tflite: Path, images: np.ndarray) -> None:
+def test_wrong_input_shape_or_dtype_is_a_clear_error(tflite: Path, digits_images: np.ndarray) -> None:
     backend = litert(tflite)
     with pytest.raises(ModelError, match=r"input 'input' has shape \[-1, 1, 8, 8\].*cannot take shape \[4, 8, 8, 1\]"):
-        backend.run(np.ascontiguousarray(images[:4].transpose(0, 2, 3, 1)))
+        backend.run(np.ascontiguousarray(digits_images[:4].transpose(0, 2, 3, 1)))
     with pytest.raises(ModelError, match=r"input 'input' takes float32.*the dataset gave float64"):
-        backend.run(images[:4].astype(np.float64))
+        backend.run(digits_images[:4].astype(np.float64))
 
 
-def test_the_tflite_is_built_once_reproducibly_and_cached(weights: dict[str, np.ndarray], tmp_path: Path) -> None:
-    assert build_digits_tflite(weights) == build_digits_tflite(weights)
+def test_the_tflite_is_built_once_reproducibly_and_cached(
+    digits_weights: dict[str, np.ndarray], tmp_path: Path
+) -> None:
+    assert build_digits_tflite(digits_weights) == build_digits_tflite(digits_weights)
     first = ensure_digits_tflite(tmp_path)
     stamp = first.stat().st_mtime_ns
     assert digits_model_for("litert", tmp_path) == first
     assert first.stat().st_mtime_ns == stamp
     assert first.read_bytes()[4:8] == b"TFL3"
-    assert first.read_bytes() == build_digits_tflite(weights)
+    assert first.read_bytes() == build_digits_tflite(digits_weights)
 
 
 def test_each_inference_thread_gets_its_own_interpreter(
-    weights: dict[str, np.ndarray], images: np.ndarray, tflite: Path, tmp_path: Path
+    digits_weights: dict[str, np.ndarray], digits_images: np.ndarray, tflite: Path, tmp_path: Path
 ) -> None:
     harness = Harness(RunConfig(backend="litert", workers=2), tmp_path)
     backends = harness.backends_for(tflite, count=2, engine="litert")
@@ -175,13 +166,13 @@ def test_each_inference_thread_gets_its_own_interpreter(
     assert backends[0] is not backends[1]
     assert backends[0]._interpreter is not backends[1]._interpreter  # type: ignore[attr-defined]
     assert harness.backends_for(tflite, count=2, engine="litert") == backends  # made once per session
-    reference = digits_logits(weights, images)
+    reference = digits_logits(digits_weights, digits_images)
     errors: list[str] = []
 
     def work(backend: Any, size: int) -> None:
         # Different batch sizes per thread: a shared interpreter would be resized under the other thread's feet.
-        for start in range(0, len(images) - size, size):
-            out = backend.run(images[start : start + size])["logits"]
+        for start in range(0, len(digits_images) - size, size):
+            out = backend.run(digits_images[start : start + size])["logits"]
             if not np.allclose(out, reference[start : start + size], rtol=0, atol=ATOL):
                 errors.append(f"batch of {size} at {start}")
 

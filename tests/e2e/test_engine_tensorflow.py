@@ -19,7 +19,7 @@ import tensorflow as tf
 from pytest_mlperf.backends.base import BackendOptions
 from pytest_mlperf.backends.tensorflow import TensorFlowBackend
 from pytest_mlperf.errors import ModelError
-from pytest_mlperf.models.digits import build_digits_onnx, digits_logits, load_digits, train_digits_cnn
+from pytest_mlperf.models.digits import build_digits_onnx, digits_logits
 from pytest_mlperf.models.digits_formats import digits_model_for
 from pytest_mlperf.models.digits_tensorflow import ensure_digits_savedmodel
 
@@ -29,43 +29,33 @@ ATOL = 1e-4
 
 
 @pytest.fixture(scope="module")
-def weights() -> dict[str, np.ndarray]:
-    return train_digits_cnn()
-
-
-@pytest.fixture(scope="module")
-def images() -> np.ndarray:
-    return load_digits()[0]
-
-
-@pytest.fixture(scope="module")
-def savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ensure_digits_savedmodel(tmp_path_factory.mktemp("cache"))
+def savedmodel(engine_cache: Path) -> Path:
+    return ensure_digits_savedmodel(engine_cache)
 
 
 def tensorflow(model: Path, **extra: str) -> TensorFlowBackend:
     return TensorFlowBackend(model, BackendOptions(extra=tuple(extra.items())))
 
 
-def frozen_graph(weights: dict[str, np.ndarray], path: Path, batch: int | None = None) -> Path:
+def frozen_graph(digits_weights: dict[str, np.ndarray], path: Path, batch: int | None = None) -> Path:
     """The digits CNN as a frozen GraphDef shaped like the MLPerf ResNet50 .pb: an NHWC placeholder
-    ``input_tensor``, and ``ArgMax`` and ``softmax_tensor`` outputs, weights as constants."""
+    ``input_tensor``, and ``ArgMax`` and ``softmax_tensor`` outputs, digits_weights as constants."""
     graph = tf.Graph()
     with graph.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [batch, 8, 8, 1], name="input_tensor")
-        conv = tf.nn.conv2d(x, tf.constant(weights["conv1.weight"].transpose(2, 3, 1, 0)), 1, "SAME")
-        pooled = tf.nn.max_pool2d(tf.nn.relu(conv + weights["conv1.bias"]), 2, 2, "VALID")
+        conv = tf.nn.conv2d(x, tf.constant(digits_weights["conv1.weight"].transpose(2, 3, 1, 0)), 1, "SAME")
+        pooled = tf.nn.max_pool2d(tf.nn.relu(conv + digits_weights["conv1.bias"]), 2, 2, "VALID")
         flat = tf.reshape(tf.transpose(pooled, [0, 3, 1, 2]), [-1, 256])
-        hidden = tf.nn.relu(tf.matmul(flat, tf.constant(weights["fc1.weight"].T)) + weights["fc1.bias"])
-        logits = tf.matmul(hidden, tf.constant(weights["fc2.weight"].T)) + weights["fc2.bias"]
+        hidden = tf.nn.relu(tf.matmul(flat, tf.constant(digits_weights["fc1.weight"].T)) + digits_weights["fc1.bias"])
+        logits = tf.matmul(hidden, tf.constant(digits_weights["fc2.weight"].T)) + digits_weights["fc2.bias"]
         tf.argmax(logits, axis=1, name="ArgMax")
         tf.nn.softmax(logits, name="softmax_tensor")
     path.write_bytes(graph.as_graph_def().SerializeToString())
     return path
 
 
-def nhwc(images: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+def nhwc(digits_images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(digits_images.transpose(0, 2, 3, 1))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -74,19 +64,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def test_savedmodel_logits_match_onnxruntime_and_the_numpy_reference(
-    weights: dict[str, np.ndarray], images: np.ndarray, savedmodel: Path
+    digits_weights: dict[str, np.ndarray], digits_images: np.ndarray, savedmodel: Path
 ) -> None:
-    session = ort.InferenceSession(build_digits_onnx(weights), providers=["CPUExecutionProvider"])
-    expected = session.run(None, {"input": images})[0]
+    session = ort.InferenceSession(build_digits_onnx(digits_weights), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": digits_images})[0]
     backend = tensorflow(savedmodel)
     assert backend.input_names == ("input",) and backend.output_names == ("logits",)
-    got = backend.run(images)["logits"]
-    assert got.shape == (len(images), 10) and got.dtype == np.float32
+    got = backend.run(digits_images)["logits"]
+    assert got.shape == (len(digits_images), 10) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
-    np.testing.assert_allclose(got, digits_logits(weights, images), rtol=0, atol=ATOL)
+    np.testing.assert_allclose(got, digits_logits(digits_weights, digits_images), rtol=0, atol=ATOL)
     assert len(np.unique(got.argmax(axis=1))) == 10
     for size in (1, 7):  # the batch axis is free
-        np.testing.assert_allclose(backend.run(images[:size])["logits"], expected[:size], rtol=0, atol=ATOL)
+        np.testing.assert_allclose(backend.run(digits_images[:size])["logits"], expected[:size], rtol=0, atol=ATOL)
     backend.close()
 
 
@@ -132,19 +122,19 @@ def test_a_bad_option_is_a_clear_error(savedmodel: Path, extra: dict[str, str], 
 
 
 def test_a_frozen_graph_loads_by_tensor_name_like_the_mlperf_resnet50_pb(
-    weights: dict[str, np.ndarray], images: np.ndarray, tmp_path: Path
+    digits_weights: dict[str, np.ndarray], digits_images: np.ndarray, tmp_path: Path
 ) -> None:
-    model = frozen_graph(weights, tmp_path / "frozen.pb")
-    reference = digits_logits(weights, images)
+    model = frozen_graph(digits_weights, tmp_path / "frozen.pb")
+    reference = digits_logits(digits_weights, digits_images)
     named = tensorflow(model, inputs="input_tensor:0", outputs="ArgMax:0,softmax_tensor:0")
     assert named.output_names == ("ArgMax:0", "softmax_tensor:0")  # in the order given: classification reads the first
-    out = named.run(nhwc(images))
+    out = named.run(nhwc(digits_images))
     np.testing.assert_array_equal(out["ArgMax:0"], reference.argmax(axis=1))
     np.testing.assert_allclose(out["softmax_tensor:0"], softmax(reference), rtol=0, atol=1e-5)
     assert named.describe()["format"] == "frozen_graph" and named.model_identity is None  # the harness hashes it
     # data_format=NHWC feeds the datasets' NCHW batches (the ImageNet dataset's layout) to an NHWC graph.
     transposed = tensorflow(model, outputs="ArgMax:0", data_format="NHWC")
-    np.testing.assert_array_equal(transposed.run(images)["ArgMax:0"], reference.argmax(axis=1))
+    np.testing.assert_array_equal(transposed.run(digits_images)["ArgMax:0"], reference.argmax(axis=1))
     assert transposed.describe()["data_format"] == "NHWC"
     # Unnamed, the placeholders are the inputs and the tensors no op consumes are the outputs.
     found = tensorflow(model)
@@ -153,18 +143,18 @@ def test_a_frozen_graph_loads_by_tensor_name_like_the_mlperf_resnet50_pb(
 
 
 def test_a_frozen_graph_with_a_fixed_batch_is_cut_and_padded(
-    weights: dict[str, np.ndarray], images: np.ndarray, tmp_path: Path
+    digits_weights: dict[str, np.ndarray], digits_images: np.ndarray, tmp_path: Path
 ) -> None:
-    backend = tensorflow(frozen_graph(weights, tmp_path / "b1.pb", batch=1), outputs="ArgMax:0")
+    backend = tensorflow(frozen_graph(digits_weights, tmp_path / "b1.pb", batch=1), outputs="ArgMax:0")
     assert backend.max_batch == 1
-    expected = digits_logits(weights, images[:5]).argmax(axis=1)
-    np.testing.assert_array_equal(backend.run(nhwc(images[:5]))["ArgMax:0"], expected)
+    expected = digits_logits(digits_weights, digits_images[:5]).argmax(axis=1)
+    np.testing.assert_array_equal(backend.run(nhwc(digits_images[:5]))["ArgMax:0"], expected)
 
 
 def test_bad_frozen_graphs_and_tensor_names_are_clear_errors(
-    weights: dict[str, np.ndarray], images: np.ndarray, tmp_path: Path
+    digits_weights: dict[str, np.ndarray], digits_images: np.ndarray, tmp_path: Path
 ) -> None:
-    model = frozen_graph(weights, tmp_path / "frozen.pb")
+    model = frozen_graph(digits_weights, tmp_path / "frozen.pb")
     with pytest.raises(ModelError, match=r"has no tensor 'logits:0'.*its placeholders are input_tensor:0"):
         tensorflow(model, outputs="logits:0")
     garbage = tmp_path / "garbage.pb"
@@ -176,20 +166,20 @@ def test_bad_frozen_graphs_and_tensor_names_are_clear_errors(
     with pytest.raises(ModelError, match="model not found"):
         tensorflow(tmp_path / "absent.pb")
     with pytest.raises(ModelError, match=r"refused the batch \{'input_tensor:0': \[3, 1, 8, 8\]\}"):
-        tensorflow(model).run(images[:3])  # NCHW into an NHWC graph
+        tensorflow(model).run(digits_images[:3])  # NCHW into an NHWC graph
 
 
 def test_one_session_serves_concurrent_threads(
-    weights: dict[str, np.ndarray], images: np.ndarray, savedmodel: Path
+    digits_weights: dict[str, np.ndarray], digits_images: np.ndarray, savedmodel: Path
 ) -> None:
     backend = tensorflow(savedmodel)
     assert backend.thread_safe is True
-    reference = digits_logits(weights, images)
+    reference = digits_logits(digits_weights, digits_images)
     errors: list[str] = []
 
     def work(size: int) -> None:
-        for start in range(0, 400, size):
-            out = backend.run(images[start : start + size])["logits"]
+        for start in range(0, len(digits_images) - size, size):
+            out = backend.run(digits_images[start : start + size])["logits"]
             if not np.allclose(out, reference[start : start + size], rtol=0, atol=ATOL):
                 errors.append(f"batch of {size} at {start}")
 
