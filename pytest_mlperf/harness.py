@@ -100,6 +100,7 @@ class Harness:
             intra_op_threads=cfg.threads,
             batch_size=cfg.batch_size,
             extra=options_for(engine or cfg.backend, cfg.backend_options, engines),
+            cache_dir=cfg.cache_dir,
         )
 
     def backends_for(self, model: Path | str, count: int = 1, engine: str | None = None) -> list[Backend]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pytest_mlperf.errors import ModelError
 
 if TYPE_CHECKING:  # the plugin imports this module to register the built-in backends; numpy comes with a run
     import numpy as np
@@ -23,10 +26,21 @@ class BackendOptions:
     graph_optimization: str = "all"  # disable | basic | extended | all
     warmup_runs: int = 3
     extra: tuple[tuple[str, str], ...] = ()
+    cache_dir: Path | None = None  # where engines cache what they compile (TVM libraries); not a number-changer
 
     def option(self, key: str, default: str | None = None) -> str | None:
         """The last ``--mlperf-backend-option`` value given for *key*."""
         return dict(self.extra).get(key, default)
+
+    def refuse_unknown(self, engine: str, keys: Sequence[str], usage: str) -> None:
+        """Raise ModelError for a ``--mlperf-backend-option`` key the *engine* does not read, listing the *keys* it
+        does and their *usage*."""
+        unknown = sorted({key for key, _ in self.extra} - set(keys))
+        if unknown:
+            raise ModelError(
+                f"--mlperf-backend-option {unknown[0]}=...: the {engine} backend has no option {unknown[0]!r}; it "
+                f"reads: {', '.join(keys)} ({usage})"
+            )
 
     def describe(self) -> dict[str, Any]:
         """These options as a run records them (and the gate fingerprints them)."""
@@ -79,3 +93,14 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the engine's resources (sessions, GPU memory); the backend is not used afterwards."""
         ...
+
+
+def local_model(model: Path | str) -> Path:
+    """*model* as a Path to an existing file, else a ModelError that says where relative paths start and the fix."""
+    path = Path(model)
+    if not path.is_file():
+        raise ModelError(
+            f"model file not found: {path} (relative paths start at {Path.cwd()}); check the path, or "
+            "provision the model through the mlperf_assets fixture (see --mlperf-asset NAME=PATH)"
+        )
+    return path

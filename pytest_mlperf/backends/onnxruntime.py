@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from pytest_mlperf.backends.base import BackendOptions
+from pytest_mlperf.backends.base import BackendOptions, local_model
+from pytest_mlperf.backends.batching import batch_length, run_in_fixed_batches
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
@@ -28,20 +29,10 @@ class OnnxRuntimeBackend:
     def __init__(self, model: Path | str, options: BackendOptions) -> None:
         import onnxruntime as ort
 
-        model = Path(model)
+        model = local_model(model)
         self.version = ort.__version__
         self.options = options
-        unknown = sorted({key for key, _ in options.extra} - set(OPTION_KEYS))
-        if unknown:
-            raise ModelError(
-                f"--mlperf-backend-option {unknown[0]}=...: the onnxruntime backend has no option {unknown[0]!r}; "
-                f"it reads: {', '.join(OPTION_KEYS)} (outputs=NAME[,NAME...] picks the model outputs to fetch)"
-            )
-        if not model.is_file():
-            raise ModelError(
-                f"model file not found: {model} (relative paths start at {Path.cwd()}); check the path, or "
-                "provision the model through the mlperf_assets fixture (see --mlperf-asset NAME=PATH)"
-            )
+        options.refuse_unknown("onnxruntime", OPTION_KEYS, "outputs=NAME[,NAME...] picks the model outputs to fetch")
         available = ort.get_available_providers()
         missing = [p for p in options.providers if p not in available]
         if missing:
@@ -110,31 +101,9 @@ class OnnxRuntimeBackend:
             self.run = self._run_batch  # type: ignore[method-assign]
 
     def run(self, inputs: Inputs) -> Mapping[str, np.ndarray]:
-        if self.max_batch is not None:
-            n = len(inputs) if isinstance(inputs, np.ndarray) else len(next(iter(inputs.values())))
-            if n != self.max_batch:
-                return self._run_fixed(inputs, n, self.max_batch)
+        if self.max_batch is not None and batch_length(inputs) != self.max_batch:
+            return run_in_fixed_batches(self._run_batch, inputs, self.max_batch)
         return self._run_batch(inputs)
-
-    def _run_fixed(self, inputs: Inputs, n: int, size: int) -> Mapping[str, np.ndarray]:
-        """Run a batch of any size *n* on a model whose batch axis is fixed at *size*: chunks, the last one padded
-        with copies of its final sample, and the padding's outputs dropped."""
-
-        def chunk(array: np.ndarray, start: int) -> np.ndarray:
-            part = array[start : start + size]
-            if len(part) < size:
-                part = np.concatenate([part, np.repeat(part[-1:], size - len(part), axis=0)])
-            return part
-
-        pieces: dict[str, list[np.ndarray]] = {}
-        for start in range(0, n, size):
-            if isinstance(inputs, np.ndarray):
-                part: Inputs = chunk(inputs, start)
-            else:
-                part = {name: chunk(array, start) for name, array in inputs.items()}
-            for name, out in self._run_batch(part).items():
-                pieces.setdefault(name, []).append(out)
-        return {name: np.concatenate(outs)[:n] for name, outs in pieces.items()}
 
     def _run_batch(self, inputs: Inputs) -> Mapping[str, np.ndarray]:
         if isinstance(inputs, np.ndarray):
