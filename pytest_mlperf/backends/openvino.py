@@ -1,4 +1,9 @@
-"""OpenVINO backend: the ONNX model compiled for a device, batches spread over an AsyncInferQueue's requests."""
+"""OpenVINO backend: the ONNX model compiled for a device, batches spread over an AsyncInferQueue's requests.
+
+Under the THROUGHPUT hint a batch is cut into as many parts as the device has streams and the parts run at once on
+the queue's requests, so even one harness thread keeps every stream busy (Offline, Server). Work that is not split
+(the LATENCY hint, single samples) runs synchronously on a request of the calling thread's own.
+"""
 
 from __future__ import annotations
 
@@ -66,6 +71,8 @@ class _Compiled:
         # AsyncInferQueue.start_async picks its idle request before taking it off the idle list, outside its lock:
         # two threads submitting at once can get the same request. Submissions go through this lock.
         self._submit = threading.Lock()
+        # A request per calling thread for work that is not split: requests are not safe to share between threads.
+        self._local = threading.local()
 
     def _on_done(self, request: ov.InferRequest, userdata: tuple[_Pending, int]) -> None:
         pending, index = userdata
@@ -81,7 +88,9 @@ class _Compiled:
         pending.finish(index, outputs, None)
 
     def run(self, inputs: Inputs) -> dict[str, np.ndarray]:
-        parts = split_batch(inputs, self.requests) if self.requests > 1 else [inputs]
+        if self.requests == 1 or batch_length(inputs) == 1:
+            return self._run_here(inputs)
+        parts = split_batch(inputs, self.requests)
         pending = _Pending(len(parts))
         with self._submit:
             for index, part in enumerate(parts):
@@ -91,6 +100,15 @@ class _Compiled:
         if pending.error is not None:
             raise pending.error
         return join_outputs(pending.outputs)
+
+    def _run_here(self, inputs: Inputs) -> dict[str, np.ndarray]:
+        """One part: a synchronous infer on this thread's own request, with no queue, callback or event between the
+        caller and the engine (the GIL is released while it runs)."""
+        request: ov.InferRequest | None = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        outputs = request.infer(inputs, share_inputs=True)
+        return {name: outputs[i] for i, name in enumerate(self.output_names)}
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"requests": self.requests, "streams": _property(self.compiled, "NUM_STREAMS")}
