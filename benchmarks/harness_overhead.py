@@ -37,7 +37,8 @@ import numpy as np
 import onnxruntime as ort
 from models import MODELS, ensure_model
 
-from pytest_mlperf.backends.base import Backend
+from pytest_mlperf.backends import create_backend
+from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import Overrides, RunConfig
 from pytest_mlperf.datasets.base import ArrayDataset
 from pytest_mlperf.harness import Case, Harness
@@ -101,6 +102,8 @@ class TimedBackend:
         self.inner.close()
 
 
+#: --backend: the engine the harness and the bare loop both run (engines that read the ONNX models).
+ENGINE = "onnxruntime"
 #: --record-latencies: run the harness with LoadGen's trace on, as the gate's sessions do.
 RECORD_LATENCIES = False
 
@@ -167,31 +170,38 @@ def _session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def bare_offline(sess: ort.InferenceSession, pool: np.ndarray, samples: int, batch: int) -> float:
-    """Samples/s of ``session.run`` over *samples* samples in batches of *batch*, cut from a preloaded block."""
-    name, out = sess.get_inputs()[0].name, sess.get_outputs()[0].name
+Infer = Callable[[np.ndarray], Any]
+
+
+def bare_infer(sess: ort.InferenceSession) -> Infer:
+    """``session.run`` of the first output, as a bare loop calls it."""
+    name, out, run = sess.get_inputs()[0].name, sess.get_outputs()[0].name, sess.run
+    return lambda batch: run([out], {name: batch})
+
+
+def bare_offline(infer: Infer, pool: np.ndarray, samples: int, batch: int) -> float:
+    """Samples/s of the engine over *samples* samples in batches of *batch*, cut from a preloaded block."""
     per_pool = len(pool) // batch
     batches = [pool[i * batch : (i + 1) * batch] for i in range(per_pool)]
     tail = pool[: samples % batch]
     full = samples // batch
     t0 = time.perf_counter()
     for i in range(full):
-        sess.run([out], {name: batches[i % per_pool]})
+        infer(batches[i % per_pool])
     if len(tail):
-        sess.run([out], {name: tail})
+        infer(tail)
     return samples / (time.perf_counter() - t0)
 
 
-def bare_single_stream(sess: ort.InferenceSession, pool: np.ndarray, queries: int) -> tuple[float, float]:
-    """(QPS, p90 latency in s) of *queries* back-to-back batch-1 ``session.run`` calls on random samples."""
-    name, out = sess.get_inputs()[0].name, sess.get_outputs()[0].name
+def bare_single_stream(infer: Infer, pool: np.ndarray, queries: int) -> tuple[float, float]:
+    """(QPS, p90 latency in s) of *queries* back-to-back batch-1 inferences on random samples."""
     order = np.random.default_rng(queries).integers(0, len(pool), queries)
     lat = np.empty(queries)
-    clock, run = time.perf_counter, sess.run
+    clock = time.perf_counter
     t0 = clock()
     for k, i in enumerate(order):
         s = clock()
-        run([out], {name: pool[i : i + 1]})
+        infer(pool[i : i + 1])
         lat[k] = clock() - s
     total = clock() - t0
     return queries / total, float(np.percentile(lat, 90))
@@ -271,11 +281,17 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
     dataset = ArrayDataset(inputs, name=f"{name}-random", synthetic_inputs=True)
     batch = RunConfig().batch_size
     sess = _session(path, threads)
+    if ENGINE == "onnxruntime":
+        infer = bare_infer(sess)
+    else:  # the engine's own wrapper called in a loop: its bare speed, without LoadGen or the harness
+        engine_backend = create_backend(ENGINE, path, BackendOptions(intra_op_threads=threads, batch_size=batch))
+        infer = engine_backend.run
     for warm in (inputs[:batch], inputs[:1]):  # as the harness's warm-up and calibration do
-        sess.run(None, {sess.get_inputs()[0].name: warm})
+        infer(warm)
     overrides = Overrides(min_query_count=HEAVY_MIN_QUERIES) if name == "heavy" else Overrides()
     config = RunConfig(
-        profile="smoke", threads=threads, log_dir=root / name, overrides=overrides, record_latencies=RECORD_LATENCIES
+        profile="smoke", threads=threads, log_dir=root / name, overrides=overrides, record_latencies=RECORD_LATENCIES,
+        backend=ENGINE,
     )
     harness = FixedSettingsHarness(config, root)
     busy_backend = harness.backend_for(path)
@@ -301,9 +317,9 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
 
     def run_bare(scenario: str, rnd: int) -> None:
         if scenario == "Offline":
-            offline.bare.append(bare_offline(sess, inputs, work["samples"], batch))
+            offline.bare.append(bare_offline(infer, inputs, work["samples"], batch))
         else:
-            qps, p90 = bare_single_stream(sess, inputs, work["queries"])
+            qps, p90 = bare_single_stream(infer, inputs, work["queries"])
             ss_qps.bare.append(qps)
             ss_p90.bare.append(p90 * 1e3)
 
@@ -316,7 +332,7 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
             ss_qps.floor.append(qps)
             ss_p90.floor.append(p90)
 
-    with_floor = name in FLOOR_MODELS
+    with_floor = name in FLOOR_MODELS and ENGINE == "onnxruntime"  # the floor is LoadGen around ORT itself
     arms = [run_harness, run_bare, run_floor] if with_floor else [run_harness, run_bare]
     for rnd in range(plan.rounds[name]):
         # Rotate the order each round; round 0 starts with the harness, which fixes the work the others repeat.
@@ -484,9 +500,10 @@ def render(
         f"rounds: {', '.join(f'{m} {n}' for m, n in plan.rounds.items())}; within a round harness, bare (and floor) "
         "alternate per scenario, the order rotating each round. ratio = median of per-round harness/bare ratios, "
         "spread = their min..max (for p90 lower is better). harness/bare/floor columns are medians.",
-        "harness: Harness.run, smoke profile calibrated once per case, onnxruntime backend, "
+        f"harness: Harness.run, smoke profile calibrated once per case, {ENGINE} backend, "
         f"{len(usable_cpus())} intra-op threads, batch 32, 1 worker; {'; '.join(notes)}.",
-        "bare: InferenceSession.run with the same options, sample count and batch size on preloaded contiguous "
+        ("bare: InferenceSession.run" if ENGINE == "onnxruntime" else f"bare: the {ENGINE} backend's run()")
+        + " with the same options, sample count and batch size on preloaded contiguous "
         "batches (p90 timed around session.run). busy: share of LoadGen's measured run time that the harness spent "
         "inside backend.run, within the same run (immune to run-to-run noise). LG floor: LoadGen with a minimal "
         "FastSUT calling session.run inline, no harness (what LoadGen alone costs).",
@@ -515,6 +532,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="run the harness as under --mlperf-record-latencies (LoadGen's trace on for the gate)",
     )
+    parser.add_argument(
+        "--backend",
+        default="onnxruntime",
+        help="engine for the harness and the bare loop: onnxruntime, or another that reads ONNX (openvino, tvm, "
+        "tensorrt); the bare loop then calls that engine's backend.run, and the LoadGen floor is left out",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw numbers to this file")
     parser.add_argument("--keep-logs", type=Path, help="write LoadGen logs here instead of a temporary directory")
     args = parser.parse_args(argv)
@@ -528,8 +551,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     root = args.keep_logs or Path(tempfile.mkdtemp(prefix="mlperf-overhead-"))
     patches = contextlib.ExitStack()
-    global RECORD_LATENCIES
+    global RECORD_LATENCIES, ENGINE
     RECORD_LATENCIES = args.record_latencies
+    ENGINE = args.backend
+    if ENGINE not in ("onnxruntime", "openvino", "tvm", "tensorrt"):
+        parser.error(
+            f"--backend {ENGINE}: the benchmark's models are ONNX files, which {ENGINE} does not read; use "
+            "onnxruntime, openvino, tvm or tensorrt"
+        )
     try:
         rows: list[Row] = []
         notes: list[str] = []

@@ -61,16 +61,18 @@ class Classification:
         return classes.astype(np.float32)
 
     def _top_classes(self, scores: np.ndarray) -> np.ndarray:
-        if np.issubdtype(scores.dtype, np.integer):
-            return scores.reshape(len(scores), -1)[:, :1]
-        logits = scores.reshape(len(scores), -1)
+        # Cheap checks only: this runs once per SingleStream query (dtype.kind, not np.issubdtype, is ~1 us less).
+        logits = scores if scores.ndim == 2 else scores.reshape(len(scores), -1)
+        if scores.dtype.kind in "iu":
+            return logits[:, :1]
         n, classes = logits.shape
         k = min(self.topk, classes)
         if k == 1:
             top: np.ndarray = np.argmax(logits, axis=1)[:, None]
             return top
         if classes <= 128:  # on the SingleStream hot path one small sort beats argpartition + gathers
-            return np.argsort(-logits, axis=1)[:, :k]
+            ranked: np.ndarray = np.argsort(logits, axis=1)[:, : classes - k - 1 if k < classes else None : -1]
+            return ranked
         part = np.argpartition(logits, classes - k, axis=1)[:, classes - k :]
         rows = np.arange(n)[:, None]
         order = np.argsort(logits[rows, part], axis=1)[:, ::-1]

@@ -104,7 +104,7 @@ def test_ini_twins_are_read(project: pytest.Pytester) -> None:
         (["--mlperf-mode=accuracy", "--mlperf-min-duration-ms=10"], "*only affect performance runs*"),
         (["--mlperf-batch-size=0"], "*--mlperf-batch-size: 0 is not valid; it must be greater than zero*"),
         (["--mlperf-accuracy-target=150"], "*accuracy target 150.0 is not a fraction*"),
-        (["--mlperf-backend=tensorrt"], "*unknown backend 'tensorrt'; valid backends are onnxruntime, noop*"),
+        (["--mlperf-backend=jax"], "*unknown backend 'jax'; valid backends are onnxruntime, openvino, litert, *noop*"),
     ],
 )
 def test_bad_options_are_usage_errors(project: pytest.Pytester, args: list[str], message: str) -> None:
