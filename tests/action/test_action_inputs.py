@@ -67,7 +67,9 @@ def test_env_name_maps_kebab_case_like_action_yml() -> None:
         ("scenarios", "offline", "input `scenarios`: 'offline' not among SingleStream, MultiStream, Server, Offline"),
         ("alpha", "1.5", "input `alpha`: 1.5 must be in [1e-09, 1.0)"),
         ("alpha", "small", "input `alpha`: 'small' is not a number"),
-        ("floor", "-0.1", "input `floor`: -0.1 must be >= 0.0"),
+        ("floor", "-0.1", "input `floor`: -0.1 must be in [0.0, 1.0)"),
+        # `pytest-mlperf compare` refuses a floor of 1 or more: said here, before any benchmark has run.
+        ("floor", "1.5", "input `floor`: 1.5 must be in [0.0, 1.0)"),
         ("repeat", "0", "input `repeat`: 0 must be >= 1"),
         ("repeat", "2.5", "input `repeat`: 2.5 is not a whole number"),
         ("fail-on-regression", "maybe", "input `fail-on-regression`: 'maybe' is not a boolean"),

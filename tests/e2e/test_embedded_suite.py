@@ -16,10 +16,13 @@ SUITES = Path(__file__).resolve().parents[2] / "suites"
 
 def test_digits_suite_passes_and_leaves_results_and_logs(pytester: pytest.Pytester, tmp_path: Path) -> None:
     results = tmp_path / "results.json"
+    # The suite's own bounds (25 ms, 50 samples/s) are for a runner of its own: on a loaded machine, Server's p99
+    # reached 19 ms. This test is about the suite running end to end, so the bounds are lifted out of reach of any
+    # load (1 s also becomes Server's target latency, and with it LoadGen's validity check).
     result = pytester.runpytest_subprocess(
         str(SUITES / "test_digits.py"), f"--mlperf-results={results}", f"--mlperf-log-dir={tmp_path / 'logs'}",
         f"--mlperf-cache-dir={tmp_path / 'cache'}", "--mlperf-min-duration-ms=300", "-p", "no:cacheprovider",
-        timeout=300,
+        "--mlperf-latency-bound-ms=1000", "--mlperf-min-qps=0", timeout=300,
     )
     result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(["*mlperf results*", "*test_digits?Offline-accuracy?*Offline*accuracy*PASS*"])

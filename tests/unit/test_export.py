@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -13,11 +14,13 @@ import pytest
 
 from pytest_mlperf.export import (
     FORMATS,
+    MEASURES,
     bencher_metric_format,
     export,
     github_action_benchmark,
     pytest_benchmark,
 )
+from pytest_mlperf.rules import LATENCY_PERCENTILE, QPS_SCENARIOS, SCENARIOS
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "results"
 SS = "suites/test_digits.py::test_digits[SingleStream-performance]"
@@ -173,7 +176,7 @@ def test_pytest_benchmark_rounds_are_queries_or_runs(document: dict[str, Any]) -
     qps = [run["metrics"]["qps"] for run in runs_of(document, OFF)]
     assert off["stats"]["rounds"] == 3
     assert off["stats"]["min"] == pytest.approx(1 / max(qps))
-    assert off["extra_info"]["qps"] == qps
+    assert off["extra_info"]["samples_per_second"] == qps
 
 
 def test_no_commit_and_no_runs() -> None:
@@ -190,3 +193,87 @@ def test_export_dispatch(document: dict[str, Any]) -> None:
     assert export(document, "bmf") == bencher_metric_format(document)
     with pytest.raises(ValueError, match="unknown export format 'csv'; use one of gab-smaller, gab-bigger"):
         export(document, "csv")
+
+
+@pytest.fixture(scope="module")
+def every_scenario() -> dict[str, Any]:
+    """A real run of suites/test_digits.py in all four scenarios and both modes (latency samples cut to 200)."""
+    loaded: dict[str, Any] = json.loads((DATA / "all_scenarios.json").read_text(encoding="utf-8"))
+    return loaded
+
+
+def _performance_run(document: dict[str, Any], scenario: str) -> dict[str, Any]:
+    (run,) = [r for r in document["runs"] if r["scenario"] == scenario and r["mode"] == "performance"]
+    return run
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_each_exported_metric_has_the_unit_and_direction_of_its_mlperf_metric(
+    every_scenario: dict[str, Any], scenario: str
+) -> None:
+    run = _performance_run(every_scenario, scenario)
+    case = run["id"]
+    metrics = run["metrics"]
+    percentile = LATENCY_PERCENTILE[scenario]
+    smaller = {e["name"]: e for e in github_action_benchmark(every_scenario, bigger_is_better=False)}
+    bigger = {e["name"]: e for e in github_action_benchmark(every_scenario, bigger_is_better=True)}
+    # Lower-is-better latency only in the smaller list, in ms; throughput and accuracy only in the bigger list.
+    assert all(e["unit"] == "ms" and e["name"].endswith(" latency") for e in smaller.values())
+    assert all(e["unit"] in ("samples/s", "%") and "latency" not in e["name"] for e in bigger.values())
+    mine_smaller = {n: e for n, e in smaller.items() if n.startswith(case)}
+    mine_bigger = {n: e for n, e in bigger.items() if n.startswith(case)}
+    if percentile is None:  # Offline: judged on throughput alone
+        assert mine_smaller == {}
+    else:
+        assert list(mine_smaller) == [f"{case} {percentile} latency"]
+        assert mine_smaller[f"{case} {percentile} latency"]["value"] == metrics["latency_ns"][percentile] / 1e6
+    bmf = bencher_metric_format(every_scenario)[case]
+    (bench,) = [b for b in pytest_benchmark(every_scenario)["benchmarks"] if b["fullname"] == case]
+    if scenario in QPS_SCENARIOS:
+        # Samples per second as LoadGen reports the scenario's metric (Server: result_completed_samples_per_sec),
+        # never a rate of queries such as the inverse of the mean query latency.
+        samples_per_s = metrics["qps"]
+        inverse_mean_latency = 1e9 / statistics.fmean(run["latency_samples_ns"] or [metrics["latency_ns"]["mean"]])
+        assert samples_per_s != pytest.approx(inverse_mean_latency, rel=0.05)
+        assert mine_bigger == {f"{case} throughput": {**mine_bigger[f"{case} throughput"], "unit": "samples/s"}}
+        assert mine_bigger[f"{case} throughput"]["value"] == samples_per_s
+        assert bmf["throughput"] == {"value": samples_per_s}
+        # pytest-benchmark: stats in seconds per sample (lower is better), ops in samples/s (bigger is better).
+        assert bench["stats"]["ops"] == pytest.approx(samples_per_s)
+        assert bench["extra_info"]["samples_per_second"] == [samples_per_s]
+    else:
+        assert mine_bigger == {}
+        assert "throughput" not in bmf
+        # Judged on latency: rounds are queries, stats their latencies in seconds (lower is better).
+        assert bench["extra_info"]["round"] == "query latency"
+        assert bench["stats"]["median"] == pytest.approx(statistics.median(run["latency_samples_ns"]) / 1e9)
+    if percentile is not None:
+        assert bmf["latency"] == {"value": metrics["latency_ns"][percentile]}  # Bencher's latency is in ns
+        assert bench["extra_info"][f"{percentile}_latency_ns"] == [metrics["latency_ns"][percentile]]
+    (accuracy_run,) = [r for r in every_scenario["runs"] if r["scenario"] == scenario and r["mode"] == "accuracy"]
+    accuracy_case = accuracy_run["id"]
+    accuracy = bigger[f"{accuracy_case} top1 accuracy"]
+    assert accuracy["unit"] == "%"
+    assert accuracy["value"] == pytest.approx(accuracy_run["metrics"]["accuracy"]["top1"] * 100)
+    assert not any(n.startswith(accuracy_case) for n in smaller)
+
+
+def test_the_measures_table_names_every_exported_measure(every_scenario: dict[str, Any]) -> None:
+    slugs = {slug for measures in bencher_metric_format(every_scenario).values() for slug in measures}
+    assert slugs == set(MEASURES) == {"latency", "throughput", "accuracy"}
+    assert {m: bigger for m, (_, bigger) in MEASURES.items()} == {
+        "latency": False, "throughput": True, "accuracy": True,
+    }
+
+
+def test_a_lower_is_better_accuracy_metric_goes_to_the_smaller_list(every_scenario: dict[str, Any]) -> None:
+    every_scenario = copy.deepcopy(every_scenario)  # the fixture is shared by the module
+    (run,) = [r for r in every_scenario["runs"] if r["scenario"] == "Offline" and r["mode"] == "accuracy"]
+    # The task of an error rate, say: the same figure, judged the other way.
+    run["task"] = {**run["task"], "higher_is_better": False}
+    name = f"{run['id']} {run['task']['metric']} accuracy"
+    smaller = {e["name"]: e for e in github_action_benchmark(every_scenario, bigger_is_better=False)}
+    bigger = {e["name"] for e in github_action_benchmark(every_scenario, bigger_is_better=True)}
+    assert name not in bigger
+    assert smaller[name]["unit"] == "%"
+    assert smaller[name]["value"] == pytest.approx(run["metrics"]["accuracy"][run["task"]["metric"]] * 100)
