@@ -116,7 +116,8 @@ def test_unreadable_model_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_digits_suite_on_tvm_matches_onnxruntime(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    doc = run_digits_suite(pytester, tmp_path, "tvm")
+    # Two inference threads for Offline and Server: each gets its own VM, all on the one cached library.
+    doc = run_digits_suite(pytester, tmp_path, "tvm", "--mlperf-workers=2")
     top1 = top1_by_engine(doc)
     assert abs(top1["tvm"] - top1["onnxruntime"]) <= 0.001
     libraries = {run["backend_options"]["library"] for run in runs_of(doc, "tvm")}
@@ -124,5 +125,4 @@ def test_digits_suite_on_tvm_matches_onnxruntime(pytester: pytest.Pytester, tmp_
     assert len(libraries) == 1
     assert (tmp_path / "cache" / "tvm" / libraries.pop()).is_file()
     for run in runs_of(doc, "tvm"):
-        if run["mode"] == "performance":
-            assert run["valid"] is True
+        assert run["metrics"]["accuracy"]["count"] == 359
