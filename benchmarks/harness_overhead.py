@@ -35,7 +35,7 @@ from typing import Any
 import mlperf_loadgen as lg  # only for the bare Server reference; the harness path goes through the package
 import numpy as np
 import onnxruntime as ort
-from models import MODELS, ensure_model
+from models import bare_session, ensure_model, random_inputs
 
 from pytest_mlperf.backends import create_backend
 from pytest_mlperf.backends.base import Backend, BackendOptions
@@ -162,14 +162,6 @@ class Row:
     target: tuple[str, float] | None
 
 
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 Infer = Callable[[np.ndarray], Any]
 
 
@@ -273,14 +265,11 @@ def _drop(result: RunResult) -> None:
 
 
 def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None]) -> tuple[list[Row], str]:
-    spec = MODELS[name]
     path = ensure_model(name)
     threads = len(usable_cpus())
-    count = 64 if name == "heavy" else 1024
-    inputs = np.random.default_rng(7).random((count, *spec.sample_shape), dtype=np.float32)
-    dataset = ArrayDataset(inputs, name=f"{name}-random", synthetic_inputs=True)
+    inputs, dataset = random_inputs(name)
     batch = RunConfig().batch_size
-    sess = _session(path, threads)
+    sess = bare_session(path, threads)
     if ENGINE == "onnxruntime":
         infer = bare_infer(sess)
     else:  # the engine's own wrapper called in a loop: its bare speed, without LoadGen or the harness

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from onnx import TensorProto, helper
 
@@ -22,7 +23,13 @@ from pytest_mlperf.fileio import ensure_built
 from pytest_mlperf.models.standin import GraphBuilder, build_resnet50_standin
 from pytest_mlperf.provisioning.cache import default_cache_dir
 
-__all__ = ["MODELS", "ModelSpec", "build_heavy", "build_light", "ensure_model"]
+if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime as ort
+
+    from pytest_mlperf.datasets.base import ArrayDataset
+
+__all__ = ["MODELS", "ModelSpec", "bare_session", "build_heavy", "build_light", "ensure_model", "random_inputs"]
 
 #: Bump when a graph changes: it is part of the cached file name.
 BUILD_VERSION = 2
@@ -73,3 +80,25 @@ def ensure_model(name: str, cache_dir: Path | None = None) -> Path:
     return ensure_built(
         cache_dir or default_cache_dir(), f"benchmarks/{spec.filename}", spec.build, what=f"benchmark model {name!r}"
     )
+
+
+def bare_session(path: Path, threads: int) -> ort.InferenceSession:
+    """The scripts' bare reference session: the options the harness's onnxruntime backend uses (CPU)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def random_inputs(name: str) -> tuple[np.ndarray, ArrayDataset]:
+    """Fixed-seed random inputs for model *name* (64 samples heavy, 1,024 light) and a dataset over them."""
+    import numpy as np
+
+    from pytest_mlperf.datasets.base import ArrayDataset
+
+    count = 64 if name == "heavy" else 1024
+    inputs = np.random.default_rng(7).random((count, *MODELS[name].sample_shape), dtype=np.float32)
+    return inputs, ArrayDataset(inputs, name=f"{name}-random", synthetic_inputs=True)

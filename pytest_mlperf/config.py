@@ -130,6 +130,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("threads", "Intra-op threads per inference session; 0 means one per usable core.", 0, kind="int",
                metavar="N"),
     OptionSpec("batch-size", "Largest batch for Offline and Server.", 32, kind="int", metavar="N"),
+    OptionSpec("server-batch", "Server batch cap: auto (the largest batch whose measured samples/s pays for its "
+               "latency, never above --mlperf-batch-size) or a number that forces it.", "auto",
+               metavar="auto|N"),
     OptionSpec("server-max-wait-us", "How long the Server batcher may hold a query to fill a batch, in "
                "microseconds; 0 batches only what is already queued.", 0, kind="int", metavar="US"),
     OptionSpec("cache-dir", "Where models, datasets and built artefacts are cached.", metavar="DIR",
@@ -235,6 +238,10 @@ class RunConfig:
     providers: tuple[str, ...] = tuple(_split_list(_default("providers")))
     threads: int = _default("threads")
     batch_size: int = _default("batch-size")
+    #: ``--mlperf-server-batch``: a forced Server batch cap; None (auto) measures it (calibrate.server_batch).
+    server_batch: int | None = field(
+        default_factory=lambda: parse_server_batch(_default("server-batch"), _default("batch-size"))
+    )
     server_max_wait_us: int = _default("server-max-wait-us")
     workers: int = _default("workers")
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
@@ -383,6 +390,7 @@ def build_run_config(
     _positive(batch_size, "--mlperf-batch-size")
     _positive(wait, "--mlperf-server-max-wait-us", allow_zero=True)
     _positive(workers, "--mlperf-workers")
+    server_batch = parse_server_batch(val("server-batch"), int(batch_size))
     if modes == ("accuracy",) and (overrides.min_duration_ms is not None or overrides.min_query_count is not None):
         raise UsageProblem(
             "--mlperf-min-duration-ms/--mlperf-min-query-count only affect performance runs, but "
@@ -429,6 +437,7 @@ def build_run_config(
         providers=providers,
         threads=int(threads),
         batch_size=int(batch_size),
+        server_batch=server_batch,
         server_max_wait_us=int(wait),
         workers=int(workers),
         cache_dir=Path(val("cache-dir")).expanduser() if val("cache-dir") else default_cache_dir(),
@@ -469,6 +478,27 @@ def options_for(engine: str, pairs: Sequence[tuple[str, str]], engines: Sequence
         else:
             out.append((key, value))
     return tuple(out)
+
+
+def parse_server_batch(raw: Any, batch_size: int, source: str = "--mlperf-server-batch") -> int | None:
+    """``auto`` (None: measured per model) or a forced Server batch cap between 1 and --mlperf-batch-size."""
+    text = "auto" if raw is None else str(raw).strip().lower()
+    if text in ("", "auto"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageProblem(
+            f"{source}: {raw!r} is not valid; use auto (measure the batch that pays) or a whole number, e.g. 1"
+        ) from None
+    if value < 1:
+        raise UsageProblem(f"{source}: {value} is not valid; it must be 1 or more, or auto")
+    if value > batch_size:
+        raise UsageProblem(
+            f"{source}: {value} is above --mlperf-batch-size {batch_size}, the ceiling of every batch; "
+            f"raise --mlperf-batch-size to {value} or force a smaller Server batch"
+        )
+    return value
 
 
 def parse_backend_options(raw: ListValue | None) -> tuple[tuple[str, str], ...]:

@@ -247,6 +247,25 @@ class Harness:
         fixed = getattr(backend, "max_batch", None)
         return min(self.config.batch_size, fixed) if isinstance(fixed, int) and fixed > 0 else self.config.batch_size
 
+    def server_batch(self, case: Case, backend: Backend, spec: loadgen.SettingsSpec) -> calibrate.ServerBatch:
+        """The Server batch cap: --mlperf-server-batch, else the cap the same case ran with in the load document or
+        baseline (so base and head batch alike, whatever their calibrations say), else measured against the run's
+        effective latency bound; never above the ceiling."""
+        ceiling = self.batch_size(backend)
+        if self.config.server_batch is not None:
+            forced = min(self.config.server_batch, ceiling)
+            return calibrate.ServerBatch(forced, "forced", f"--mlperf-server-batch {self.config.server_batch}")
+        for source, document in (("--mlperf-reuse-load", self.config.load_document),
+                                 ("--mlperf-baseline", self.config.baseline_document)):
+            for run in (document or {}).get("runs") or []:
+                if run.get("id") == case.id and run.get("scenario") == "Server":
+                    size = (run.get("sut") or {}).get("batch_size")
+                    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+                        return calibrate.ServerBatch(min(size, ceiling), "reused", f"{source}'s run of this case")
+        cal = self.prepare(case, backend, calibrate.SERVER_BATCH_NEEDS)
+        bound_ns = loadgen.build_settings(spec).server_target_latency_ns
+        return calibrate.server_batch(cal, ceiling, bound_ns / 1e9 if bound_ns > 0 else None)
+
     def latency_rule(self, case: Case, settings: Mapping[str, Any]) -> tuple[str | None, float | None]:
         """The percentile and bound (ms) a run's latency is judged at.
 
@@ -304,7 +323,12 @@ class Harness:
         log_dir = self.log_dir_for(case)
         if log_dir.exists():
             shutil.rmtree(log_dir)  # stale logs from an earlier session would be parsed as this run's
-        options = SutOptions(batch_size=batch_size, server_max_wait_us=cfg.server_max_wait_us, workers=cfg.workers)
+        server = self.server_batch(case, backend, spec) if case.scenario == "Server" else None
+        options = SutOptions(
+            batch_size=server.batch_size if server else batch_size,
+            server_max_wait_us=cfg.server_max_wait_us,
+            workers=cfg.workers,
+        )
         outcome = loadgen.run_test(
             lambda complete: make_sut(case.scenario, backends, case.dataset, task, complete, options),
             case.dataset,
@@ -380,6 +404,7 @@ class Harness:
                 "min_qps": case.thresholds.min_qps,
             },
             latency_samples_ns=self.latency_samples(case, log_dir) if not failed else None,
+            sut=server.to_dict() if server else None,
             valid=(False if failed else detail.valid) if case.mode == "performance" else None,
             validity_reasons=(
                 ["the SUT failed: LoadGen's own verdict does not count for a run whose inference raised"]

@@ -59,6 +59,8 @@ class RunResult:
     latency_samples_ns: list[int] | None = None
     validity_reasons: list[str] = field(default_factory=list)
     recommendation: str | None = None
+    #: How the SUT batched: Server's ``{"batch_size", "policy", "reason", "samples_per_s"}``; None otherwise.
+    sut: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
