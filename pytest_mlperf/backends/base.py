@@ -34,6 +34,11 @@ class BackendOptions:
         """The last ``--mlperf-backend-option`` value given for *key*."""
         return dict(self.extra).get(key, default)
 
+    def refuse_unknown(self, engine: str, keys: Sequence[str], usage: str) -> None:
+        """Raise ModelError for a ``--mlperf-backend-option`` key the *engine* does not read, listing the *keys* it
+        does and their *usage*."""
+        refuse_unknown_options(engine, self, keys, f"{', '.join(keys)} ({usage})")
+
     def describe(self) -> dict[str, Any]:
         """These options as a run records them (and the gate fingerprints them)."""
         out: dict[str, Any] = {
@@ -176,3 +181,10 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the engine's resources (sessions, GPU memory); the backend is not used afterwards."""
         ...
+
+
+def local_model(model: Path | str) -> Path:
+    """*model* as a Path to an existing file, else a ModelError that says where relative paths start and the fix."""
+    path = Path(model)
+    require_model_file(path)
+    return path

@@ -15,9 +15,9 @@ from pytest_mlperf.backends.base import (
     as_feeds,
     count_option,
     fit_batch,
+    local_model,
     option_error,
     refuse_unknown_options,
-    require_model_file,
 )
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
@@ -49,8 +49,7 @@ class LiteRtBackend:
         self.version: str = ai_edge_litert.__version__
         self.options = options
         refuse_unknown_options("litert", options, OPTION_KEYS, _HELP)
-        model = Path(model)
-        require_model_file(model)
+        model = local_model(model)
         self.threads = count_option("litert", options, "threads", options.intra_op_threads) or len(usable_cpus())
         self.delegate = options.option("delegate") or "xnnpack"
         delegates: list[Any] = []

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_mlperf.backends.base import BackendOptions, as_feeds, fit_batch, refuse_unknown_options, require_model_file
+from pytest_mlperf.backends.base import BackendOptions, as_feeds, fit_batch, local_model, refuse_unknown_options
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
@@ -28,13 +28,12 @@ class OnnxRuntimeBackend:
     def __init__(self, model: Path | str, options: BackendOptions) -> None:
         import onnxruntime as ort
 
-        model = Path(model)
         self.version = ort.__version__
         self.options = options
         refuse_unknown_options(
             "onnxruntime", options, OPTION_KEYS, "outputs (outputs=NAME[,NAME...] picks the model outputs to fetch)"
         )
-        require_model_file(model)
+        model = local_model(model)
         available = ort.get_available_providers()
         missing = [p for p in options.providers if p not in available]
         if missing:

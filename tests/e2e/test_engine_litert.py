@@ -3,7 +3,6 @@ records its options; one interpreter per inference thread."""
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from pytest_mlperf.harness import Harness
 from pytest_mlperf.models.digits import build_digits_onnx, digits_logits
 from pytest_mlperf.models.digits_formats import digits_model_for
 from pytest_mlperf.models.digits_tflite import build_digits_tflite, ensure_digits_tflite
+from tests.e2e.engine_checks import run_digits_suite, runs_of, top1_by_engine
 
-SUITES = Path(__file__).resolve().parents[2] / "suites"
 # fp32 logits of a few units; the engines sum in different orders, so they agree to ~1e-5, not bit for bit.
 ATOL = 1e-4
 
@@ -185,48 +184,22 @@ def test_each_inference_thread_gets_its_own_interpreter(
     harness.close()
 
 
-def _accuracy(doc: dict[str, Any], engine: str) -> float:
-    runs = [r for r in doc["runs"] if r["backend"] == engine and r["mode"] == "accuracy"]
-    assert runs, f"no accuracy run for {engine}"
-    top1 = {float(r["metrics"]["accuracy"]["top1"]) for r in runs}
-    assert len(top1) == 1, f"{engine}: accuracy differs between scenarios: {top1}"
-    return top1.pop()
-
-
 @pytest.mark.slow
 def test_the_digits_suite_runs_on_litert_as_accurately_as_onnxruntime(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
-    results = tmp_path / "results.json"
-    result = pytester.runpytest_subprocess(
-        str(SUITES / "test_digits.py"), "--mlperf-backends=onnxruntime,litert", f"--mlperf-results={results}",
-        f"--mlperf-log-dir={tmp_path / 'logs'}", f"--mlperf-cache-dir={tmp_path / 'cache'}",
-        "--mlperf-min-duration-ms=300", "-p", "no:cacheprovider", timeout=600,
+    # Two inference threads for Offline and Server: each gets its own interpreter. litert.threads reaches litert
+    # alone: onnxruntime refuses keys it does not read, so its cases passing shows the key did not reach it.
+    doc = run_digits_suite(
+        pytester, tmp_path, "litert", "--mlperf-workers=2", "--mlperf-backend-option=litert.threads=1"
     )
-    result.assert_outcomes(passed=16)
-    result.stdout.fnmatch_lines(["*test_digits?litert-Offline-accuracy?*PASS*"])
-    doc = json.loads(results.read_text())
-    assert abs(_accuracy(doc, "litert") - _accuracy(doc, "onnxruntime")) <= 0.001
-    assert _accuracy(doc, "litert") >= 0.97
-    for run in (r for r in doc["runs"] if r["backend"] == "litert"):
+    top1 = top1_by_engine(doc)
+    assert abs(top1["litert"] - top1["onnxruntime"]) <= 0.001
+    assert top1["litert"] >= 0.97
+    for run in runs_of(doc, "litert"):
         options = run["backend_options"]
-        assert options["delegate"] == "xnnpack" and options["threads"] >= 1 and options["version"]
+        assert options["delegate"] == "xnnpack" and options["threads"] == 1 and options["version"]
+        assert options["options"] == {"threads": "1"}
         assert run["model"] == "digits-cnn" and len(run["model_sha256"]) == 64
-
-
-@pytest.mark.slow
-def test_engine_options_reach_litert_alone(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    results = tmp_path / "results.json"
-    result = pytester.runpytest_subprocess(
-        str(SUITES / "test_digits.py"), "--mlperf-backends=onnxruntime,litert", "-k", "Offline-accuracy",
-        "--mlperf-backend-option=litert.threads=1", "--mlperf-backend-option=litert.delegate=none",
-        f"--mlperf-results={results}", f"--mlperf-log-dir={tmp_path / 'logs'}",
-        f"--mlperf-cache-dir={tmp_path / 'cache'}", "-p", "no:cacheprovider", timeout=300,
-    )
-    # onnxruntime refuses keys it does not read, so it passing shows the litert.* keys did not reach it.
-    result.assert_outcomes(passed=2)
-    runs = {r["backend"]: r for r in json.loads(results.read_text())["runs"]}
-    assert runs["litert"]["backend_options"]["threads"] == 1
-    assert runs["litert"]["backend_options"]["delegate"] == "none"
-    assert runs["litert"]["backend_options"]["options"] == {"threads": "1", "delegate": "none"}
-    assert "options" not in runs["onnxruntime"]["backend_options"]
+        assert run["metrics"]["accuracy"]["count"] == 359
+    assert all("options" not in run["backend_options"] for run in runs_of(doc, "onnxruntime"))

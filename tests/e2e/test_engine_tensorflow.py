@@ -3,10 +3,8 @@ frozen GraphDefs (the MLPerf ResNet50 .pb's format) load through tf.compat.v1; o
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,8 +20,8 @@ from pytest_mlperf.errors import ModelError
 from pytest_mlperf.models.digits import build_digits_onnx, digits_logits
 from pytest_mlperf.models.digits_formats import digits_model_for
 from pytest_mlperf.models.digits_tensorflow import ensure_digits_savedmodel
+from tests.e2e.engine_checks import run_digits_suite, runs_of, top1_by_engine
 
-SUITES = Path(__file__).resolve().parents[2] / "suites"
 # fp32 logits of a few units; the engines sum in different orders, so they agree to ~1e-5, not bit for bit.
 ATOL = 1e-4
 
@@ -191,34 +189,22 @@ def test_one_session_serves_concurrent_threads(
     assert errors == []
 
 
-def _accuracy(doc: dict[str, Any], engine: str) -> float:
-    runs = [r for r in doc["runs"] if r["backend"] == engine and r["mode"] == "accuracy"]
-    assert runs, f"no accuracy run for {engine}"
-    top1 = {float(r["metrics"]["accuracy"]["top1"]) for r in runs}
-    assert len(top1) == 1, f"{engine}: accuracy differs between scenarios: {top1}"
-    return top1.pop()
-
-
 @pytest.mark.slow
 def test_the_digits_suite_runs_on_tensorflow_as_accurately_as_onnxruntime(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
-    results = tmp_path / "results.json"
-    result = pytester.runpytest_subprocess(
-        str(SUITES / "test_digits.py"), "--mlperf-backends=onnxruntime,tensorflow",
-        "--mlperf-backend-option=tensorflow.threads=1", f"--mlperf-results={results}",
-        f"--mlperf-log-dir={tmp_path / 'logs'}", f"--mlperf-cache-dir={tmp_path / 'cache'}",
-        "--mlperf-min-duration-ms=300", "-p", "no:cacheprovider", timeout=600,
+    # Two inference threads for Offline and Server share the one session (thread_safe).
+    doc = run_digits_suite(
+        pytester, tmp_path, "tensorflow", "--mlperf-workers=2", "--mlperf-backend-option=tensorflow.threads=1"
     )
-    result.assert_outcomes(passed=16)
-    result.stdout.fnmatch_lines(["*test_digits?tensorflow-Offline-accuracy?*PASS*"])
-    doc = json.loads(results.read_text())
-    assert abs(_accuracy(doc, "tensorflow") - _accuracy(doc, "onnxruntime")) <= 0.001
-    assert _accuracy(doc, "tensorflow") >= 0.97
-    for run in (r for r in doc["runs"] if r["backend"] == "tensorflow"):
+    top1 = top1_by_engine(doc)
+    assert abs(top1["tensorflow"] - top1["onnxruntime"]) <= 0.001
+    assert top1["tensorflow"] >= 0.97
+    for run in runs_of(doc, "tensorflow"):
         options = run["backend_options"]
         assert options["threads"] == 1 and options["format"] == "savedmodel" and options["version"] == tf.__version__
         assert options["options"] == {"threads": "1"}
         # A SavedModel is a directory: the run is identified by the backend's digest of its files.
         assert run["model_identity"].startswith("sha256:") and run["model_sha256"] is None
-    assert all("options" not in r["backend_options"] for r in doc["runs"] if r["backend"] == "onnxruntime")
+        assert run["metrics"]["accuracy"]["count"] == 359
+    assert all("options" not in run["backend_options"] for run in runs_of(doc, "onnxruntime"))

@@ -183,5 +183,7 @@ def test_each_worker_thread_uses_its_own_backend_instance() -> None:
     assert rec.done.wait(20)
     sut.stop()
     assert sorted(rec.ids) == list(range(2000))
-    assert all(len(b.threads) == 1 for b in backends)  # one thread per instance
-    assert backends[0].threads != backends[1].threads
+    # Each instance is used by one thread at most (a worker may find the queue empty and use none), never shared.
+    assert all(len(b.threads) <= 1 for b in backends)
+    assert not backends[0].threads & backends[1].threads
+    assert backends[0].threads | backends[1].threads
