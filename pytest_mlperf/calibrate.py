@@ -15,8 +15,10 @@ from pytest_mlperf.rules import SMOKE_MIN_DURATION_MS, SMOKE_MIN_QUERIES
 from pytest_mlperf.tasks.base import Task
 
 #: Expected latency is set below the measured one so LoadGen pre-generates enough queries; running out
-#: of queries before min_duration makes a run INVALID, while surplus queries are simply never issued.
-LATENCY_HEADROOM = 0.5
+#: of queries before min_duration makes a run INVALID, while surplus queries are simply never issued. A quarter,
+#: not a half: on a busy CI machine a short warm-up was seen to measure a query 2.4x slower than the run then
+#: went (0.124 s of 0.2 s done when the queries ran out); generating the surplus costs memory, not run time.
+LATENCY_HEADROOM = 0.25
 #: Offline's expected QPS is set above the measured one: too low ends the run before min_duration.
 OFFLINE_HEADROOM = 1.5
 #: Server's target is a fraction of capacity, leaving room for queueing. Capacity is the lower of batch
