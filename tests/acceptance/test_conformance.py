@@ -97,17 +97,23 @@ USER_CONF = """\
 *.Offline.target_qps = 1000000
 """
 
+# What is checked is how LoadGen reads the user.conf in every case, not whether a fixed query count happened to
+# outlast 200 ms on this machine: validity is left to the runs (check=False), LoadGen's errors are not.
 TWO_MODELS = """
 import pytest
 
+def run(mlperf, model, dataset):
+    result = mlperf.run(model, dataset, check=False)
+    assert result.settings["min_duration_ms"] == 200
+    assert not [r for r in result.reasons if r.startswith("LoadGen error")], result.reasons
+
 @pytest.mark.mlperf(model_name="tiny-a")
 def test_a(mlperf, mlperf_scenario, mlperf_mode, tiny_model, tiny_dataset):
-    result = mlperf.run(tiny_model, tiny_dataset)
-    assert result.settings["min_duration_ms"] == 200
+    run(mlperf, tiny_model, tiny_dataset)
 
 @pytest.mark.mlperf(model_name="tiny-b")
 def test_b(mlperf, mlperf_scenario, mlperf_mode, tiny_model, tiny_dataset):
-    mlperf.run(tiny_model, tiny_dataset)
+    run(mlperf, tiny_model, tiny_dataset)
 """
 
 
