@@ -76,6 +76,12 @@ def refuse_unknown_options(engine: str, options: BackendOptions, keys: Sequence[
         )
 
 
+def warm_up(run: Callable[[Inputs], object], sample: Inputs, options: BackendOptions) -> None:
+    """Call *run* on *sample* ``options.warmup_runs`` times (at least once): what every engine's ``warmup`` does."""
+    for _ in range(max(1, options.warmup_runs)):
+        run(sample)
+
+
 def option_error(engine: str, key: str, value: str, fix: str) -> ModelError:
     """The error for a bad ``--mlperf-backend-option ENGINE.KEY=VALUE``, with *fix* saying what to give instead."""
     return ModelError(f"--mlperf-backend-option {engine}.{key}={value}: {fix}")

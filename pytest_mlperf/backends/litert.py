@@ -18,6 +18,7 @@ from pytest_mlperf.backends.base import (
     local_model,
     option_error,
     refuse_unknown_options,
+    warm_up,
 )
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
@@ -153,8 +154,7 @@ class LiteRtBackend:
         self._input_shape[name] = tuple(shape)
 
     def warmup(self, sample: Inputs) -> None:
-        for _ in range(max(1, self.options.warmup_runs)):
-            self.run(sample)
+        warm_up(self.run, sample, self.options)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {

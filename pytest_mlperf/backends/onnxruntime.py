@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from pytest_mlperf.backends.base import BackendOptions, as_feeds, fit_batch, local_model, refuse_unknown_options
+from pytest_mlperf.backends.base import (
+    BackendOptions,
+    as_feeds,
+    fit_batch,
+    local_model,
+    refuse_unknown_options,
+    warm_up,
+)
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
@@ -114,8 +121,7 @@ class OnnxRuntimeBackend:
         return dict(zip(self.output_names, outs, strict=True))
 
     def warmup(self, sample: Inputs) -> None:
-        for _ in range(max(1, self.options.warmup_runs)):
-            self.run(sample)
+        warm_up(self.run, sample, self.options)
 
     def describe(self) -> dict[str, Any]:
         return self.options.describe() | {"version": self.version}

@@ -22,6 +22,7 @@ from pytest_mlperf.backends.base import (
     fit_batch,
     option_error,
     refuse_unknown_options,
+    warm_up,
 )
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
@@ -196,8 +197,7 @@ class TensorFlowBackend:
         return dict(zip(self.output_names, outs, strict=True))
 
     def warmup(self, sample: Inputs) -> None:
-        for _ in range(max(1, self.options.warmup_runs)):
-            self.run(sample)
+        warm_up(self.run, sample, self.options)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {

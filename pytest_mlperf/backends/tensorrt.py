@@ -28,6 +28,7 @@ from pytest_mlperf.backends.base import (
     refuse_unknown_options,
     require_model_file,
     run_in_chunks,
+    warm_up,
 )
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
@@ -331,8 +332,7 @@ class TensorRtBackend:
         return outputs
 
     def warmup(self, sample: Inputs) -> None:
-        for _ in range(max(1, self.options.warmup_runs)):
-            self.run(sample)
+        warm_up(self.run, sample, self.options)
 
     def describe(self) -> dict[str, Any]:
         return {

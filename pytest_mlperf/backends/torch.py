@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from pytest_mlperf.backends.base import BackendOptions, option_error, refuse_unknown_options, require_model_file
+from pytest_mlperf.backends.base import (
+    BackendOptions,
+    option_error,
+    refuse_unknown_options,
+    require_model_file,
+    warm_up,
+)
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
@@ -248,8 +254,7 @@ class TorchBackend:
         return {name: t.detach().cpu().numpy() for name, t in tensors.items()}
 
     def warmup(self, sample: Inputs) -> None:
-        for _ in range(max(1, self.options.warmup_runs)):
-            self.run(sample)
+        warm_up(self.run, sample, self.options)
 
     def describe(self) -> dict[str, Any]:
         described = {

@@ -14,7 +14,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from pytest_mlperf.backends.base import BackendOptions, local_model
+from pytest_mlperf.backends.base import BackendOptions, local_model, warm_up
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.fileio import ensure_built, file_sha256
@@ -143,8 +143,7 @@ class TvmBackend:
         return {name: result.numpy() for name, result in zip(self.output_names, results, strict=True)}
 
     def warmup(self, sample: Inputs) -> None:
-        for _ in range(max(1, self.options.warmup_runs)):
-            self.run(sample)
+        warm_up(self.run, sample, self.options)
 
     def describe(self) -> dict[str, Any]:
         base = self.options.describe()
