@@ -19,7 +19,7 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pytest_mlperf.results import higher_is_better, primary_metric
+from pytest_mlperf.results import failed_run, higher_is_better, primary_metric
 from pytest_mlperf.rules import LATENCY_PERCENTILE, QPS_SCENARIOS
 
 FORMATS = ("gab-smaller", "gab-bigger", "bmf", "pytest-benchmark")
@@ -39,9 +39,14 @@ MEASURES: dict[str, tuple[str, bool]] = {
 
 
 def _cases(document: Mapping[str, Any]) -> list[tuple[str, list[Mapping[str, Any]]]]:
-    """Runs grouped by (id, mode) in first-seen order; keyed by id alone when a case has one mode."""
+    """Runs grouped by (id, mode) in first-seen order; keyed by id alone when a case has one mode.
+
+    A failed run (its inference raised) measured nothing, so it is never exported.
+    """
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for run in document.get("runs") or []:
+        if failed_run(run):
+            continue
         groups.setdefault((run["id"], run["mode"]), []).append(run)
     modes_per_id: dict[str, int] = {}
     for case_id, _ in groups:

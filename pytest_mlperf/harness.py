@@ -15,15 +15,15 @@ from pytest_mlperf.backends import create_backend
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import RunConfig, Thresholds, options_for
 from pytest_mlperf.datasets.base import Dataset
-from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfWarning, ModelError
+from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfError, MLPerfWarning, ModelError
 from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.loadgen import logs, trace
 from pytest_mlperf.loadgen import run as loadgen
 from pytest_mlperf.loadgen.userconf import parse_user_conf
 from pytest_mlperf.provenance import usable_cpus
-from pytest_mlperf.results import Metrics, RunResult, case_dirname
+from pytest_mlperf.results import FAILED_REASON, Metrics, RunResult, case_dirname
 from pytest_mlperf.rules import LATENCY_PERCENTILE
-from pytest_mlperf.sut import SutOptions, make_sut
+from pytest_mlperf.sut import BaseSUT, Complete, SutOptions, make_sut
 from pytest_mlperf.tasks.base import AccuracyCoverageError, Task
 from pytest_mlperf.tasks.base import describe as describe_task
 from pytest_mlperf.tasks.classification import Classification
@@ -197,6 +197,7 @@ class Harness:
         try:
             if fresh:
                 backend.warmup(case.dataset.one(0))
+                check_finite_outputs(case, backend, warm)
             return calibrate.measure(
                 backend, case.dataset, case.resolved_task(), self.batch_size(backend), kinds, cal
             )
@@ -309,6 +310,46 @@ class Harness:
             stacklevel=2,
         )
 
+    def run_identity(self, case: Case, backend: Backend, task: Task) -> dict[str, Any]:
+        """The fields of a run's record that say what ran: the case, the model, the data, the engine."""
+        return {
+            "id": case.id,
+            "repeat": case.repeat,
+            "model": case.model_name or model_stem(case.model),
+            "model_sha256": self.model_digest(case.model),
+            "model_identity": getattr(backend, "model_identity", None),
+            "dataset": {"name": case.dataset.name, "count": case.dataset.total_count},
+            "task": describe_task(task),
+            "backend": backend.name,
+            "scenario": case.scenario,
+            "mode": case.mode,
+            "profile": self.config.profile,
+            "synthetic_inputs": case.dataset.synthetic_inputs,
+        }
+
+    def failed_before_run(
+        self, case: Case, backend: Backend, task: Task, exc: BaseException, log_dir: Path, started: float
+    ) -> RunResult:
+        """The record of a run that never reached LoadGen because its warm-up or calibration raised."""
+        error = f"{type(exc).__name__}: {exc}"
+        return RunResult(
+            **self.run_identity(case, backend, task),
+            backend_options={"version": getattr(backend, "version", None)},
+            settings={},
+            overrides={},
+            metrics=Metrics(),
+            thresholds={"accuracy": case.thresholds.accuracy, "latency_ms": case.thresholds.latency_ms,
+                        "latency_percentile": LATENCY_PERCENTILE.get(case.scenario),
+                        "min_qps": case.thresholds.min_qps},
+            valid=False if case.mode == "performance" else None,
+            validity_reasons=["the run never started: its warm-up raised"] if case.mode == "performance" else [],
+            passed=False,
+            reasons=[f"{FAILED_REASON}{error} (in the warm-up, before LoadGen ran)"],
+            log_dir=str(log_dir),
+            duration_s=round(time.perf_counter() - started, 3),
+            error=error,
+        )
+
     def run(self, case: Case, record: Callable[[RunResult], None]) -> RunResult:
         """Run *case*; *record* receives the result before any failure is raised, so nothing is lost."""
         cfg = self.config
@@ -319,23 +360,40 @@ class Harness:
         backend = backends[0]
         batch_size = self.batch_size(backend)
         self.check_user_conf(case)
-        spec, values = self.settings_for(case, backend)
         log_dir = self.log_dir_for(case)
+        try:
+            spec, values = self.settings_for(case, backend)
+            server = self.server_batch(case, backend, spec) if case.scenario == "Server" else None
+        except Exception as exc:
+            # The warm-up or calibration raised: the run is recorded as failed (so the results show it) and the
+            # error names what the model expects against what the dataset gives.
+            record(self.failed_before_run(case, backend, task, exc, log_dir, started))
+            if isinstance(exc, MLPerfError):
+                raise
+            raise InferenceError(
+                f"{case.id}: the warm-up of {model_stem(case.model)} on {case.backend or cfg.backend} raised "
+                f"{type(exc).__name__}: {exc}\n{input_mismatch(backend, case.dataset)}"
+            ) from exc
         if log_dir.exists():
             shutil.rmtree(log_dir)  # stale logs from an earlier session would be parsed as this run's
-        server = self.server_batch(case, backend, spec) if case.scenario == "Server" else None
         options = SutOptions(
             batch_size=server.batch_size if server else batch_size,
             server_max_wait_us=cfg.server_max_wait_us,
             workers=cfg.workers,
+            check_finite=case.mode == "accuracy",
         )
-        outcome = loadgen.run_test(
-            lambda complete: make_sut(case.scenario, backends, case.dataset, task, complete, options),
-            case.dataset,
-            spec,
-            log_dir,
-            enable_trace=self.traced(case),
-        )
+        suts: list[BaseSUT] = []
+
+        def build(complete: Complete) -> BaseSUT:
+            suts.append(make_sut(case.scenario, backends, case.dataset, task, complete, options))
+            return suts[-1]
+
+        outcome = loadgen.run_test(build, case.dataset, spec, log_dir, enable_trace=self.traced(case))
+        if outcome.error is None and suts and suts[0].nonfinite_samples:
+            outcome.error = InferenceError(
+                f"{model_stem(case.model)} gave non-finite outputs (NaN or inf) for {suts[0].nonfinite_samples} of "
+                f"{suts[0].completed_samples} samples; its accuracy would be scored on garbage"
+            )
         detail = logs.read_detail(log_dir / "mlperf_log_detail.txt")
         accuracy: dict[str, float] | None = None
         scoring_error: str | None = None
@@ -368,7 +426,7 @@ class Harness:
         if scoring_error:
             reasons.insert(0, f"accuracy log could not be scored: {scoring_error}")
         if outcome.error is not None:
-            reasons.insert(0, f"inference failed: {type(outcome.error).__name__}: {outcome.error}")
+            reasons.insert(0, f"{FAILED_REASON}{type(outcome.error).__name__}: {outcome.error}")
         latency = {k: v for k, v in detail.latency_ns.items() if k in ("mean", "p50", "p90", "p95", "p99", "p99.9")}
         describe = getattr(backend, "describe", None)
         description = dict(describe()) if describe is not None else {"version": getattr(backend, "version", None)}
@@ -377,19 +435,8 @@ class Harness:
         # A run whose inference failed did not do the work: none of its figures is a measurement.
         measured = case.mode == "performance" and not failed
         result = RunResult(
-            id=case.id,
-            repeat=case.repeat,
-            model=case.model_name or model_stem(case.model),
-            model_sha256=self.model_digest(case.model),
-            model_identity=getattr(backend, "model_identity", None),
-            dataset={"name": case.dataset.name, "count": case.dataset.total_count},
-            task=describe_task(task),
-            backend=backend.name,
+            **self.run_identity(case, backend, task),
             backend_options=description | {"cpu_affinity": usable_cpus()},
-            scenario=case.scenario,
-            mode=case.mode,
-            profile=cfg.profile,
-            synthetic_inputs=case.dataset.synthetic_inputs,
             settings=dict(detail.settings),
             overrides=values,
             metrics=Metrics(
@@ -416,6 +463,7 @@ class Harness:
             reasons=reasons,
             log_dir=str(log_dir),
             duration_s=round(time.perf_counter() - started, 3),
+            error=f"{type(outcome.error).__name__}: {outcome.error}" if outcome.error is not None else None,
         )
         record(result)
         if outcome.error is not None:
@@ -424,6 +472,49 @@ class Harness:
                 f"LoadGen was drained and shut down (logs: {log_dir})"
             ) from outcome.error
         return result
+
+
+def check_finite_outputs(case: Case, backend: Backend, warm: list[int]) -> None:
+    """Fail the case before LoadGen runs when the model's outputs on the warm-up samples hold NaN or inf."""
+    from pytest_mlperf.sut import count_nonfinite
+
+    bad = count_nonfinite(backend.run(case.dataset.batch(warm)))
+    if bad:
+        raise InferenceError(
+            f"{case.id}: {model_stem(case.model)} on {backend.name} gave non-finite outputs (NaN or inf) for {bad} "
+            f"of {len(warm)} warm-up samples of dataset {case.dataset.name!r}; a run on them would measure nothing "
+            "that a correct model does. Check the model file and the dataset's preprocessing"
+        )
+
+
+def _describe_arrays(inputs: Any) -> str:
+    arrays = dict(inputs) if isinstance(inputs, Mapping) else {"(one array)": inputs}
+    return ", ".join(
+        f"{name} shape {tuple(getattr(a, 'shape', ()))} {getattr(a, 'dtype', type(a).__name__)}"
+        for name, a in arrays.items()
+    )
+
+
+def input_mismatch(backend: Backend, dataset: Dataset) -> str:
+    """What the model expects (name, shape, dtype: as the backend reports it) next to what the dataset gives."""
+    spec = getattr(backend, "input_spec", None)
+    expected = (
+        ", ".join(f"{name} shape {shape} {dtype}" for name, shape, dtype in spec)
+        if spec
+        else f"not reported by the {backend.name} backend"
+    )
+    try:
+        given = _describe_arrays(dataset.batch([0]))
+    except Exception:  # the sample is not loaded any more (the warm-up unloads it)
+        dataset.load([0])
+        try:
+            given = _describe_arrays(dataset.batch([0]))
+        finally:
+            dataset.unload([0])
+    return (
+        f"  the model's inputs: {expected}\n  dataset {dataset.name!r} gives: {given} (a batch of one sample)\n"
+        "  make the dataset's arrays match the model's inputs (names, shapes after the batch axis, dtypes)"
+    )
 
 
 def model_stem(model: Path | str) -> str:

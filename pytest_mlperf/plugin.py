@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # the harness pulls in numpy and LoadGen: imported only when 
     from pytest_mlperf.runner import CaseRunner
 
 SESSION_KEY = pytest.StashKey[MLPerfSession]()
+#: The SIGTERM handler to restore at unconfigure (SIGTERM is an orderly interrupt while the plugin runs).
+SIGTERM_KEY = pytest.StashKey[Any]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -98,6 +100,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     if session.writes_results:
         config.pluginmanager.register(session, "mlperf-session")
+        from pytest_mlperf import signals
+
+        config.stash[SIGTERM_KEY] = signals.install_sigterm()
 
 
 @pytest.hookimpl(tryfirst=True)  # release GPU memory before other plugins' teardown runs
@@ -105,6 +110,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
         session.close()
+    if SIGTERM_KEY in config.stash:
+        from pytest_mlperf import signals
+
+        signals.restore_sigterm(config.stash[SIGTERM_KEY])
 
 
 def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:

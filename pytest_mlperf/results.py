@@ -61,6 +61,9 @@ class RunResult:
     recommendation: str | None = None
     #: How the SUT batched: Server's ``{"batch_size", "policy", "reason", "samples_per_s"}``; None otherwise.
     sut: dict[str, Any] | None = None
+    #: Why the run did not do all of its work (``"RuntimeError: ..."``: its inference, warm-up or sample loading
+    #: raised); None for a run that did. Such a run has no figures and is never compared or exported.
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -289,6 +292,21 @@ def read_document(path: Path, *, max_bytes: int | None = None) -> dict[str, Any]
         if notes:
             document["notes"] = [*document.get("notes", []), *notes]
     return upgrade(document)
+
+
+def failed_run(run: Mapping[str, Any]) -> bool:
+    """Whether *run* did not do all of its work (its ``error``), so that none of its figures is a measurement.
+
+    Runs written before the ``error`` field say it in a reason: ``inference failed: ...``.
+    """
+    if run.get("error"):
+        return True
+    reasons = run.get("reasons")
+    return isinstance(reasons, list) and any(isinstance(r, str) and r.startswith(FAILED_REASON) for r in reasons)
+
+
+#: The reason that heads a failed run's reasons.
+FAILED_REASON = "inference failed: "
 
 
 def primary_metric(run: Mapping[str, Any]) -> str | None:

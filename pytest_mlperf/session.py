@@ -231,6 +231,9 @@ class MLPerfSession:
             self._harness.close()
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from pytest_mlperf import signals
+
+        signals.record_exit_status(exitstatus)
         self.finish("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "complete")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

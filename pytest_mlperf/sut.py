@@ -6,12 +6,13 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_mlperf.backends.base import Backend
 from pytest_mlperf.datasets.base import Dataset
+from pytest_mlperf.errors import InferenceError
 from pytest_mlperf.tasks.base import Task
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 Complete = Callable[[Sequence[int], "Responses | None"], None]
 
 _STOP = None
+#: How long stopping waits for each inference thread once LoadGen has ended.
+STOP_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class SutOptions:
     batch_size: int = 32
     server_max_wait_us: int = 0
     workers: int = 1
+    #: Count the samples whose raw outputs hold NaN or inf (accuracy runs: one numpy pass over each batch's outputs).
+    check_finite: bool = False
 
 
 class BaseSUT:
@@ -60,6 +65,9 @@ class BaseSUT:
         self.error: BaseException | None = None
         self.aborted = False
         self.completed_samples = 0
+        #: Samples whose outputs held NaN or inf (counted only with ``options.check_finite``).
+        self.nonfinite_samples = 0
+        self._count_lock = threading.Lock()
         self._setup()
 
     def _setup(self) -> None:
@@ -94,7 +102,13 @@ class BaseSUT:
         try:
             # A single sample is a view of the loaded block: no copy on the SingleStream hot path.
             inputs = self.dataset.one(indices[0]) if len(indices) == 1 else self.dataset.batch(indices)
-            rows = self.task.postprocess(backend.run(inputs))
+            outputs = backend.run(inputs)
+            if self.options.check_finite:
+                bad = count_nonfinite(outputs)
+                if bad:
+                    with self._count_lock:
+                        self.nonfinite_samples += bad
+            rows = self.task.postprocess(outputs)
             if len(rows) != len(ids):
                 raise RuntimeError(
                     f"backend {backend.name} with task {self.task.name} gave {len(rows)} responses for a batch "
@@ -106,8 +120,34 @@ class BaseSUT:
             self._complete(ids, None)
             return
         # rows stays referenced until QuerySamplesComplete returns inside _complete.
-        self._complete(ids, rows)
+        try:
+            self._complete(ids, rows)
+        except BaseException as exc:
+            # Responses LoadGen cannot take (a row that is no buffer) raise before anything is completed. Raised
+            # further, it would abort LoadGen's thread (SingleStream) or end an inference thread and leave its
+            # queries unanswered for ever (Server, Offline): fail the run and answer them empty instead.
+            if self.error is None:
+                self.error = exc
+            self._complete(ids, None)
+            return
         self.completed_samples += len(ids)
+
+
+def count_nonfinite(outputs: object) -> int:
+    """How many samples (rows) of a backend's floating-point outputs hold a NaN or an inf; 0 for other outputs.
+
+    A sample counts once however many of its outputs or values are non-finite.
+    """
+    import numpy as np
+
+    arrays = list(outputs.values()) if isinstance(outputs, Mapping) else [outputs]
+    bad: dict[int, Any] = {}  # per row count: outputs with the same number of rows are one sample's
+    for array in arrays:
+        if not isinstance(array, np.ndarray) or array.ndim == 0 or array.dtype.kind not in "fc":
+            continue
+        rows = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+        bad[len(array)] = bad[len(array)] | rows if len(array) in bad else rows
+    return max((int(rows.sum()) for rows in bad.values()), default=0)
 
 
 class InlineSUT(BaseSUT):
@@ -133,9 +173,19 @@ class QueuedSUT(BaseSUT):
         self._threads.append(thread)
 
     def _join(self) -> None:
+        """Wait for the inference threads, each at most STOP_TIMEOUT_S: once LoadGen has ended, a thread still
+        running is stuck in its engine, which the message names."""
+        stuck = []
         for thread in self._threads:
-            thread.join()
+            thread.join(STOP_TIMEOUT_S)
+            if thread.is_alive():
+                stuck.append(thread.name)
         self._threads.clear()
+        if stuck:
+            raise InferenceError(
+                f"inference thread(s) {', '.join(stuck)} did not stop within {STOP_TIMEOUT_S:.0f} s after LoadGen "
+                f"ended; backend {self.backend.name} is stuck in a call that does not return"
+            )
 
 
 class ServerSUT(QueuedSUT):

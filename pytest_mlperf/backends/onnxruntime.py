@@ -81,6 +81,8 @@ class OnnxRuntimeBackend:
             )
         inputs = self._session.get_inputs()
         self.input_names = tuple(i.name for i in inputs)
+        #: (name, shape, type) of each input as the model declares it: named when a dataset does not match.
+        self.input_spec = tuple((i.name, tuple(i.shape), i.type) for i in inputs)
         # A fixed batch axis (an export with batch 1, or 8): run() then cuts and pads batches to exactly that size,
         # and the harness clamps its batch ceiling to it.
         first = inputs[0].shape[0] if inputs and inputs[0].shape else None

@@ -28,7 +28,7 @@ from pytest_mlperf.gate.statistics import (
     latency_label,
     latency_metric,
 )
-from pytest_mlperf.results import primary_metric
+from pytest_mlperf.results import failed_run, primary_metric
 from pytest_mlperf.rules import LATENCY_PERCENTILE, QPS_SCENARIOS, SCENARIOS
 
 VERDICT_ORDER = ("regression", "improvement", "no-change", "missing-in-base", "missing-in-head")
@@ -98,6 +98,8 @@ def _group(sources: Sequence[Source]) -> dict[tuple[str, str], _Group]:
     groups: dict[tuple[str, str], _Group] = {}
     for source in sources:
         for run in source.document["runs"]:
+            if failed_run(run):  # it did not do all of its work: none of its figures is a measurement
+                continue
             key = (run["id"], run["mode"])
             group = groups.setdefault(key, _Group(run["id"], run["scenario"], run["mode"], [], []))
             group.runs.append(run)
@@ -261,8 +263,9 @@ def _case(group_id: str, scenario: str, decision: Decision) -> dict[str, Any]:
     }
 
 
-def _missing_case(group: _Group, present: str) -> dict[str, Any]:
-    """A case only one side ran: reported with the present side's primary value, never decided."""
+def _missing_case(group: _Group, present: str, failed: bool = False) -> dict[str, Any]:
+    """A case only one side ran (or only one side ran without failing: *failed*): reported with the present side's
+    primary value, never decided."""
     statistic = _latency_statistic(group) if group.mode == "performance" else None
     if group.mode == "accuracy":
         key = _accuracy_key(group) or "top1"
@@ -275,6 +278,8 @@ def _missing_case(group: _Group, present: str) -> dict[str, Any]:
     value = sum(values) / len(values) if values else None
     absent = "head" if present == "base" else "base"
     hint = "deselected, skipped or renamed?" if absent == "head" else "a new case"
+    if failed:
+        hint = f"every {absent} run of it failed: its inference raised, so it measured nothing"
     return {
         "id": group.id,
         "scenario": group.scenario,
@@ -335,6 +340,10 @@ def compare_documents(
     policy = policy or GatePolicy()
     base_sources, head_sources = _as_sources("base", base), _as_sources("head", head)
     base_groups, head_groups = _group(base_sources), _group(head_sources)
+    failed = {
+        side: {(run["id"], run["mode"]) for source in sources for run in source.document["runs"] if failed_run(run)}
+        for side, sources in (("base", base_sources), ("head", head_sources))
+    }
     if ids is not None:
         wanted = set(ids)
         base_groups = {k: g for k, g in base_groups.items() if k[0] in wanted}
@@ -373,12 +382,16 @@ def compare_documents(
     for key, base_group in base_groups.items():
         head_group = head_groups.get(key)
         if head_group is None:
-            cases.append(_missing_case(base_group, "base"))
+            cases.append(_missing_case(base_group, "base", key in failed["head"]))
             continue
         cases.extend(
             _case(head_group.id, head_group.scenario, d) for d in _decide(base_group, head_group, policy, look)
         )
-    cases.extend(_missing_case(group, "head") for key, group in head_groups.items() if key not in base_groups)
+    cases.extend(
+        _missing_case(group, "head", key in failed["base"])
+        for key, group in head_groups.items()
+        if key not in base_groups
+    )
 
     counts = result["counts"]
     for case in cases:

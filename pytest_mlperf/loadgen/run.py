@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import mlperf_loadgen as lg
 import numpy as np
 
+from pytest_mlperf import signals
 from pytest_mlperf.datasets.base import Dataset
 from pytest_mlperf.errors import LoadGenError
 from pytest_mlperf.sut import BaseSUT, Complete
@@ -114,7 +116,11 @@ def run_test(
     *,
     enable_trace: bool = False,
 ) -> RunOutcome:
-    """Run one LoadGen test writing its logs to *log_dir*; Ctrl-C drains the SUT and re-raises."""
+    """Run one LoadGen test writing its logs to *log_dir*.
+
+    SIGINT or SIGTERM during the run drains LoadGen (the SUT answers at once), releases it and raises
+    KeyboardInterrupt; the run's log folder is renamed to ``<name>.interrupted``.
+    """
     settings = build_settings(spec)
     log_settings = lg.LogSettings()
     log_settings.log_output.outdir = str(log_dir)
@@ -141,28 +147,101 @@ def run_test(
         dataset.total_count, dataset.performance_count, guarded(dataset.load), guarded(dataset.unload)
     )
     failure: list[BaseException] = []
+    done = threading.Event()
 
     def target() -> None:
         try:
             lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings, "")
         except BaseException as exc:
             failure.append(exc)
+        finally:
+            done.set()
 
-    sut.start()
-    # StartTest runs in a thread so that Ctrl-C reaches the main thread during a long run.
+    # StartTest runs in a thread so that the main thread can watch for signals. They are held while LoadGen runs:
+    # a KeyboardInterrupt raised inside a wait could leave LoadGen running under objects being destroyed.
     runner = threading.Thread(target=target, name="mlperf-loadgen", daemon=True)
+    held = signals.Held()
+    started = False
     try:
-        runner.start()
-        while runner.is_alive():
-            runner.join(0.05)
-    except KeyboardInterrupt:
-        sut.abort()
-        runner.join()
-        raise
+        with held:
+            sut.start()
+            runner.start()
+            started = True
+            while not done.wait(POLL_S) and not held.received:
+                pass
+            if held.received:
+                drain(sut, done, held)
     finally:
-        sut.stop()
-        lg.DestroyQSL(qsl_handle)
-        lg.DestroyFastSUT(sut_handle)
+        if not started or done.is_set():
+            _release(sut, runner, sut_handle, qsl_handle, log_dir)
+    if not done.is_set():
+        signals.abandon(
+            (sut, runner, sut_handle, qsl_handle, settings, log_settings),
+            f"LoadGen was still running {DRAIN_TIMEOUT_S:.0f} s after {held.received[0]} (it cannot stop a run "
+            f"early: a Server run waits for each query's scheduled time), so the process exits without tearing "
+            f"it down; the interrupted run's logs are in {interrupted_dir(log_dir)}",
+        )
+    if held.received:
+        mark_interrupted(log_dir)
+        raise KeyboardInterrupt(
+            f"{held.received[0]} during a LoadGen run; its logs are kept in {interrupted_dir(log_dir)}, the runs "
+            "that finished before are in the results"
+        )
     if failure:
         raise LoadGenError(f"LoadGen failed while writing {log_dir}: {failure[0]}") from failure[0]
     return RunOutcome(log_dir=log_dir, error=sut.error)
+
+
+#: How often the main thread looks at LoadGen's thread and at held signals.
+POLL_S = 0.05
+#: How long an interrupted run may take to finish once the SUT answers at once. SingleStream, MultiStream and
+#: Offline then end in well under a second; a Server run waits for each query's scheduled time and may not. It
+#: stays below GitHub's 7.5 s between its SIGINT and SIGTERM, so the session still writes its results in time.
+DRAIN_TIMEOUT_S = 5.0
+#: How long LoadGen's thread may take to return once it has signalled its end.
+JOIN_TIMEOUT_S = 30.0
+
+
+def drain(sut: BaseSUT, done: threading.Event, held: signals.Held) -> None:
+    """After a signal: the SUT answers every query at once, and LoadGen gets DRAIN_TIMEOUT_S to finish its run.
+
+    A further signal ends the wait at once (a second Ctrl-C, or GitHub's SIGTERM): the caller then abandons it.
+    """
+    sut.abort()
+    seen = len(held.received)
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while not done.wait(POLL_S) and len(held.received) == seen and time.monotonic() < deadline:
+        pass
+
+
+def _release(sut: BaseSUT, runner: threading.Thread, sut_handle: Any, qsl_handle: Any, log_dir: Path) -> None:
+    """Stop the SUT's threads and destroy LoadGen's handles, only once LoadGen's own thread has ended."""
+    if runner.ident is not None:
+        runner.join(JOIN_TIMEOUT_S)
+    if runner.is_alive():  # StartTest returned, so this is the interpreter, not LoadGen: say so, do not destroy
+        raise LoadGenError(
+            f"LoadGen's thread did not end within {JOIN_TIMEOUT_S:.0f} s after its run writing {log_dir} returned"
+        )
+    try:
+        sut.stop()
+    finally:
+        lg.DestroyQSL(qsl_handle)
+        lg.DestroyFastSUT(sut_handle)
+
+
+def interrupted_dir(log_dir: Path) -> Path:
+    """Where an interrupted run's logs go, so that nothing reads them as a finished run's."""
+    return log_dir.with_name(log_dir.name + ".interrupted")
+
+
+def mark_interrupted(log_dir: Path) -> None:
+    """Rename the interrupted run's log folder to ``<name>.interrupted`` (replacing an older one)."""
+    import shutil
+
+    target = interrupted_dir(log_dir)
+    try:
+        if target.exists():
+            shutil.rmtree(target)
+        log_dir.rename(target)
+    except OSError:
+        pass  # best effort: an interrupt must not turn into a second error; the run is not recorded either way
