@@ -205,9 +205,42 @@ class MLPerfSession:
                 stacklevel=1,
             )
 
+    def replace_stale(self) -> None:
+        """Take over the results file an earlier session left at this path, before any test runs.
+
+        Whatever reads ``--mlperf-results`` after this session must find this session's runs, or none: never an
+        older session's, read as new (say, after a session that selected no benchmark, or was killed before its
+        first run). So an existing file is replaced at once by this session's envelope (status ``partial``, no
+        runs), which the end of the session completes, and an older comparison is removed. Nothing is written
+        where no file exists: the plugin stays silent in a project that does not benchmark.
+        """
+        if not self.writes_results:
+            return
+        stale_comparison = [comparison_path(self.results_path), comparison_journal(self.results_path)]
+        try:
+            for path in stale_comparison:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            warnings.warn(
+                MLPerfWarning(f"could not remove the earlier session's {path}: {exc}; do not read it as this one's"),
+                stacklevel=1,
+            )
+        if self.results_path.exists() or runs_journal(self.results_path).exists():
+            self._results_file = JournaledDocument(self.results_path, runs_journal(self.results_path))
+            try:
+                self._results_file.start(self.environment())
+            except OSError as exc:
+                warnings.warn(
+                    MLPerfWarning(
+                        f"could not replace the earlier session's {self.results_path}: {exc}; it still holds that "
+                        "session's runs. Check --mlperf-results"
+                    ),
+                    stacklevel=1,
+                )
+
     def finish(self, status: str) -> None:
         """Write the whole results document (after the results-JSON hook) and the merged comparison."""
-        if self._runs and self._results_file is not None:
+        if self._results_file is not None and self._results_file.started:
             document = {**self.environment(), "status": status, "runs": self._runs}
             if self.pytestconfig is not None:
                 self.pytestconfig.hook.pytest_mlperf_update_results_json(config=self.pytestconfig, document=document)
@@ -229,6 +262,9 @@ class MLPerfSession:
         """Release the session's backends (GPU memory, server connections)."""
         if self._harness is not None:
             self._harness.close()
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.replace_stale()
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from pytest_mlperf import signals
