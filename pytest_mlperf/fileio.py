@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -113,11 +114,41 @@ def ensure_built_dir(cache_dir: Path, name: str, build: Callable[[Path], None], 
     return _build_once(cache_dir, name, Path.is_dir, make, what)
 
 
+@contextlib.contextmanager
+def bounded_lock(
+    lock_path: Path, timeout_s: float, what: str, on_wait: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """Hold the file lock *lock_path*, waiting at most *timeout_s* for the process that holds it.
+
+    *what* says what the holder does (``building model X``), for the message; *on_wait* is called once when the
+    lock is taken, before waiting. The lock dies with its process, so only a live process (a hung one) can
+    make the wait run out: the message says so, and which file to delete if none is running.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait()
+        try:
+            lock.acquire(timeout=timeout_s)
+        except Timeout:
+            raise ProvisioningError(
+                f"{what}: waited {timeout_s:.0f} s for another process that holds the lock {lock_path}; wait for it "
+                f"to finish or stop it (the lock is released when it ends). If no pytest-mlperf process is running, "
+                f"delete {lock_path}"
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _build_once(
     cache_dir: Path, name: str, ready: Callable[[Path], bool], make: Callable[[Path], None], what: str
 ) -> Path:
-    from filelock import FileLock, Timeout
-
     parts = tuple(name.split("/"))
     path = Path(cache_dir).expanduser().joinpath(*parts)
     if ready(path):
@@ -126,21 +157,14 @@ def _build_once(
         path = cache_file(Path(cache_dir), *parts)
     except ProvisioningError as exc:
         raise ProvisioningError(f"{what}: {exc}") from exc
-    lock = path.with_name(path.name + ".lock")
-    try:
-        with FileLock(str(lock), timeout=BUILD_LOCK_TIMEOUT_S):
-            if ready(path):  # another process built it while this one waited
-                return path
-            try:
-                make(path)
-            except OSError as exc:
-                raise ProvisioningError(
-                    f"{what}: cannot write {path} ({exc}); point --mlperf-cache-dir at a writable directory with "
-                    "free space"
-                ) from exc
-    except Timeout as exc:
-        raise ProvisioningError(
-            f"{what}: {lock} is still locked after {BUILD_LOCK_TIMEOUT_S:.0f} s by another process building it; "
-            "wait for it to finish, or delete the lock file if no pytest-mlperf process is running"
-        ) from exc
+    with bounded_lock(path.with_name(path.name + ".lock"), BUILD_LOCK_TIMEOUT_S, f"{what} (building {path})"):
+        if ready(path):  # another process built it while this one waited
+            return path
+        try:
+            make(path)
+        except OSError as exc:
+            raise ProvisioningError(
+                f"{what}: cannot write {path} ({exc}); point --mlperf-cache-dir at a writable directory with "
+                "free space"
+            ) from exc
     return path

@@ -160,6 +160,7 @@ class Harness:
             self.prepare(case, backend, ())
             values = calibrate.official_values(case.scenario, case.mode, cfg.overrides)
         target_key = LOAD_TARGETS.get(case.scenario)
+        reused: float | None = None
         if target_key is not None and case.mode == "performance" and cfg.overrides.target_qps is None:
             reused = self._targets.get((case.id, case.scenario)) or self.baseline_target(case)
             if reused is not None:
@@ -180,6 +181,8 @@ class Harness:
             user_conf=cfg.user_conf,
             values=values,
         )
+        if reused is not None and case.scenario == "Server":
+            check_reused_server_load(case, spec)
         return spec, values
 
     def prepare(self, case: Case, backend: Backend, kinds: tuple[str, ...]) -> calibrate.Calibration:
@@ -472,6 +475,28 @@ class Harness:
                 f"LoadGen was drained and shut down (logs: {log_dir})"
             ) from outcome.error
         return result
+
+
+#: The longest query schedule a reused Server target may imply (beyond ten times the run's own duration): LoadGen
+#: issues each query at its scheduled time, so a corrupt target of 1e-6 QPS would hang the case for days.
+MAX_REUSED_SCHEDULE_S = 3600.0
+
+
+def check_reused_server_load(case: Case, spec: loadgen.SettingsSpec) -> None:
+    """Refuse a Server target from --mlperf-reuse-load or the baseline whose schedule LoadGen could never finish."""
+    settings = loadgen.build_settings(spec)
+    qps, queries = float(settings.server_target_qps), int(settings.min_query_count)
+    duration_s = settings.min_duration_ms / 1000
+    schedule_s = max(queries, 1) / qps if qps > 0 else float("inf")
+    limit_s = max(MAX_REUSED_SCHEDULE_S, 10 * duration_s)
+    if schedule_s > limit_s:
+        raise LoadGenError(
+            f"{case.id}: the Server target of {qps:g} QPS reused from --mlperf-reuse-load (or --mlperf-baseline) "
+            f"would make LoadGen spread its {queries} queries over {schedule_s:.3g} s, beyond {limit_s:.0f} s (this "
+            f"run asks for {duration_s:g} s): that document's run of this case is damaged or was made for another "
+            "load. Point --mlperf-reuse-load at the results of a sound run of this case, or set the load with "
+            "--mlperf-target-qps"
+        )
 
 
 def check_finite_outputs(case: Case, backend: Backend, warm: list[int]) -> None:

@@ -191,6 +191,9 @@ def _read_bytes(path: Path, max_bytes: int | None, what: str) -> bytes:
     if path.is_symlink() and max_bytes is not None:
         raise ResultsFileError(f"{path}: {what} is a symbolic link; refusing to follow it")
     try:
+        if path.exists() and not path.is_file():  # /dev/zero never ends; a FIFO waits for a writer
+            raise ResultsFileError(f"{path}: {what} is not a regular file (a directory, device or FIFO); give "
+                                   "the path of a pytest-mlperf results JSON")
         if max_bytes is not None and path.stat().st_size > max_bytes:
             raise ResultsFileError(f"{path}: {what} is over {max_bytes // 2**20} MiB; refusing to read it")
         return path.read_bytes()

@@ -76,6 +76,8 @@ IMAGENET_LABELS = "imagenet-caffe-labels"
 #: Images in the full ImageNet 2012 validation set; accuracy targets for the full set apply only at this count.
 FULL_COUNT = 50_000
 NUM_LABELS = 1000
+#: How long a process waits for another one preprocessing the same images into the cache (50,000 of them).
+PREPROCESS_LOCK_TIMEOUT_S = 3600.0
 #: Bump whenever the code changes the pixels it produces: it is part of the cache key.
 PREPROCESS_VERSION = 1
 #: Images listed per kind in an ImageNetError; the count always covers them all.
@@ -468,12 +470,12 @@ class ImageNetDataset(PreloadedSamples):
         self._tensors = tensors
 
     def _fill(self, todo: list[int], tensors: list[Path]) -> list[str]:
-        import filelock
-
+        from pytest_mlperf.fileio import bounded_lock
         from pytest_mlperf.provisioning.cache import cache_subdir
 
         cache_subdir(self.cache_root.parents[1], *self.cache_root.parts[-2:])  # the root gets its CACHEDIR.TAG
-        with filelock.FileLock(str(self.cache_root / ".lock")):
+        what = f"ImageNet {self.name!r} preprocessing"
+        with bounded_lock(self.cache_root / ".lock", PREPROCESS_LOCK_TIMEOUT_S, what):
             todo = [i for i in todo if not tensors[i].is_file()]  # another worker may have done them meanwhile
             params_file = self.cache_root / "params.json"
             if not params_file.exists():

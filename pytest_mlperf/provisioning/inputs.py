@@ -56,7 +56,19 @@ def parse_asset_spec(raw: str, source: str = "--mlperf-asset", base: Path | None
             f"{source}: {raw!r} is not NAME=PATH; e.g. --mlperf-asset imagenet-val=/data/imagenet "
             "(NAME is a manifest entry)"
         )
-    return name.strip(), absolute_path(Path(path_text.strip()), base)
+    path = absolute_path(Path(path_text.strip()), base)
+    refuse_special_file(path, f"{source} {name.strip()}={path}")
+    return name.strip(), path
+
+
+def refuse_special_file(path: Path, what: str) -> None:
+    """ConfigError when *path* exists but is neither a regular file nor a directory: a device such as /dev/zero
+    would be hashed for ever, and opening a FIFO waits for a writer that may never come."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise ConfigError(
+            f"{what}: not a regular file or a directory (a device, FIFO or socket), which would be read for ever; "
+            "point it at the model or dataset file, or at the directory holding it"
+        )
 
 
 def check_override_names(overrides: Mapping[str, Path], known: Iterable[str], sources: str) -> None:

@@ -38,11 +38,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TextIO
 
-import filelock
 import requests
 import urllib3
 
-from pytest_mlperf.errors import MLPerfWarning, ProvisioningError
+from pytest_mlperf.errors import ConfigError, MLPerfWarning, ProvisioningError
 from pytest_mlperf.provisioning.archive import extract_archive
 from pytest_mlperf.provisioning.cache import (
     ENV_CACHE,
@@ -60,6 +59,7 @@ from pytest_mlperf.provisioning.inputs import (
     env_flag,
     parse_asset_spec,
     parse_mirror,
+    refuse_special_file,
 )
 from pytest_mlperf.provisioning.manifest import Asset, Catalog, load_catalog, user_entry_manifest
 
@@ -75,6 +75,8 @@ __all__ = [
 _CHUNK = 1 << 20
 _STAMP_VERSION = 1
 _USER_AGENT = "pytest-mlperf (+https://pypi.org/project/pytest-mlperf/)"
+#: How long a process waits for another one provisioning the same asset (a multi-GB download) before giving up.
+PROVISION_LOCK_TIMEOUT_S = 3600.0
 Origin = Literal["cache", "download", "override", "package"]
 FailureKind = Literal["unreachable", "timeout", "http", "interrupted", "checksum", "size"]
 
@@ -228,6 +230,7 @@ class Provisioner:
         backoff_s: float = 0.5,
         stream: TextIO | None = None,
         tty: bool | None = None,
+        lock_timeout_s: float = PROVISION_LOCK_TIMEOUT_S,
     ) -> None:
         env = os.environ if env is None else env
         self.catalog: Mapping[str, Asset] = load_catalog() if manifests is None else manifests
@@ -239,6 +242,7 @@ class Provisioner:
         self.timeout = timeout
         self.retries = max(1, retries)
         self.backoff_s = backoff_s
+        self.lock_timeout_s = lock_timeout_s
         self._stream = stream
         self._tty = tty
         self._session: requests.Session | None = None
@@ -369,6 +373,10 @@ class Provisioner:
                 f"{asset.kind} {asset.name!r}: the local path {path} (from {origin}) does not exist; "
                 f"fix the path or remove the override. Expected: {self._expected(asset)}"
             )
+        try:
+            refuse_special_file(path, f"{asset.kind} {asset.name!r}: the local path {path} (from {origin})")
+        except ConfigError as exc:
+            raise ProvisioningError(str(exc)) from None
         if path.is_dir():
             root = path
             self._check_required(asset, root, f"the directory {path} (from {origin})")
@@ -590,17 +598,19 @@ class Provisioner:
 
     @contextlib.contextmanager
     def _lock(self, asset: Asset) -> Iterator[None]:
+        from pytest_mlperf.fileio import bounded_lock
+
         lock_path = cache_file(self.cache_dir, "locks", f"{asset.name}.lock")
-        lock = filelock.FileLock(str(lock_path))
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            self._say(f"pytest-mlperf: waiting for another process to provision {asset.name!r} (lock {lock_path})")
-            lock.acquire()
-        try:
+        with bounded_lock(
+            lock_path,
+            self.lock_timeout_s,
+            f"{asset.kind} {asset.name!r} (provisioning)",
+            lambda: self._say(
+                f"pytest-mlperf: waiting up to {self.lock_timeout_s:.0f} s for another process to provision "
+                f"{asset.name!r} (lock {lock_path})"
+            ),
+        ):
             yield
-        finally:
-            lock.release()
 
     # -- downloading ---------------------------------------------------------------------------------------
 

@@ -1,0 +1,131 @@
+"""Waits that could last for ever are bounded and say what they waited for: locks, reused loads, special files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_mlperf.errors import ProvisioningError
+from pytest_mlperf.fileio import bounded_lock
+from pytest_mlperf.provisioning.manifest import load_manifest
+from pytest_mlperf.provisioning.provision import Provisioner
+from pytest_mlperf.results import read_document
+from tests.conftest import FAST
+
+HOLD_LOCK = """
+import sys, time
+from filelock import FileLock
+lock = FileLock(sys.argv[1])
+lock.acquire()
+open(sys.argv[2], "w").close()
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def held_lock(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real second process holding a file lock, as another pytest-mlperf process would; yields a function that
+    starts it on a path and returns once it holds the lock."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def hold(lock: Path) -> None:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        ready = tmp_path / f"held-{len(procs)}"
+        procs.append(subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock), str(ready)]))
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert procs[-1].poll() is None, "the lock holder died"
+            assert time.monotonic() < deadline, "the lock holder never took the lock"
+            time.sleep(0.05)
+
+    yield hold
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_lock_wait_is_bounded_and_names_the_lock_file(tmp_path: Path, held_lock) -> None:  # type: ignore[no-untyped-def]
+    lock = tmp_path / "model.onnx.lock"
+    held_lock(lock)
+    waited: list[str] = []
+    with (
+        pytest.raises(ProvisioningError) as caught,
+        bounded_lock(lock, 0.5, "model 'm' (building x)", lambda: waited.append("waiting")),
+    ):
+        pytest.fail("the lock was taken although another process holds it")
+    assert waited == ["waiting"]
+    message = str(caught.value)
+    assert message.startswith("model 'm' (building x): waited 0 s for another process that holds the lock")
+    assert f"If no pytest-mlperf process is running, delete {lock}" in message
+
+
+def test_provisioning_waits_for_another_process_only_so_long(tmp_path: Path, held_lock) -> None:  # type: ignore[no-untyped-def]
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "schema_version: 1\nassets:\n  - name: blob\n    kind: model\n    url: http://127.0.0.1:9/blob.bin\n"
+        "    sha256: \"" + "0" * 64 + "\"\n    archive: none\n"
+    )
+    (asset,) = load_manifest(manifest)
+    cache = tmp_path / "cache"
+    held_lock(cache / "locks" / "blob.lock")
+    out = tmp_path / "out.txt"
+    with out.open("w") as stream:
+        provisioner = Provisioner(cache, manifests={"blob": asset}, offline=False, env={}, stream=stream,
+                                  lock_timeout_s=0.5)
+        with pytest.raises(ProvisioningError, match=r"model 'blob' \(provisioning\): waited 0 s for another process"):
+            provisioner.provision("blob")
+    assert f"waiting up to 0 s for another process to provision 'blob' (lock {cache / 'locks' / 'blob.lock'})" in (
+        out.read_text()
+    )
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_an_asset_override_that_is_no_regular_file_is_refused(pytester: pytest.Pytester, kind: str) -> None:
+    if kind == "device":
+        special = Path("/dev/zero")
+    else:
+        special = pytester.path / "pipe"
+        os.mkfifo(special)
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    # A subprocess with a time limit: before the fix, hashing /dev/zero or opening the FIFO never returned.
+    result = pytester.runpytest_subprocess(f"--mlperf-asset=resnet50-v1.5-onnx={special}", timeout=300)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        f"*--mlperf-asset resnet50-v1.5-onnx={special}: not a regular file or a directory (a device, FIFO or socket)*"
+    ])
+
+
+def test_a_results_file_that_is_a_device_is_refused(tmp_path: Path) -> None:
+    from pytest_mlperf.results import ResultsFileError
+
+    with pytest.raises(ResultsFileError, match="is not a regular file"):
+        read_document(Path("/dev/zero"))
+
+
+def test_a_reused_server_load_too_small_to_ever_finish_is_refused(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_server="""
+def test_server(mlperf, tiny_model, tiny_dataset):
+    mlperf.run(tiny_model, tiny_dataset, scenario="Server", mode="performance")
+"""
+    )
+    project.runpytest(*FAST).assert_outcomes(passed=1)
+    document = read_document(project.path / "mlperf-results" / "results.json")
+    document["runs"][0]["settings"]["target_qps"] = 1e-6
+    damaged = project.path / "damaged.json"
+    damaged.write_text(json.dumps(document))
+    # A subprocess with a time limit: before the fix, LoadGen waited ~11 days for the first query's time.
+    result = project.runpytest_subprocess(*FAST, f"--mlperf-reuse-load={damaged}", timeout=600)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*the Server target of 1e-06 QPS reused from --mlperf-reuse-load (or --mlperf-baseline) would make "
+        "LoadGen spread its * queries over *",
+    ])
+    run = read_document(project.path / "mlperf-results" / "results.json")["runs"][0]
+    assert run["error"].startswith("LoadGenError: ") and run["valid"] is False
