@@ -237,7 +237,11 @@ class Harness:
         path = log_dir / trace.TRACE_FILENAME
         try:
             samples = subsample(trace.per_query_latencies_ns(path))
-        except LoadGenError:
+        except LoadGenError as exc:
+            # The gate then decides on the runs' own percentiles only: say so rather than drop them silently.
+            warnings.warn(
+                MLPerfWarning(f"{case.id}: no per-query latencies recorded for this run: {exc}"), stacklevel=2
+            )
             return None
         try:
             if path.stat().st_size > KEEP_TRACE_BYTES:
@@ -330,11 +334,14 @@ class Harness:
             "synthetic_inputs": case.dataset.synthetic_inputs,
         }
 
-    def failed_before_run(
-        self, case: Case, backend: Backend, task: Task, exc: BaseException, log_dir: Path, started: float
+    def failed_record(
+        self, case: Case, backend: Backend, task: Task, exc: BaseException, log_dir: Path, started: float,
+        *, in_loadgen: bool = False,
     ) -> RunResult:
-        """The record of a run that never reached LoadGen because its warm-up or calibration raised."""
+        """The record of a run that has no LoadGen verdict: its warm-up or calibration raised, or (*in_loadgen*)
+        LoadGen itself failed or left logs that cannot be read."""
         error = f"{type(exc).__name__}: {exc}"
+        where = "in LoadGen or its logs" if in_loadgen else "in the warm-up, before LoadGen ran"
         return RunResult(
             **self.run_identity(case, backend, task),
             backend_options={"version": getattr(backend, "version", None)},
@@ -345,9 +352,10 @@ class Harness:
                         "latency_percentile": LATENCY_PERCENTILE.get(case.scenario),
                         "min_qps": case.thresholds.min_qps},
             valid=False if case.mode == "performance" else None,
-            validity_reasons=["the run never started: its warm-up raised"] if case.mode == "performance" else [],
+            validity_reasons=[f"the run has no LoadGen verdict: it failed {where}"] if case.mode == "performance"
+            else [],
             passed=False,
-            reasons=[f"{FAILED_REASON}{error} (in the warm-up, before LoadGen ran)"],
+            reasons=[f"{FAILED_REASON}{error} ({where})"],
             log_dir=str(log_dir),
             duration_s=round(time.perf_counter() - started, 3),
             error=error,
@@ -364,21 +372,21 @@ class Harness:
         batch_size = self.batch_size(backend)
         self.check_user_conf(case)
         log_dir = self.log_dir_for(case)
+        if log_dir.exists():
+            shutil.rmtree(log_dir)  # stale logs from an earlier session would be parsed as this run's
         try:
             spec, values = self.settings_for(case, backend)
             server = self.server_batch(case, backend, spec) if case.scenario == "Server" else None
         except Exception as exc:
             # The warm-up or calibration raised: the run is recorded as failed (so the results show it) and the
             # error names what the model expects against what the dataset gives.
-            record(self.failed_before_run(case, backend, task, exc, log_dir, started))
+            record(self.failed_record(case, backend, task, exc, log_dir, started))
             if isinstance(exc, MLPerfError):
                 raise
             raise InferenceError(
                 f"{case.id}: the warm-up of {model_stem(case.model)} on {case.backend or cfg.backend} raised "
                 f"{type(exc).__name__}: {exc}\n{input_mismatch(backend, case.dataset)}"
             ) from exc
-        if log_dir.exists():
-            shutil.rmtree(log_dir)  # stale logs from an earlier session would be parsed as this run's
         options = SutOptions(
             batch_size=server.batch_size if server else batch_size,
             server_max_wait_us=cfg.server_max_wait_us,
@@ -391,13 +399,23 @@ class Harness:
             suts.append(make_sut(case.scenario, backends, case.dataset, task, complete, options))
             return suts[-1]
 
-        outcome = loadgen.run_test(build, case.dataset, spec, log_dir, enable_trace=self.traced(case))
+        try:
+            outcome = loadgen.run_test(build, case.dataset, spec, log_dir, enable_trace=self.traced(case))
+            try:
+                detail = logs.read_detail(log_dir / "mlperf_log_detail.txt")
+            except OSError as exc:
+                raise LoadGenError(
+                    f"{case.id}: LoadGen's detail log in {log_dir} cannot be read ({exc.strerror or exc}); the run "
+                    "has no verdict. Check that the log folder (--mlperf-log-dir) is writable and has free space"
+                ) from exc
+        except MLPerfError as exc:  # LoadGen failed, or its logs cannot be read: the run is still recorded
+            record(self.failed_record(case, backend, task, exc, log_dir, started, in_loadgen=True))
+            raise
         if outcome.error is None and suts and suts[0].nonfinite_samples:
             outcome.error = InferenceError(
                 f"{model_stem(case.model)} gave non-finite outputs (NaN or inf) for {suts[0].nonfinite_samples} of "
                 f"{suts[0].completed_samples} samples; its accuracy would be scored on garbage"
             )
-        detail = logs.read_detail(log_dir / "mlperf_log_detail.txt")
         accuracy: dict[str, float] | None = None
         scoring_error: str | None = None
         if case.mode == "accuracy" and outcome.error is None:
