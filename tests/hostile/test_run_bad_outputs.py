@@ -132,3 +132,18 @@ def test_one(mlperf, tiny_model, tiny_dataset):
     second = read_document(results)
     assert second["runs"] == [] and second["status"] == "complete"
     assert not stale_comparison.exists()
+
+
+def test_non_finite_samples_are_counted_once_and_huge_finite_values_are_not() -> None:
+    import numpy as np
+
+    from pytest_mlperf.sut import count_nonfinite
+
+    logits = np.ones((5, 3), np.float32)
+    logits[2, 1], logits[4, 0], logits[4, 2] = np.nan, np.inf, -np.inf
+    boxes = np.zeros((5, 4))
+    boxes[2, 0] = np.nan  # the same sample as a NaN logit: still one sample
+    boxes[3, 3] = np.nan
+    assert count_nonfinite({"logits": logits, "boxes": boxes}) == 3
+    assert count_nonfinite(np.full((4, 3), 3e38, np.float32)) == 0  # the sum overflows; no value is non-finite
+    assert count_nonfinite({"labels": np.array([1, 2])}) == 0
