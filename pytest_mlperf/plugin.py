@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_mlperf.config import OPTIONS, ListValue, OptionSpec, UsageProblem, build_run_config, convert_ini
-from pytest_mlperf.session import COMPARISON_PROPERTY, RUN_PROPERTY, MLPerfSession, gate_reasons
+from pytest_mlperf.session import (
+    COMPARISON_PROPERTY,
+    RUN_PROPERTY,
+    MLPerfSession,
+    gate_reasons,
+    reported_properties,
+)
 
 if TYPE_CHECKING:  # the harness pulls in numpy and LoadGen: imported only when a benchmark asks for it
     from pytest_mlperf.provisioning.assets import MLPerfAssets
@@ -105,6 +111,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
         session.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    # The call report carries whole runs to the results writer (also across xdist); --junitxml reads teardown's.
+    if call.when == "teardown" and report.user_properties:
+        report.user_properties = reported_properties(report.user_properties)
+    return report
 
 
 def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:

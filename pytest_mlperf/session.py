@@ -44,6 +44,21 @@ def gate_reasons(comparison: Mapping[str, Any]) -> list[str]:
     return [str(case["message"]) for case in comparison.get("cases", []) if case.get("verdict") == "regression"]
 
 
+def reported_properties(properties: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """What a case shows to reporters such as ``--junitxml``: its runs' figures as short properties instead of
+    the whole run (latency samples included) and the comparison document; a test's own properties are kept."""
+    from pytest_mlperf.results import junit_properties
+
+    runs = [value for name, value in properties if name == RUN_PROPERTY and isinstance(value, dict)]
+    kept: list[tuple[str, object]] = [
+        (name, value) for name, value in properties if name not in (RUN_PROPERTY, COMPARISON_PROPERTY)
+    ]
+    for name, value in properties:
+        if name == COMPARISON_PROPERTY and isinstance(value, dict):
+            kept.append(("mlperf.gate", str(value.get("verdict"))))
+    return kept + list(junit_properties(runs))
+
+
 class MLPerfSession:
     """Owns the results document; only the process that writes results (never an xdist worker) keeps runs.
 
