@@ -59,8 +59,14 @@ def _option_getter(config: pytest.Config) -> Any:
         value = config.getoption(spec.dest)
         if value is not None:
             return value
-        raw = config.getini(spec.ini)
-        return convert_ini(spec, raw) if isinstance(raw, str) else None
+        try:
+            raw = config.getini(spec.ini)
+        except (TypeError, ValueError) as exc:  # pytest's native [tool.pytest] table checks types itself
+            raise UsageProblem(
+                f"{exc}; pytest-mlperf's ini options are strings there: write {spec.ini} = \"...\" (a list "
+                "option as one comma-separated string), or put it under [tool.pytest.ini_options]"
+            ) from None
+        return None if raw is None else convert_ini(spec, raw)
 
     return get
 

@@ -94,3 +94,50 @@ def test_short_summary_names_the_first_reason_and_counts_the_others(
     acc_line = next(line for line in summary.splitlines() if "::test_acc" in line)
     assert "Failed: Offline accuracy: top-1 accuracy 87.50 % < target 99.00 %" in acc_line
     assert "more reason" not in acc_line
+
+
+@pytest.fixture
+def toml_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    from tests.conftest import TINY_CONFTEST
+
+    pytester.makeconftest(TINY_CONFTEST.read_text())
+    pytester.makepyfile(
+        test_user="""
+        def test_tiny(mlperf, mlperf_scenario, tiny_model, tiny_dataset):
+            mlperf.run(tiny_model, tiny_dataset)
+        """
+    )
+    return pytester
+
+
+def test_toml_list_in_ini_options_selects_scenarios(toml_project: pytest.Pytester) -> None:
+    toml_project.makepyprojecttoml(
+        '[tool.pytest.ini_options]\nmlperf_scenarios = ["Server", "Offline"]\n'
+    )
+    result = toml_project.runpytest(*FAST, "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["test_user.py::test_tiny[[]Server[]]", "test_user.py::test_tiny[[]Offline[]]"])
+    assert "SingleStream" not in result.stdout.str()
+    assert result.ret == 0
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[tool.pytest.ini_options]\nmlperf_threads = ["1", "2"]\n',
+         "ini option mlperf_threads = ['1', '2'] is a list; --mlperf-threads takes one value"),
+        ('[tool.pytest.ini_options]\nmlperf_scenarios = ["Server", 3]\n',
+         "ini option mlperf_scenarios = ['Server', 3] is a list; write each value as a string"),
+        ('[tool.pytest]\nmlperf_scenarios = ["Server"]\n',
+         'expects a string, got list: [\'Server\']; pytest-mlperf\'s ini options are strings there: write '
+         'mlperf_scenarios = "..." (a list option as one comma-separated string), or put it under '
+         "[tool.pytest.ini_options]"),
+    ],
+)
+def test_toml_values_that_mean_nothing_are_refused_with_the_fix(
+    toml_project: pytest.Pytester, toml: str, message: str
+) -> None:
+    toml_project.makepyprojecttoml(toml)
+    result = toml_project.runpytest(*FAST)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert "INTERNALERROR" not in result.stderr.str() + result.stdout.str()
