@@ -12,6 +12,7 @@ from pytest_mlperf.config import OPTIONS, ListValue, OptionSpec, UsageProblem, b
 from pytest_mlperf.session import (
     COMPARISON_PROPERTY,
     RUN_PROPERTY,
+    SKIPPED_PROPERTY,
     MLPerfSession,
     gate_reasons,
     reported_properties,
@@ -122,6 +123,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    if report.skipped and "mlperf" in getattr(item, "fixturenames", ()):
+        report.user_properties.append((SKIPPED_PROPERTY, True))  # read by the summary, also across xdist
     # The call report carries whole runs to the results writer (also across xdist); --junitxml reads teardown's.
     if call.when == "teardown" and report.user_properties:
         report.user_properties = reported_properties(report.user_properties)

@@ -141,3 +141,30 @@ def test_toml_values_that_mean_nothing_are_refused_with_the_fix(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()
     assert "INTERNALERROR" not in result.stderr.str() + result.stdout.str()
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["in-process", "xdist"])
+def test_skipped_suites_get_one_line_each_without_rs(project: pytest.Pytester, xdist: list[str]) -> None:
+    project.makepyfile(
+        test_suite="""
+        import pytest
+
+        @pytest.fixture
+        def big_model():
+            pytest.skip("resnet50.onnx is not in the cache and --mlperf-offline is set\\nprovide it with --mlperf-asset")
+
+        def test_big(mlperf, mlperf_scenario, mlperf_mode, big_model):
+            mlperf.run(big_model, None)
+
+        def test_plain():
+            pytest.skip("not a benchmark")
+        """
+    )
+    result = project.runpytest(*FAST, "--mlperf-scenarios=Server,Offline", *xdist)
+    result.assert_outcomes(skipped=5)
+    result.stdout.fnmatch_lines([
+        "*mlperf skipped suites*",
+        "test_suite.py: 4 benchmark cases skipped: resnet50.onnx is not in the cache and --mlperf-offline is set"
+        " (-rs shows the whole reason)",
+    ])
+    assert "not a benchmark" not in result.stdout.str()  # only benchmark cases are summarised
