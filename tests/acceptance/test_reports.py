@@ -151,7 +151,9 @@ def test_skipped_suites_get_one_line_each_without_rs(project: pytest.Pytester, x
 
         @pytest.fixture
         def big_model():
-            pytest.skip("resnet50.onnx is not in the cache and --mlperf-offline is set\\nprovide it with --mlperf-asset")
+            pytest.skip(
+                "resnet50.onnx is not in the cache and --mlperf-offline is set\\nprovide it with --mlperf-asset"
+            )
 
         def test_big(mlperf, mlperf_scenario, mlperf_mode, big_model):
             mlperf.run(big_model, None)
@@ -168,3 +170,20 @@ def test_skipped_suites_get_one_line_each_without_rs(project: pytest.Pytester, x
         " (-rs shows the whole reason)",
     ])
     assert "not a benchmark" not in result.stdout.str()  # only benchmark cases are summarised
+
+
+def test_official_profile_on_a_users_model_says_what_to_do(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_s="""
+        def test_own(mlperf, tiny_model, tiny_dataset):
+            mlperf.run(tiny_model, tiny_dataset, scenario="Offline")
+        """
+    )
+    result = project.runpytest("-p", "no:cacheprovider", "--mlperf-profile=official")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert "min duration not met" in text
+    assert "--mlperf-profile official runs mlperf.conf unchanged (at least 600 s per performance case)" in text
+    assert "--mlperf-user-conf" in text and "model_name=" in text
+    line = text[text.index("`*.Offline.target_qps = ") + 1:]
+    assert float(line.split("=", 1)[1].split("`", 1)[0]) > 1  # this run's figure, not mlperf.conf's default
