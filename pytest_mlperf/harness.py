@@ -149,7 +149,11 @@ class Harness:
         return self.config.log_dir if self.config.log_dir.is_absolute() else self.rootdir / self.config.log_dir
 
     def log_dir_for(self, case: Case) -> Path:
-        return self.log_root / case_dirname(case.id, case.repeat)
+        # A test may call mlperf.run in several scenarios or modes; unless its id names them, each run gets its own
+        # folder, or the next run would delete the logs that the previous run's record points at.
+        named = case.scenario in case.id and case.mode in case.id
+        key = case.id if named else f"{case.id}[{case.scenario}-{case.mode}]"
+        return self.log_root / case_dirname(key, case.repeat)
 
     def settings_for(self, case: Case, backend: Backend) -> tuple[loadgen.SettingsSpec, dict[str, Any]]:
         cfg = self.config

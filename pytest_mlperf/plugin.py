@@ -181,7 +181,7 @@ def mlperf_backend(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture
-def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> CaseRunner:
+def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> Iterator[CaseRunner]:
     """Runs LoadGen benchmarks for this test: ``mlperf.run(model=..., dataset=...)`` returns a RunResult."""
     from pytest_mlperf.runner import CaseRunner
 
@@ -202,7 +202,7 @@ def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> CaseRunner:
         item.user_properties.append((COMPARISON_PROPERTY, comparison))
         return gate_reasons(comparison)
 
-    return CaseRunner(
+    yield CaseRunner(
         harness=session.harness,
         nodeid=item.nodeid,
         marker_kwargs=marker_kwargs,
@@ -216,6 +216,8 @@ def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> CaseRunner:
         gate=gate if session.gating else None,
         decided=session.decided if session.gating and session.config.adaptive else None,
     )
+    if session.writes_results:  # after Ctrl-C this test has no report to carry its runs
+        session.salvage(item.user_properties)
 
 
 @pytest.fixture(scope="session")

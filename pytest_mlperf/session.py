@@ -103,6 +103,7 @@ class MLPerfSession:
         self._harness: Harness | None = None
         self._envelope: dict[str, Any] | None = None
         self._runs: list[dict[str, Any]] = []
+        self._added: set[int] = set()
         self._results_file: JournaledDocument | None = None
         self._comparison_file: JournaledDocument | None = None
         self.affinity: list[int] | None = None  # this xdist worker's cores, once pinned
@@ -209,8 +210,9 @@ class MLPerfSession:
 
         Appending one line per run (not rewriting the document) keeps the bytes written linear in the runs.
         """
-        if not self.writes_results:
+        if not self.writes_results or id(run) in self._added:
             return
+        self._added.add(id(run))  # the dicts stay referenced in _runs, so their ids stay unique
         self._runs.append(run)
         if self._results_file is None:
             self._results_file = JournaledDocument(self.results_path, runs_journal(self.results_path))
@@ -302,6 +304,16 @@ class MLPerfSession:
             elif name == COMPARISON_PROPERTY and isinstance(value, dict):
                 self.add_comparison(value)
 
+    def salvage(self, user_properties: list[tuple[str, object]]) -> None:
+        """Keep the runs of a test that has no call report: Ctrl-C ended it, and pytest reports no such test.
+
+        Called when the test's ``mlperf`` fixture is torn down, which after an interrupt happens at session end,
+        before the results are written; runs already taken from a report are not added twice.
+        """
+        for name, value in user_properties:
+            if name == RUN_PROPERTY and isinstance(value, dict):
+                self.add_run(value)
+
     def close(self) -> None:
         """Release the session's backends (GPU memory, server connections)."""
         if self._harness is not None:
@@ -310,6 +322,7 @@ class MLPerfSession:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.replace_stale()
 
+    @pytest.hookimpl(trylast=True)  # after pytest's own teardown of the interrupted test (see salvage)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         from pytest_mlperf import signals
 

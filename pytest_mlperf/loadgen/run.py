@@ -162,8 +162,8 @@ def run_test(
     runner = threading.Thread(target=target, name="mlperf-loadgen", daemon=True)
     held = signals.Held()
     started = False
-    try:
-        with held:
+    with held:  # a signal during the release below is held too, and acted on once it is done
+        try:
             sut.start()
             runner.start()
             started = True
@@ -171,10 +171,11 @@ def run_test(
                 pass
             if held.received:
                 drain(sut, done, held)
-    finally:
-        if not started or done.is_set():
-            _release(sut, runner, sut_handle, qsl_handle, log_dir)
-    if not done.is_set():
+        finally:
+            released = not started or done.is_set()
+            if released:
+                _release(sut, runner, sut_handle, qsl_handle, log_dir)
+    if not released:
         signals.abandon(
             (sut, runner, sut_handle, qsl_handle, settings, log_settings),
             f"LoadGen was still running {DRAIN_TIMEOUT_S:.0f} s after {held.received[0]} (it cannot stop a run "
