@@ -138,6 +138,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("cache-dir", "Where models, datasets and built artefacts are cached.", metavar="DIR",
                default_help=f"${ENV_CACHE}, else the user cache dir (~/.cache/pytest-mlperf)"),
     OptionSpec("workers", "Inference threads for Offline and Server.", 1, kind="int", metavar="N"),
+    OptionSpec("stall-timeout-s", "Fail a run when its engine has answered no query for this many seconds while "
+               "queries wait (a call that never returns), and end the session: LoadGen cannot run again while one "
+               "of its runs hangs.", 600, kind="int", metavar="S"),
     OptionSpec("baseline", "A results JSON to gate against: each case is compared with its runs there, and a "
                "significant regression beyond the floor fails it.", metavar="PATH", default_help="no comparison"),
     OptionSpec("repeat", "How many times each performance case runs (repeats 0..N-1), pooled for the gate; "
@@ -243,6 +246,7 @@ class RunConfig:
         default_factory=lambda: parse_server_batch(_default("server-batch"), _default("batch-size"))
     )
     server_max_wait_us: int = _default("server-max-wait-us")
+    stall_timeout_s: int = _default("stall-timeout-s")
     workers: int = _default("workers")
     cache_dir: Path = field(default_factory=lambda: default_cache_dir())
     repeat: int = int(_default("repeat"))
@@ -390,6 +394,7 @@ def build_run_config(
     _positive(batch_size, "--mlperf-batch-size")
     _positive(wait, "--mlperf-server-max-wait-us", allow_zero=True)
     _positive(workers, "--mlperf-workers")
+    _positive(val("stall-timeout-s"), "--mlperf-stall-timeout-s")
     server_batch = parse_server_batch(val("server-batch"), int(batch_size))
     if modes == ("accuracy",) and (overrides.min_duration_ms is not None or overrides.min_query_count is not None):
         raise UsageProblem(
@@ -440,6 +445,7 @@ def build_run_config(
         server_batch=server_batch,
         server_max_wait_us=int(wait),
         workers=int(workers),
+        stall_timeout_s=int(val("stall-timeout-s")),
         cache_dir=Path(val("cache-dir")).expanduser() if val("cache-dir") else default_cache_dir(),
     )
 

@@ -23,6 +23,10 @@ class LoadGenError(MLPerfError):
     """LoadGen refused the settings or a run could not be completed."""
 
 
+class LoadGenStalled(LoadGenError):
+    """A run whose engine stopped answering, which LoadGen cannot finish: the session must end."""
+
+
 class InferenceError(MLPerfError):
     """The backend raised during a LoadGen run; the original exception is chained as ``__cause__``."""
 

@@ -404,7 +404,10 @@ class Harness:
             return suts[-1]
 
         try:
-            outcome = loadgen.run_test(build, case.dataset, spec, log_dir, enable_trace=self.traced(case))
+            outcome = loadgen.run_test(
+                build, case.dataset, spec, log_dir, enable_trace=self.traced(case),
+                stall_timeout_s=cfg.stall_timeout_s,
+            )
             try:
                 detail = logs.read_detail(log_dir / "mlperf_log_detail.txt")
             except OSError as exc:

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_mlperf.config import Thresholds, UsageProblem, thresholds_from_marker
 from pytest_mlperf.datasets.base import Dataset
+from pytest_mlperf.errors import LoadGenStalled
 from pytest_mlperf.harness import Case, Harness
 from pytest_mlperf.results import RunResult
 from pytest_mlperf.rules import MODES, SCENARIOS
@@ -134,7 +135,11 @@ class CaseRunner:
                 )
                 if mode == "performance":
                     self._before_performance_run()
-                results.append(self._harness.run(case, collect))
+                try:
+                    results.append(self._harness.run(case, collect))
+                except LoadGenStalled as exc:
+                    # LoadGen is still running that run: no other can start in this process (the run is recorded).
+                    pytest.exit(f"{self.nodeid}: {exc}", returncode=pytest.ExitCode.INTERRUPTED)
                 if mode == "performance" and self._decided is not None and self._decided(self.nodeid, records):
                     break
             finished = True

@@ -68,6 +68,10 @@ class BaseSUT:
         #: Samples whose outputs held NaN or inf (counted only with ``options.check_finite``).
         self.nonfinite_samples = 0
         self._count_lock = threading.Lock()
+        # Progress, for the stall watchdog: samples issued and answered, and when the SUT last made progress.
+        self.issued_samples = 0
+        self.answered_samples = 0
+        self._progress_at = time.monotonic()
         self._setup()
 
     def _setup(self) -> None:
@@ -90,6 +94,23 @@ class BaseSUT:
         """Stop doing real work (Ctrl-C): answer everything at once so LoadGen finishes quickly."""
         self.aborted = True
 
+    def _issued(self, count: int) -> None:
+        with self._count_lock:
+            if self.issued_samples == self.answered_samples:  # idle until now: the wait starts here
+                self._progress_at = time.monotonic()
+            self.issued_samples += count
+
+    def _answered(self, count: int) -> None:
+        with self._count_lock:
+            self.answered_samples += count
+            self._progress_at = time.monotonic()
+
+    def stalled(self, timeout_s: float) -> bool:
+        """Whether samples have waited *timeout_s* with no answer at all meanwhile: a call that does not return."""
+        with self._count_lock:
+            waiting = self.issued_samples > self.answered_samples
+            return waiting and time.monotonic() - self._progress_at > timeout_s
+
     @property
     def failing(self) -> bool:
         return self.error is not None or self.aborted
@@ -97,6 +118,7 @@ class BaseSUT:
     def _infer_and_complete(self, ids: Sequence[int], indices: Sequence[int], backend: Backend | None = None) -> None:
         if self.failing:
             self._complete(ids, None)
+            self._answered(len(ids))
             return
         backend = backend or self.backend
         try:
@@ -118,6 +140,7 @@ class BaseSUT:
             if self.error is None:
                 self.error = exc
             self._complete(ids, None)
+            self._answered(len(ids))
             return
         # rows stays referenced until QuerySamplesComplete returns inside _complete.
         try:
@@ -129,8 +152,10 @@ class BaseSUT:
             if self.error is None:
                 self.error = exc
             self._complete(ids, None)
+            self._answered(len(ids))
             return
         self.completed_samples += len(ids)
+        self._answered(len(ids))
 
 
 def count_nonfinite(outputs: object) -> int:
@@ -160,6 +185,7 @@ class InlineSUT(BaseSUT):
     """SingleStream and MultiStream: LoadGen waits for each query, so infer right in the issue callback."""
 
     def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
+        self._issued(len(ids))
         self._infer_and_complete(ids, indices)
 
 
@@ -171,6 +197,7 @@ class QueuedSUT(BaseSUT):
         self._threads: list[threading.Thread] = []
 
     def issue(self, ids: Sequence[int], indices: Sequence[int]) -> None:
+        self._issued(len(ids))
         self._queue.put((ids, indices))
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from pytest_mlperf import signals
 from pytest_mlperf.datasets.base import Dataset
-from pytest_mlperf.errors import LoadGenError
+from pytest_mlperf.errors import InferenceError, LoadGenError, LoadGenStalled
 from pytest_mlperf.sut import BaseSUT, Complete
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ def run_test(
     log_dir: Path,
     *,
     enable_trace: bool = False,
+    stall_timeout_s: float = 600.0,
 ) -> RunOutcome:
     """Run one LoadGen test writing its logs to *log_dir*.
 
@@ -167,20 +168,31 @@ def run_test(
             sut.start()
             runner.start()
             started = True
+            stalled = False
             while not done.wait(POLL_S) and not held.received:
-                pass
-            if held.received:
+                if sut.stalled(stall_timeout_s):
+                    stalled = True
+                    break
+            if stalled:
+                stall = InferenceError(
+                    f"backend {sut.backend.name} answered none of the {sut.issued_samples - sut.answered_samples} "
+                    f"waiting samples for {stall_timeout_s:g} s (--mlperf-stall-timeout-s): a call into the engine "
+                    "does not return"
+                )
+                sut.error = sut.error or stall
+            if held.received or stalled:
                 drain(sut, done, held)
         finally:
             released = not started or done.is_set()
             if released:
                 _release(sut, runner, sut_handle, qsl_handle, log_dir)
     if not released:
+        why = held.received[0] if held.received else "its engine stalled"
         signals.abandon(
             (sut, runner, sut_handle, qsl_handle, settings, log_settings),
-            f"LoadGen was still running {DRAIN_TIMEOUT_S:.0f} s after {held.received[0]} (it cannot stop a run "
-            f"early: a Server run waits for each query's scheduled time), so the process exits without tearing "
-            f"it down; the interrupted run's logs are in {interrupted_dir(log_dir)}",
+            f"LoadGen was still running {DRAIN_TIMEOUT_S:.0f} s after {why} (it cannot stop a run early: a Server "
+            "run waits for each query's scheduled time, and a stalled engine never answers), so the process exits "
+            f"without tearing it down; the unfinished run's logs are in {interrupted_dir(log_dir)}",
         )
     if held.received:
         mark_interrupted(log_dir)
@@ -188,6 +200,12 @@ def run_test(
             f"{held.received[0]} during a LoadGen run; its logs are kept in {interrupted_dir(log_dir)}, the runs "
             "that finished before are in the results"
         )
+    if not released:  # stalled: this session can run LoadGen no more
+        mark_interrupted(log_dir)
+        raise LoadGenStalled(
+            f"{sut.error}; LoadGen cannot finish this run nor start another one, so the session ends here "
+            f"(the run's logs: {interrupted_dir(log_dir)})"
+        ) from sut.error
     if failure:
         raise LoadGenError(f"LoadGen failed while writing {log_dir}: {failure[0]}") from failure[0]
     return RunOutcome(log_dir=log_dir, error=sut.error)

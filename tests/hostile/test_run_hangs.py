@@ -129,3 +129,61 @@ def test_server(mlperf, tiny_model, tiny_dataset):
     ])
     run = read_document(project.path / "mlperf-results" / "results.json")["runs"][0]
     assert run["error"].startswith("LoadGenError: ") and run["valid"] is False
+
+
+STALLING_TEST = """
+import itertools
+import threading
+
+import pytest
+
+from pytest_mlperf import ArrayDataset, Classification
+
+CALLS = itertools.count()
+
+
+class Stalls(Classification):
+    \"\"\"The third batch of the LoadGen run (not of the warm-up, in the main thread) never returns.\"\"\"
+
+    def postprocess(self, outputs):
+        if threading.current_thread() is not threading.main_thread() and next(CALLS) == 2:
+            threading.Event().wait()
+        return super().postprocess(outputs)
+
+
+def test_a_first(mlperf, tiny_model, tiny_dataset):
+    mlperf.run(tiny_model, tiny_dataset, scenario="Offline", mode="accuracy")
+
+
+@pytest.mark.parametrize("scenario", ["SCENARIO"])
+def test_b_stalls(mlperf, tiny_model, scenario):
+    base = __import__("conftest").make_dataset()
+    data = ArrayDataset(base.inputs, base.labels, name="tiny", task=Stalls(topk=1))
+    mlperf.run(tiny_model, data, scenario=scenario, mode="performance")
+
+
+def test_c_never_reached(mlperf, tiny_model, tiny_dataset):
+    mlperf.run(tiny_model, tiny_dataset, scenario="Offline", mode="accuracy")
+"""
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "Offline"])
+def test_an_engine_call_that_never_returns_fails_the_run_and_ends_the_session(
+    project: pytest.Pytester, scenario: str
+) -> None:
+    project.makepyfile(test_stall=STALLING_TEST.replace("SCENARIO", scenario))
+    # A subprocess with a time limit: before the fix, the session waited for the engine for ever.
+    result = project.runpytest_subprocess(*FAST, "--mlperf-batch-size=4", "--mlperf-stall-timeout-s=2", timeout=600)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines([
+        "*Exit: test_stall.py::test_b_stalls*: backend onnxruntime answered none of the * waiting samples for 2 s "
+        "(--mlperf-stall-timeout-s): a call into the engine does not return; LoadGen cannot finish this run nor "
+        "start another one, so the session ends here*",
+    ])
+    assert "Fatal Python error" not in result.stderr.str() and "Segmentation" not in result.stderr.str()
+    document = read_document(project.path / "mlperf-results" / "results.json")
+    assert document["status"] == "interrupted"
+    runs = [(run["id"].split("::")[-1], run["passed"]) for run in document["runs"]]
+    assert runs == [("test_a_first", True), (f"test_b_stalls[{scenario}]", False)]
+    stalled = document["runs"][1]
+    assert "does not return" in stalled["error"] and stalled["valid"] is False and stalled["metrics"]["qps"] is None
