@@ -57,6 +57,7 @@ __all__ = [
     "SquadError",
     "SquadFeatures",
     "SquadParams",
+    "TokenizersMissing",
     "basic_tokenize",
     "bert_input_names",
     "bert_tokenizer",
@@ -64,6 +65,7 @@ __all__ = [
     "onnx_input_names",
     "read_squad",
     "read_vocab",
+    "require_tokenizers",
     "synthetic_squad",
 ]
 
@@ -194,6 +196,21 @@ def read_vocab(path: Path) -> list[str]:
     return tokens
 
 
+class TokenizersMissing(SquadError):
+    """The ``tokenizers`` package, which builds the features, is not installed."""
+
+
+def require_tokenizers() -> None:
+    """TokenizersMissing, saying how to install it, unless ``tokenizers`` can be imported."""
+    try:
+        import tokenizers  # noqa: F401
+    except ImportError:
+        raise TokenizersMissing(
+            "SQuAD features need the tokenizers package, which is not installed: pip install 'pytest-mlperf[language]' "
+            "(or pip install tokenizers)"
+        ) from None
+
+
 def _is_cjk(cp: int) -> bool:
     return (
         0x4E00 <= cp <= 0x9FFF
@@ -239,6 +256,7 @@ def basic_clean(text: str, *, lower: bool = False) -> str:
 
 def bert_tokenizer(vocab: Sequence[str]) -> Tokenizer:
     """BERT's uncased WordPiece on *vocab* (tokens by id), no special tokens added (the features add their own)."""
+    require_tokenizers()
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
     # A token listed twice maps to its last line, as in the reference's load_vocab.
@@ -398,6 +416,7 @@ def _digest(path: Path) -> str:
 
 def features_key(data: Path, vocab: Path, params: SquadParams) -> str:
     """What decides the cached features: the two files' bytes, the parameters, this code and the tokenizer."""
+    require_tokenizers()
     import tokenizers
 
     fields = {
@@ -533,26 +552,28 @@ def synthetic_squad(
     count: int = 64,
     *,
     input_names: Mapping[str, str] | None = None,
-    vocab_size: int = 30522,
+    vocab: Sequence[str] | None = None,
     params: SquadParams = SquadParams(),
     seed: int = 0,
 ) -> ArrayDataset:
     """Token inputs of BERT's shape for performance runs without SQuAD: random ids, real-looking masks.
 
     Each sample is ``[CLS]`` + a 16-token question + ``[SEP]`` + context + ``[SEP]``, filling 60 % to 100 % of the
-    sequence, then padding, as SQuAD's features do; accuracy on it would mean nothing (``synthetic_inputs``).
+    sequence, then padding, as SQuAD's features do; accuracy on it would mean nothing (``synthetic_inputs``). Ids
+    come from *vocab* when given (they must fit the model's embedding), else from the MLPerf model's 30,522 tokens.
     """
     names = dict(input_names or {role: role for role in INPUT_ALIASES})
+    size, cls_id, sep_id = (30522, 101, 102) if vocab is None else (len(vocab), vocab.index("[CLS]"), vocab.index("[SEP]"))
     rng = np.random.default_rng(seed)
     length = params.max_seq_length
-    ids = rng.integers(1000, vocab_size, size=(count, length), dtype=np.int64)
+    ids = rng.integers(min(1000, size // 2), size, size=(count, length), dtype=np.int64)
     real = rng.integers(int(0.6 * length), length + 1, size=count)
     positions = np.arange(length)
     mask = (positions[None, :] < real[:, None]).astype(np.int64)
     segments = ((positions[None, :] >= 18) & (mask == 1)).astype(np.int64)
-    ids[:, 0] = 101
-    ids[:, 17] = 102
-    ids[np.arange(count), real - 1] = 102
+    ids[:, 0] = cls_id
+    ids[:, 17] = sep_id
+    ids[np.arange(count), real - 1] = sep_id
     ids *= mask
     return ArrayDataset(
         {names["input_ids"]: ids, names["input_mask"]: mask, names["segment_ids"]: segments},
