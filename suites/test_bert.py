@@ -30,7 +30,6 @@ import pytest
 from pytest_mlperf import ArrayDataset
 from pytest_mlperf.datasets.squad import (
     FULL_QUESTIONS,
-    read_vocab,
     SQUAD_DEV,
     VOCAB,
     SquadDataset,
@@ -38,6 +37,7 @@ from pytest_mlperf.datasets.squad import (
     TokenizersMissing,
     bert_input_names,
     onnx_input_names,
+    read_vocab,
     synthetic_squad,
 )
 from pytest_mlperf.errors import ModelError

@@ -24,51 +24,35 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from pytest_mlperf.models.bert_standin import HF_INPUTS, build_bert_standin
 
 LONG_CONTEXT = " ".join(["lorem"] * 300 + ["Marie", "Curie"] + ["ipsum"] * 203) + " ."
+
+
+def _qa(qas_id: str, question: str, *answers: str) -> dict[str, Any]:
+    return {"id": qas_id, "question": question, "answers": [{"text": a, "answer_start": 0} for a in answers]}
+
+
+def _paragraph(context: str, *qas: dict[str, Any]) -> dict[str, Any]:
+    return {"context": context, "qas": list(qas)}
+
+
 SQUAD = {
     "version": "1.1",
-    "data": [
-        {
-            "title": "Designed",
-            "paragraphs": [
-                {
-                    "context": "In 1887 the tower was built in Paris, France by Gustave Eiffel's company.",
-                    "qas": [
-                        {"id": "q1", "question": "Was the tower built in Paris?",
-                         "answers": [{"text": "Paris, France", "answer_start": 31}, {"text": "in Paris", "answer_start": 28}]},
-                        {"id": "q2", "question": "Which country, France or Spain?",
-                         "answers": [{"text": "France", "answer_start": 38}, {"text": "the French Republic", "answer_start": 0}]},
-                    ],
-                },
-                {
-                    "context": "The answer is the Great Wall of China.",
-                    "qas": [
-                        {"id": "q3", "question": "What is it?",
-                         "answers": [{"text": "The Great Wall of China", "answer_start": 14}]},
-                        {"id": "q4", "question": "What is the long wall called?",
-                         "answers": [{"text": "China", "answer_start": 32}, {"text": "the Great Wall.", "answer_start": 14}]},
-                    ],
-                },
-                {
-                    "context": 'Its name was "The Beatles!" in 1960.',
-                    "qas": [{"id": "q5", "question": "Which band?", "answers": [{"text": "Beatles", "answer_start": 18}]}],
-                },
-                {
-                    "context": LONG_CONTEXT,
-                    "qas": [{"id": "q6", "question": "Who won?",
-                             "answers": [{"text": "Marie Curie", "answer_start": 1800}, {"text": "Curie", "answer_start": 1806}]}],
-                },
-                {
-                    "context": "The river Nile flows north.",
-                    "qas": [{"id": "q7", "question": "Which river is longest in Asia?",
-                             "answers": [{"text": "Yangtze", "answer_start": 0}, {"text": "the Yangtze River", "answer_start": 0}]}],
-                },
-            ],
-        }
-    ],
+    "data": [{"title": "Designed", "paragraphs": [
+        _paragraph("In 1887 the tower was built in Paris, France by Gustave Eiffel's company.",
+                   _qa("q1", "Was the tower built in Paris?", "Paris, France", "in Paris"),
+                   _qa("q2", "Which country, France or Spain?", "France", "the French Republic")),
+        _paragraph("The answer is the Great Wall of China.",
+                   _qa("q3", "What is it?", "The Great Wall of China"),
+                   _qa("q4", "What is the long wall called?", "China", "the Great Wall.")),
+        _paragraph('Its name was "The Beatles!" in 1960.', _qa("q5", "Which band?", "Beatles")),
+        _paragraph(LONG_CONTEXT, _qa("q6", "Who won?", "Marie Curie", "Curie")),
+        _paragraph("The river Nile flows north.", _qa("q7", "Which river is longest in Asia?", "Yangtze",
+                                                      "the Yangtze River")),
+    ]}],
 }  # fmt: skip
 
 #: Per question: (the model's answer, exact match, F1), as worked out in the module docstring.

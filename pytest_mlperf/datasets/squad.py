@@ -67,6 +67,7 @@ __all__ = [
     "read_vocab",
     "require_tokenizers",
     "synthetic_squad",
+    "wordpiece",
 ]
 
 #: Manifest entries: the SQuAD v1.1 dev set and the BERT vocabulary.
@@ -138,8 +139,10 @@ def read_squad(path: Path) -> list[Question]:
         raise SquadError(f"SQuAD file {path} cannot be read as JSON: {exc}") from None
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, list):
-        raise SquadError(f"SQuAD file {path} has no 'data' list; expected the SQuAD v1.1 format "
-                         "{'version': '1.1', 'data': [{'title', 'paragraphs': [{'context', 'qas'}]}]}")
+        raise SquadError(
+            f"SQuAD file {path} has no 'data' list; expected the SQuAD v1.1 format "
+            "{'version': '1.1', 'data': [{'title', 'paragraphs': [{'context', 'qas'}]}]}"
+        )
     questions: list[Question] = []
     seen: set[str] = set()
     paragraph_index = 0
@@ -157,8 +160,10 @@ def read_squad(path: Path) -> list[Question]:
             words = _split_words(paragraph["context"])
             for q, qa in enumerate(qas):
                 entry = f"{where}.qas[{q}]"
-                if not isinstance(qa, dict) or not isinstance(qa.get("id"), str) or not isinstance(
-                    qa.get("question"), str
+                if (
+                    not isinstance(qa, dict)
+                    or not isinstance(qa.get("id"), str)
+                    or not isinstance(qa.get("question"), str)
                 ):
                     raise SquadError(f"{entry} needs an 'id' and a 'question' string")
                 answers = qa.get("answers", [])
@@ -247,8 +252,9 @@ def basic_clean(text: str, *, lower: bool = False) -> str:
 
     ``tokenizers`` then does the rest identically. Doing these steps here keeps two of its differences out: it keeps
     unassigned code points, and it does not space CJK Extension E. *lower* lower-cases with Python's ``str.lower``,
-    as ``accuracy-squad.py``'s basic tokenizer does (a word-final capital sigma becomes ``ς``); the features are
-    lower-cased one character at a time (``σ``), as ``transformers``' BertTokenizer and ``tokenizers`` do.
+    as ``accuracy-squad.py``'s basic tokenizer does (a word-final capital sigma becomes the final form U+03C2); the
+    features are lower-cased one character at a time (U+03C3), as ``transformers``' BertTokenizer and ``tokenizers``
+    do.
     """
     cleaned = text.translate(_basic_table())
     return cleaned.lower() if lower else cleaned
@@ -269,6 +275,11 @@ def bert_tokenizer(vocab: Sequence[str]) -> Tokenizer:
     # transformers' BertTokenizer keeps a literal "[SEP]" (and the other special tokens) in the text whole.
     tokenizer.add_special_tokens([t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t in ids])
     return tokenizer
+
+
+def wordpiece(tokenizer: Tokenizer, text: str) -> list[str]:
+    """*text* as the reference's ``tokenizer.tokenize`` gives it: BERT's word pieces."""
+    return list(tokenizer.encode(basic_clean(text), add_special_tokens=False).tokens)
 
 
 #: Words accuracy-squad.py's basic tokenizer (NVIDIA's tokenization.py) keeps whole and unchanged.
@@ -448,7 +459,7 @@ def bert_input_names(graph_inputs: Iterable[str]) -> dict[str, str]:
             raise ValueError(
                 f"the model has {what} for BERT's {role} (names tried: {', '.join(aliases)}); its inputs are "
                 f"{', '.join(names) or 'none'}. Pass input_names={{'input_ids': ..., 'input_mask': ..., "
-                "'segment_ids': ...}} to the dataset"
+                "'segment_ids': ...} to the dataset"
             )
         found[role] = hits[0]
     return found
@@ -493,8 +504,7 @@ class SquadDataset(PreloadedSamples):
         unknown = set(self.input_names) - set(INPUT_ALIASES)
         if unknown or len(self.input_names) != len(INPUT_ALIASES):
             raise ValueError(
-                f"input_names must map each of {', '.join(INPUT_ALIASES)} to a model input name, got "
-                f"{self.input_names}"
+                f"input_names must map each of {', '.join(INPUT_ALIASES)} to a model input name, got {self.input_names}"
             )
         questions = read_squad(self.data_path)
         vocab_tokens = read_vocab(self.vocab_path)
@@ -563,7 +573,10 @@ def synthetic_squad(
     come from *vocab* when given (they must fit the model's embedding), else from the MLPerf model's 30,522 tokens.
     """
     names = dict(input_names or {role: role for role in INPUT_ALIASES})
-    size, cls_id, sep_id = (30522, 101, 102) if vocab is None else (len(vocab), vocab.index("[CLS]"), vocab.index("[SEP]"))
+    if vocab is None:
+        size, cls_id, sep_id = 30522, 101, 102
+    else:
+        size, cls_id, sep_id = len(vocab), vocab.index("[CLS]"), vocab.index("[SEP]")
     rng = np.random.default_rng(seed)
     length = params.max_seq_length
     ids = rng.integers(min(1000, size // 2), size, size=(count, length), dtype=np.int64)

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["REFERENCE_INPUTS", "HF_INPUTS", "build_bert_standin"]
+__all__ = ["HF_INPUTS", "REFERENCE_INPUTS", "build_bert_standin"]
 
 OPSET = 13
 #: Input names of the MLPerf reference's ONNX export, and of the Hugging Face style exports.
@@ -95,4 +95,5 @@ def build_bert_standin(
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytest-mlperf")
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    data: bytes = model.SerializeToString()
+    return data

@@ -181,13 +181,13 @@ def predict_answers(
         if len(total) == 0:
             predictions[question.qas_id] = NO_ANSWER
             continue
-        best = int(np.argsort(-total, kind="stable")[0])
-        for feature, s, e in picks:
-            if best < len(s):
-                start, end = int(s[best]), int(e[best])
-                break
-            best -= len(s)
-        predictions[question.qas_id] = _answer_text(squad, question.doc_words, feature, start, end)
+        # The reference sorts stably by score, best first: its first entry is the first maximum.
+        best = int(np.argmax(total))
+        ends = np.cumsum([len(s) for _, s, _ in picks])
+        which = int(np.searchsorted(ends, best, side="right"))
+        feature, s, e = picks[which]
+        at = best - (int(ends[which - 1]) if which else 0)
+        predictions[question.qas_id] = _answer_text(squad, question.doc_words, feature, int(s[at]), int(e[at]))
     return predictions
 
 

@@ -152,10 +152,12 @@ def test_every_scenario_runs_on_squad_features_with_the_graph_input_names(
     assert server["thresholds"]["latency_ms"] == 500.0  # the command line overrides the official 130 ms
 
 
-def test_server_is_judged_at_the_official_130_ms(suite: pytest.Pytester, files: dict[str, Path], tmp_path: Path) -> None:
-    run = suite.runpytest(*_args(files, tmp_path), "--mlperf-mode=performance", "--mlperf-scenarios=Server",
-                          "-k", "bert-99 and not 99.9", "--mlperf-threads=1", "--mlperf-min-duration-ms=200",
-                          "-p", "no:cacheprovider")  # fmt: skip
+def test_server_is_judged_at_the_official_130_ms(
+    suite: pytest.Pytester, files: dict[str, Path], tmp_path: Path
+) -> None:
+    # An accuracy run records the case's thresholds without depending on this machine's latency.
+    run = suite.runpytest(*_args(files, tmp_path), "--mlperf-mode=accuracy", "--mlperf-scenarios=Server",
+                          "-k", "bert-99 and not 99.9", "-p", "no:cacheprovider")  # fmt: skip
 
     run.assert_outcomes(passed=1)
     (record,) = json.loads((tmp_path / "results.json").read_text())["runs"]
