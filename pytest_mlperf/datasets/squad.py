@@ -25,11 +25,9 @@ context words, gold answers) is read again from the data file, which takes well 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
-import sys
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -229,22 +227,26 @@ def _is_cjk(cp: int) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=1)
-def _basic_table() -> dict[int, str | None]:
+class _BasicTable(dict[int, "str | None"]):
     """``str.translate`` table for the basic tokenizer's first two steps, by Python's Unicode database.
 
     Removed: NUL, U+FFFD and every category C character but tab, CR and LF (``tokenizers`` keeps unassigned code
-    points); spaced: the CJK ideographs, in every range BERT lists (``tokenizers`` misses Extension E).
+    points); spaced: the CJK ideographs, in every range BERT lists (``tokenizers`` misses Extension E). Filled as
+    characters are first met, so a text costs one Python call per distinct character, once per process.
     """
-    table: dict[int, str | None] = {}
-    for cp in range(sys.maxunicode + 1):
-        if cp in (9, 10, 13):
-            continue
-        if cp in (0, 0xFFFD) or unicodedata.category(chr(cp)).startswith("C"):
-            table[cp] = None
+
+    def __missing__(self, cp: int) -> str | None:
+        char = chr(cp)
+        value: str | None = char
+        if cp in (0, 0xFFFD) or (cp not in (9, 10, 13) and unicodedata.category(char).startswith("C")):
+            value = None
         elif _is_cjk(cp):
-            table[cp] = f" {chr(cp)} "
-    return table
+            value = f" {char} "
+        self[cp] = value
+        return value
+
+
+_BASIC_TABLE = _BasicTable()
 
 
 def basic_clean(text: str, *, lower: bool = False) -> str:
@@ -256,7 +258,7 @@ def basic_clean(text: str, *, lower: bool = False) -> str:
     features are lower-cased one character at a time (U+03C3), as ``transformers``' BertTokenizer and ``tokenizers``
     do.
     """
-    cleaned = text.translate(_basic_table())
+    cleaned = text.translate(_BASIC_TABLE)
     return cleaned.lower() if lower else cleaned
 
 
@@ -486,9 +488,9 @@ class SquadDataset(PreloadedSamples):
 
     def __init__(
         self,
-        data: Path,
-        vocab: Path,
-        cache_dir: Path,
+        data: Path | str,
+        vocab: Path | str,
+        cache_dir: Path | str,
         *,
         input_names: Mapping[str, str] | None = None,
         params: SquadParams = SquadParams(),
