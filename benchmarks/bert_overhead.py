@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                 case = Case(f"bert-{scenario}-{batch}", model, dataset, scenario, "performance", repeat=rnd)
                 result = harness.run(case, lambda _: None)
                 if not result.valid:
-                    notes.append(f"batch {batch} {scenario} round {rnd}: INVALID")
+                    why = "; ".join(result.validity_reasons) or "no reason given"
+                    notes.append(f"batch {batch} {scenario} round {rnd}: INVALID ({why})")
                 table.setdefault((batch, f"harness {scenario}"), []).append(result.metrics.qps or float("nan"))
                 if scenario == "Server":
                     p99 = (result.metrics.latency_ns or {}).get("p99", 0) / 1e6

@@ -238,3 +238,19 @@ def test_an_unrecognised_graph_is_refused_with_its_names() -> None:
         bert_input_names(["input_ids", "mask", "kind"])
     with pytest.raises(ValueError, match=r"several inputs \(input_ids, bert/input_ids\) for BERT's input_ids"):
         bert_input_names(["input_ids", "bert/input_ids", "input_mask", "segment_ids"])
+
+
+def test_features_are_built_once_and_keyed_by_the_vocabulary_and_the_data(tmp_path: Path, vocab_file: Path) -> None:
+    data = squad_file(tmp_path, [{"context": "a b c", "qas": [qa("q", "x", "b")]}])
+    first = SquadDataset(data, vocab_file, tmp_path / "cache", params=SMALL)
+    stamp = first.cache_file.stat().st_mtime_ns
+    again = SquadDataset(data, vocab_file, tmp_path / "cache", params=SMALL)
+    assert again.cache_file == first.cache_file and again.cache_file.stat().st_mtime_ns == stamp
+    assert first.cache_file.parent.name == "preprocessed" and (tmp_path / "cache" / "CACHEDIR.TAG").is_file()
+
+    vocab_file.write_text("\n".join([*VOCAB, "z"]) + "\n")  # a different vocabulary: new features
+    other_vocab = SquadDataset(data, vocab_file, tmp_path / "cache", params=SMALL)
+    data.write_text(data.read_text().replace('"a b c"', '"a b c d"'))  # different data: new features
+    other_data = SquadDataset(data, vocab_file, tmp_path / "cache", params=SMALL)
+    assert len({first.cache_file, other_vocab.cache_file, other_data.cache_file}) == 3
+    assert other_data.squad.token_to_orig[0].tolist()[3:8] == [0, 1, 2, 3, -1]
