@@ -1,7 +1,7 @@
 """The harness on BERT-shaped inputs against a bare loop: Offline and Server, at batch 1 and the default batch.
 
-    python benchmarks/bert_overhead.py            # about 2 minutes on 2 cores
-    python benchmarks/bert_overhead.py --rounds 1 # a quick look
+    python benchmarks/bert_overhead.py            # about 5 minutes on 2 cores
+    python benchmarks/bert_overhead.py --rounds 1 # about 2 minutes
 
 The model is the BERT-shaped stand-in (``pytest_mlperf.models.bert_standin``: three int64 inputs of 384 tokens,
 embeddings and a QA head, 30,522 tokens, hidden size 64), the inputs synthetic SQuAD-shaped tokens (512 samples).
