@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from provisioning_support import make_provisioner
 
 from pytest_mlperf.errors import ProvisioningError
 from pytest_mlperf.provisioning.archive import (
@@ -26,8 +27,6 @@ from pytest_mlperf.provisioning.archive import (
     ExtractLimits,
     UnsafeArchiveError,
 )
-from pytest_mlperf.provisioning.manifest import load_catalog
-from pytest_mlperf.provisioning.provision import Provisioner
 
 
 def write_tar(path: Path, files: dict[str, bytes], gz: bool = False, links: dict[str, str] | None = None) -> Path:
@@ -64,15 +63,7 @@ def provide(tmp_path: Path, archive: Path, fmt: str, **entry: Any) -> Path:
     }
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(yaml.safe_dump({"schema_version": 1, "assets": [fields]}), encoding="utf-8")
-    provisioner = Provisioner(
-        tmp_path / "cache",
-        manifests=load_catalog([manifest], packaged=False),
-        overrides={"data": archive},
-        env={},
-        stream=io.StringIO(),
-        tty=False,
-    )
-    return provisioner.get("data")
+    return make_provisioner(tmp_path, manifest, overrides={"data": archive}).get("data")
 
 
 def no_extraction_left(tmp_path: Path) -> bool:

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+from provisioning_support import make_provisioner
 
-from pytest_mlperf.provisioning.manifest import load_catalog
 from pytest_mlperf.provisioning.provision import DownloadFailed, Provisioner
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
@@ -135,19 +135,9 @@ def manifest(tmp_path: Path, **entry: Any) -> Path:
 
 
 def provisioner(tmp_path: Path, path: Path, **kwargs: Any) -> Provisioner:
-    kwargs.setdefault("timeout", (5.0, 10.0))
-    kwargs.setdefault("retries", 1)
-    kwargs.setdefault("backoff_s", 0.01)
     kwargs.setdefault("deadline_s", 60.0)
     kwargs.setdefault("min_rate", 0.0)
-    return Provisioner(
-        tmp_path / "cache",
-        manifests=load_catalog([path], packaged=False),
-        env={},
-        stream=kwargs.pop("stream", io.StringIO()),
-        tty=False,
-        **kwargs,
-    )
+    return make_provisioner(tmp_path, path, **kwargs)
 
 
 def cache_bytes(tmp_path: Path) -> int:
