@@ -83,6 +83,8 @@ _STAMP_VERSION = 1
 _USER_AGENT = "pytest-mlperf (+https://pypi.org/project/pytest-mlperf/)"
 Origin = Literal["cache", "download", "override", "package"]
 FailureKind = Literal["unreachable", "timeout", "http", "interrupted", "checksum", "size", "slow"]
+#: Without a declared ``size:``, no download writes more than this (the largest packaged asset is about 1 GB).
+MAX_UNDECLARED_BYTES = 16 << 30
 #: Besides the download deadline: how long a waiter gives another process that provisions the same asset.
 _LOCK_GRACE_S = 600.0
 #: 4xx statuses that are not "this request is refused": not found (its own advice) and "come back later".
@@ -295,6 +297,7 @@ class Provisioner:
         rate_window_s: float = _RATE_WINDOW_S,
         verify: bool = False,
         lock_timeout_s: float | None = None,
+        max_undeclared_bytes: int = MAX_UNDECLARED_BYTES,
     ) -> None:
         env = os.environ if env is None else env
         self.catalog: Mapping[str, Asset] = load_catalog() if manifests is None else manifests
@@ -310,6 +313,7 @@ class Provisioner:
         self.min_rate = min_rate
         self.rate_window_s = rate_window_s
         self.verify = verify
+        self.max_undeclared_bytes = max_undeclared_bytes
         self.lock_timeout_s = lock_timeout_s if lock_timeout_s is not None else deadline_s + _LOCK_GRACE_S
         self._stream = stream
         self._tty = tty
@@ -1070,6 +1074,15 @@ class Provisioner:
         # read1 returns what has arrived: a trickling server cannot hold a 1 MiB read (and the deadline) hostage,
         # and the bytes received before a stall are written, counted and kept for the resume.
         read1 = getattr(resp.raw, "read1", None)
+        stopped = "bytes received when the transfer was stopped; the download was deleted"
+        if asset.size is not None:
+            limit, too_long = asset.size, f"the body is longer than the manifest's 'size: {asset.size}'"
+        else:
+            limit = self.max_undeclared_bytes
+            too_long = (
+                f"the body is longer than {limit} bytes, the most a download without 'size:' in {asset.manifest} "
+                "may write (declare the file's size there if it really is this large)"
+            )
 
         def read() -> bytes:
             if read1 is not None:
@@ -1099,15 +1112,10 @@ class Provisioner:
                     ) from exc
                 if not chunk:
                     return
-                if asset.size is not None and progress.done + len(chunk) > asset.size:
+                if progress.done + len(chunk) > limit:
                     fh.close()
                     self._reset_part(part)
-                    raise _AttemptFailed(
-                        "size",
-                        f"the body is longer than the manifest's 'size: {asset.size}': {progress.done + len(chunk)} "
-                        f"bytes received when the transfer was stopped; the download was deleted",
-                        False,
-                    )
+                    raise _AttemptFailed("size", f"{too_long}: {progress.done + len(chunk)} {stopped}", False)
                 try:
                     fh.write(chunk)
                 except OSError as exc:

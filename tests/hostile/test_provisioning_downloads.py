@@ -174,6 +174,19 @@ def test_a_finite_body_longer_than_declared_is_refused_with_both_sizes(server: S
     assert f"{len(DATA) + len(b'extra bytes')} bytes received" in msg
 
 
+def test_an_endless_body_without_a_declared_size_stops_at_the_undeclared_cap(server: Server, tmp_path: Path) -> None:
+    server.endless("/blob.bin")
+    path = manifest(tmp_path, url=server.url("/blob.bin"))
+
+    with pytest.raises(DownloadFailed) as info:
+        provisioner(tmp_path, path, max_undeclared_bytes=50_000).get("blob")
+
+    msg = str(info.value)
+    assert "the body is longer than 50000 bytes, the most a download without 'size:'" in msg
+    assert "declare the file's size there" in msg
+    assert not list((tmp_path / "cache").rglob("*.part"))
+
+
 def test_an_endless_body_without_a_declared_size_meets_the_deadline(server: Server, tmp_path: Path) -> None:
     server.endless("/blob.bin")
     url = server.url("/blob.bin")
