@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -312,3 +313,23 @@ def test_mirror_credentials_never_reach_messages_or_progress_lines(server: Serve
     msg = str(info.value)
     assert "s3cr3t-pw" not in msg and "alice" not in msg
     assert f"http://***@127.0.0.1:{server.port}/mirror/other.bin (the mirror): HTTP 404" in msg
+
+
+def test_the_download_options_reach_the_provisioner_in_a_real_run(
+    server: Server, tmp_path: Path, pytester: pytest.Pytester
+) -> None:
+    server.endless("/blob.bin")
+    path = manifest(tmp_path, url=server.url("/blob.bin"))
+    pytester.makepyfile("def test_asset(mlperf_assets):\n    mlperf_assets.get('blob')\n")
+    root = Path(__file__).resolve().parents[2]
+    pytester._monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    pytester._monkeypatch.delenv("PYTEST_MLPERF_OFFLINE", raising=False)
+    pytester._monkeypatch.delenv("PYTEST_MLPERF_MIRROR", raising=False)
+
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--mlperf-manifest={path}", f"--mlperf-cache-dir={tmp_path / 'cache'}",
+        "--mlperf-download-timeout=1", "--mlperf-verify-cache",
+    )  # fmt: skip
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*abandoned at the download deadline of 1 s (--mlperf-download-timeout)*"])
