@@ -647,8 +647,31 @@ def load_baseline(path: Path, option: str = "--mlperf-baseline", role: str = "a 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
-def convert_ini(spec: OptionSpec, raw: str) -> Any:
-    """Convert an ini string to the option's type, naming the ini key on failure."""
+def convert_ini(spec: OptionSpec, raw: Any) -> Any:
+    """Convert an ini value to the option's type, naming the ini key on failure.
+
+    An ini file gives strings; ``pyproject.toml`` may give TOML lists, numbers and booleans, which are taken
+    where they mean the same (a list for a comma-separated option) and refused, with the fix, where they do not.
+    """
+    if isinstance(raw, list):
+        if spec.metavar == "LIST" and all(isinstance(item, str) for item in raw):
+            return ",".join(item.strip() for item in raw) or None
+        example = ", ".join(f'"{item}"' for item in raw[:2]) if spec.metavar == "LIST" else ""
+        fix = (f"write each value as a string: {spec.ini} = [{example}]" if spec.metavar == "LIST"
+               else f"{spec.flag} takes one value: write {spec.ini} = <value>")
+        raise UsageProblem(f"ini option {spec.ini} = {raw!r} is a list; {fix}")
+    if isinstance(raw, bool):
+        if spec.kind != "bool":
+            raise UsageProblem(f"ini option {spec.ini} = {raw!r} is a boolean but {spec.flag} takes a {spec.kind}")
+        return raw
+    if isinstance(raw, (int, float)):
+        if spec.kind == "int" and isinstance(raw, int):
+            return raw
+        if spec.kind == "float":
+            return float(raw)
+        raw = str(raw)
+    if not isinstance(raw, str):
+        raise UsageProblem(f"ini option {spec.ini} = {raw!r} is a {type(raw).__name__}; give a {spec.kind}")
     text = raw.strip()
     if text == "":
         return None

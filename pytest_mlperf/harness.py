@@ -365,6 +365,10 @@ class Harness:
             loadgen_errors=detail.errors,
         )
         reasons = list(verdict.reasons)
+        hint = calibrate.official_hint(case.scenario, case.model_name, detail.qps, detail.latency_ns,
+                                       detail.invalid_reasons) if cfg.profile == "official" else None
+        if hint is not None and case.mode == "performance" and detail.valid is False:
+            reasons.append(hint)
         if scoring_error:
             reasons.insert(0, f"accuracy log could not be scored: {scoring_error}")
         if outcome.error is not None:

@@ -309,6 +309,43 @@ def higher_is_better(run: Mapping[str, Any]) -> bool:
     return not (isinstance(task, Mapping) and task.get("higher_is_better") is False)
 
 
+def junit_properties(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """A case's figures as short, machine-readable ``--junitxml`` properties (never the latency samples).
+
+    Names carry their unit (``_ms``, ``_percent``, ``samples_per_s``); with several runs (``--mlperf-repeat``)
+    each name is prefixed ``mlperf.repeatN.``, otherwise ``mlperf.``.
+    """
+    from pytest_mlperf.rules import QPS_SCENARIOS
+
+    props: list[tuple[str, str]] = []
+    for run in runs:
+        prefix = f"mlperf.repeat{run.get('repeat', 0)}." if len(runs) > 1 else "mlperf."
+        metrics = run.get("metrics") or {}
+        valid = run.get("valid")
+        props += [
+            (prefix + "scenario", str(run.get("scenario"))),
+            (prefix + "mode", str(run.get("mode"))),
+            (prefix + "backend", str(run.get("backend"))),
+            (prefix + "valid", "none" if valid is None else str(bool(valid)).lower()),
+            (prefix + "verdict", "pass" if run.get("passed") else "fail"),
+        ]
+        qps = metrics.get("qps")
+        if isinstance(qps, (int, float)) and run.get("scenario") in QPS_SCENARIOS:
+            props.append((prefix + "samples_per_s", f"{qps:.6g}"))
+        latency = metrics.get("latency_ns") or {}
+        for name, value in latency.items() if isinstance(latency, Mapping) else ():
+            if isinstance(value, (int, float)):
+                props.append((f"{prefix}latency_{name}_ms", f"{value / 1e6:.6g}"))
+        accuracy = metrics.get("accuracy")
+        if isinstance(accuracy, Mapping):
+            for name, value in accuracy.items():
+                if isinstance(value, (int, float)):
+                    props.append((f"{prefix}accuracy_{name}_percent", f"{value * 100:.6g}"))
+        if run.get("synthetic_inputs"):
+            props.append((prefix + "synthetic_inputs", "true"))
+    return props
+
+
 def case_dirname(nodeid: str, repeat: int = 0) -> str:
     """A filesystem-safe, readable, unique-enough directory name for a case's logs."""
     import hashlib
