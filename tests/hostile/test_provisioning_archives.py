@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from provisioning_support import make_provisioner
+from pytest_httpserver import HTTPServer
 
 from pytest_mlperf.errors import ProvisioningError
 from pytest_mlperf.provisioning.archive import (
@@ -280,3 +281,42 @@ def test_the_default_caps_are_what_the_manifest_docs_say() -> None:
     assert (declared.max_bytes, declared.max_entries) == (5500, 8)
     docs = (Path(__file__).resolve().parents[2] / "fixtures" / "models.yaml").read_text()
     assert "100 times the archive's size (at least 64 MiB) and 100,000 members" in docs
+
+
+def test_an_encrypted_zip_member_is_a_damaged_archive_not_a_runtime_error(tmp_path: Path) -> None:
+    path = write_zip(tmp_path / "locked.zip", {"secret.txt": b"s" * 100})
+    raw = bytearray(path.read_bytes())
+    # Bit 0 of the general purpose flags (offset 6 local, 8 central) marks the member as encrypted.
+    local, central = raw.find(b"PK\x03\x04"), raw.find(b"PK\x01\x02")
+    raw[local + 6] |= 1
+    raw[central + 8] |= 1
+    path.write_bytes(bytes(raw))
+
+    with pytest.raises(DamagedArchiveError) as info:
+        provide(tmp_path, path, "zip")
+
+    assert "at entry 'secret.txt'" in str(info.value)
+    assert "RuntimeError" in str(info.value)
+
+
+def test_a_damaged_download_is_deleted_so_the_next_run_fetches_it_again(httpserver: HTTPServer, tmp_path: Path) -> None:
+    whole = write_tar(tmp_path / "w.tar.gz", {"a.txt": os.urandom(30_000)}, gz=True).read_bytes()
+    httpserver.expect_request("/d.tar.gz").respond_with_data(whole[: len(whole) // 2])
+    fields = {
+        "name": "data",
+        "kind": "dataset",
+        "url": httpserver.url_for("/d.tar.gz"),
+        "unverified": "a test server",
+        "archive": "tar.gz",
+    }
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump({"schema_version": 1, "assets": [fields]}), encoding="utf-8")
+
+    with pytest.warns(Warning, match="has no checksum"), pytest.raises(DamagedArchiveError) as info:
+        make_provisioner(tmp_path, manifest).get("data")
+
+    cached = tmp_path / "cache" / "assets" / "data" / "d.tar.gz"
+    assert f"cannot extract {cached}: the archive is damaged" in str(info.value)
+    assert "was deleted, so the next run downloads it again" in str(info.value)
+    assert not cached.exists()
+    assert no_extraction_left(tmp_path)
