@@ -12,7 +12,7 @@ import pytest
 
 from pytest_mlperf.config import RunConfig
 from pytest_mlperf.errors import MLPerfWarning
-from pytest_mlperf.results import JournaledDocument, new_document, runs_journal
+from pytest_mlperf.results import JournaledDocument, new_document, portable_log_dir, runs_journal
 from pytest_mlperf.rules import AUTO_ROUNDS
 
 if TYPE_CHECKING:
@@ -211,6 +211,7 @@ class MLPerfSession:
         """
         if not self.writes_results:
             return
+        run = portable_log_dir(run, self.results_path.parent)
         self._runs.append(run)
         if self._results_file is None:
             self._results_file = JournaledDocument(self.results_path, runs_journal(self.results_path))
