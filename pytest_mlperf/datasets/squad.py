@@ -31,12 +31,13 @@ import json
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_mlperf.datasets.base import ArrayDataset, PreloadedSamples
+from pytest_mlperf.datasets.base import ArrayDataset, PreloadedSamples, array_digest
 from pytest_mlperf.errors import ProvisioningError
 from pytest_mlperf.tasks.squad import QuestionAnswering
 
@@ -539,6 +540,13 @@ class SquadDataset(PreloadedSamples):
             {name: (length,) for name in self.input_names.values()},
             {name: np.int64 for name in self.input_names.values()},
         )
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the three input tensors and the gold answers: the data a run feeds and is scored on."""
+        answers = np.array([[q.qas_id, *q.answers] for q in self.squad.questions], dtype=object)
+        features = {k: getattr(self.squad, k) for k in ("input_ids", "input_mask", "segment_ids", "example_index")}
+        return array_digest({**features, "answers": answers})
 
     @property
     def question_count(self) -> int:

@@ -13,11 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import pytest
 import yaml
 
 from pytest_mlperf.datasets.squad import build_features, read_squad, read_vocab
+from pytest_mlperf.results import schema
 from pytest_mlperf.tasks.squad import evaluate_squad
 from tests.squad_designed import EXACT_MATCH, EXPECTED, F1, FEATURES, write_files
 
@@ -110,7 +112,8 @@ def test_accuracy_is_the_hand_computed_em_and_f1_and_an_independent_decoder_agre
     assert accuracy["f1"] == pytest.approx(F1, abs=1e-12)
     assert accuracy["count"] == len(EXPECTED)
     assert record["task"] == {"name": "question-answering", "metric": "f1", "higher_is_better": True}
-    assert record["dataset"] == {"name": "squad-v1.1-dev", "count": FEATURES}
+    digest = record["dataset"].pop("digest")
+    assert record["dataset"] == {"name": "squad-v1.1-dev", "count": FEATURES} and digest.startswith("sha256:")
     assert record["model"] == "bert"
     (log_dir,) = {p.parent for p in (tmp_path / "logs").rglob("mlperf_log_accuracy.json")}
     line = json.loads((log_dir / "accuracy.txt").read_text())
@@ -143,8 +146,12 @@ def test_every_scenario_runs_on_squad_features_with_the_graph_input_names(
     # bert-99.9 is the same model: its performance cases skip, saying so.
     run.assert_outcomes(passed=4, skipped=4)
     run.stdout.fnmatch_lines(["*bert-99.9 is bert-99's model with a higher accuracy target*"])
-    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    doc = json.loads((tmp_path / "results.json").read_text())
+    jsonschema.validate(doc, schema())
+    runs = doc["runs"]
     assert sorted(r["scenario"] for r in runs) == ["MultiStream", "Offline", "Server", "SingleStream"]
+    digests = {r["dataset"].pop("digest") for r in runs}
+    assert len(digests) == 1 and digests.pop().startswith("sha256:")  # the same data in every scenario
     for r in runs:
         assert r["valid"] is True and r["passed"] is True and r["synthetic_inputs"] is False
         assert r["dataset"] == {"name": "squad-v1.1-dev", "count": FEATURES}
