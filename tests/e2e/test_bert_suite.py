@@ -196,3 +196,21 @@ def test_strict_assets_turns_the_missing_model_into_a_failure(suite: pytest.Pyte
         "*--mlperf-asset bert-large-onnx=PATH*",
         "(--mlperf-strict-assets turns this skip into a failure)",
     ])  # fmt: skip
+
+
+def test_without_tokenizers_accuracy_skips_naming_the_extra_and_performance_runs_synthetic(
+    pytester: pytest.Pytester, files: dict[str, Path], tmp_path: Path
+) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_bert=SUITE_FILE.read_text())
+    # An import of tokenizers fails as it does where the package is not installed.
+    pytester.makeconftest("import sys\nsys.modules['tokenizers'] = None\n")
+    run = pytester.runpytest_subprocess(*_args(files, tmp_path), "--mlperf-scenarios=Offline", "-rs",
+                                        "-k", "bert-99 and not 99.9", *FAST, timeout=300)  # fmt: skip
+
+    run.assert_outcomes(passed=1, skipped=1)
+    run.stdout.fnmatch_lines(
+        ["SKIPPED*SQuAD features need the tokenizers package*pip install 'pytest-mlperf[[]language[]]'*"]
+    )
+    (record,) = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert record["synthetic_inputs"] is True
