@@ -116,13 +116,20 @@ def ensure_built_dir(cache_dir: Path, name: str, build: Callable[[Path], None], 
 
 @contextlib.contextmanager
 def bounded_lock(
-    lock_path: Path, timeout_s: float, what: str, on_wait: Callable[[], None] | None = None
+    lock_path: Path,
+    timeout_s: float,
+    what: str,
+    on_wait: Callable[[], None] | None = None,
+    *,
+    why: str | None = None,
+    advice: str | None = None,
 ) -> Iterator[None]:
     """Hold the file lock *lock_path*, waiting at most *timeout_s* for the process that holds it.
 
-    *what* says what the holder does (``building model X``), for the message; *on_wait* is called once when the
-    lock is taken, before waiting. The lock dies with its process, so only a live process (a hung one) can
-    make the wait run out: the message says so, and which file to delete if none is running.
+    *what* names what the lock guards (``model 'm' (building x)``), for the message; *on_wait* is called once when
+    the lock is taken, before waiting; *why* says where the bound comes from and *advice* what to do. The lock dies
+    with its process, so only a live process (a hung one) can make the wait run out: by default the message says
+    so, and which file to delete if none is running.
     """
     from filelock import FileLock, Timeout
 
@@ -135,10 +142,11 @@ def bounded_lock(
         try:
             lock.acquire(timeout=timeout_s)
         except Timeout:
+            bound = f" ({why})" if why else ""
             raise ProvisioningError(
-                f"{what}: waited {timeout_s:.0f} s for another process that holds the lock {lock_path}; wait for it "
-                f"to finish or stop it (the lock is released when it ends). If no pytest-mlperf process is running, "
-                f"delete {lock_path}"
+                f"{what}: another process still holds {lock_path} after {timeout_s:.0f} s of waiting{bound}; "
+                + (advice or "wait for it to finish or stop it (the lock is released when it ends); if no "
+                   f"pytest-mlperf process is running, delete {lock_path}")
             ) from None
     try:
         yield

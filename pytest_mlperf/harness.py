@@ -14,7 +14,7 @@ from pytest_mlperf import calibrate
 from pytest_mlperf.backends import create_backend
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import RunConfig, Thresholds, options_for
-from pytest_mlperf.datasets.base import Dataset
+from pytest_mlperf.datasets.base import Dataset, dataset_digest
 from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfError, MLPerfWarning, ModelError
 from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.loadgen import logs, trace
@@ -329,7 +329,8 @@ class Harness:
             "model": case.model_name or model_stem(case.model),
             "model_sha256": self.model_digest(case.model),
             "model_identity": getattr(backend, "model_identity", None),
-            "dataset": {"name": case.dataset.name, "count": case.dataset.total_count},
+            "dataset": {"name": case.dataset.name, "count": case.dataset.total_count,
+                        "digest": dataset_digest(case.dataset)},
             "task": describe_task(task),
             "backend": backend.name,
             "scenario": case.scenario,

@@ -239,6 +239,9 @@ def mlperf_assets(pytestconfig: pytest.Config) -> Iterator[MLPerfAssets]:
             manifests=cfg.catalog if cfg.catalog is not None else load_catalog(),
             stream=stream,  # type: ignore[arg-type]  # a write/flush/isatty stream is all it uses
             tty=stream.isatty(),
+            deadline_s=cfg.download_timeout_s,
+            min_rate=cfg.download_min_rate,
+            verify=cfg.verify_cache,
         )
     except ConfigError as exc:
         pytest.fail(f"pytest-mlperf cannot provision assets: {exc}", pytrace=False)

@@ -97,7 +97,7 @@ def new_document(
     cwd: Path, update_machine: Callable[[dict[str, Any]], None] | None = None
 ) -> dict[str, Any]:
     """The envelope of a session's results, without runs; *update_machine* may add to the machine section."""
-    from pytest_mlperf.provenance import commit_info, machine_info, versions
+    from pytest_mlperf.provenance import commit_info, installed_packages, machine_info, versions
 
     machine = machine_info()
     if update_machine is not None:
@@ -107,6 +107,7 @@ def new_document(
         "datetime": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "partial",
         "versions": versions(),
+        "packages": installed_packages(),
         "machine": machine,
         "commit": commit_info(cwd),
         "runs": [],
@@ -328,6 +329,21 @@ def higher_is_better(run: Mapping[str, Any]) -> bool:
     """Whether a larger value of the run's primary accuracy metric is better (True unless its task says not)."""
     task = run.get("task")
     return not (isinstance(task, Mapping) and task.get("higher_is_better") is False)
+
+
+def portable_log_dir(run: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+    """The run with its ``log_dir`` relative to the results file's folder, so the results and logs move
+    together as one artifact; unchanged when no relative path exists (another drive)."""
+    import os
+
+    log_dir = run.get("log_dir")
+    if not isinstance(log_dir, str) or not os.path.isabs(log_dir):
+        return dict(run)
+    try:
+        relative = os.path.relpath(log_dir, results_dir.resolve())
+    except ValueError:
+        return dict(run)
+    return {**run, "log_dir": Path(relative).as_posix()}
 
 
 def junit_properties(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ import pytest
 
 from pytest_mlperf.config import RunConfig
 from pytest_mlperf.errors import MLPerfWarning
-from pytest_mlperf.results import JournaledDocument, new_document, runs_journal
+from pytest_mlperf.results import JournaledDocument, new_document, portable_log_dir, runs_journal
 from pytest_mlperf.rules import AUTO_ROUNDS
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class MLPerfSession:
         self._harness: Harness | None = None
         self._envelope: dict[str, Any] | None = None
         self._runs: list[dict[str, Any]] = []
-        self._added: set[int] = set()
+        self._added: dict[int, dict[str, Any]] = {}
         self._results_file: JournaledDocument | None = None
         self._comparison_file: JournaledDocument | None = None
         self.affinity: list[int] | None = None  # this xdist worker's cores, once pinned
@@ -212,7 +212,8 @@ class MLPerfSession:
         """
         if not self.writes_results or id(run) in self._added:
             return
-        self._added.add(id(run))  # the dicts stay referenced in _runs, so their ids stay unique
+        self._added[id(run)] = run  # kept referenced here, so that no later dict can reuse its id
+        run = portable_log_dir(run, self.results_path.parent)
         self._runs.append(run)
         if self._results_file is None:
             self._results_file = JournaledDocument(self.results_path, runs_journal(self.results_path))

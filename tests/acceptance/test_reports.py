@@ -187,3 +187,38 @@ def test_official_profile_on_a_users_model_says_what_to_do(project: pytest.Pytes
     assert "--mlperf-user-conf" in text and "model_name=" in text
     line = text[text.index("`*.Offline.target_qps = ") + 1:]
     assert float(line.split("=", 1)[1].split("`", 1)[0]) > 1  # this run's figure, not mlperf.conf's default
+
+
+def test_results_say_where_what_and_on_which_data(project: pytest.Pytester) -> None:
+    import json
+    import platform
+    from pathlib import Path
+
+    import jsonschema
+
+    from pytest_mlperf.results import schema
+
+    project.makepyfile(
+        test_s="""
+        def test_tiny(mlperf, tiny_model, tiny_dataset):
+            mlperf.run(tiny_model, tiny_dataset, scenario="Offline")
+        """
+    )
+    results = project.path / "out" / "nested" / "results.json"
+    project.runpytest(*FAST, f"--mlperf-results={results}").assert_outcomes(passed=1)
+    doc = json.loads(results.read_text())
+    jsonschema.validate(doc, schema())
+    assert doc["machine"]["hostname"] == platform.node()
+    assert set(doc["machine"]["cpu_frequency"]) == {"current_mhz", "max_mhz", "min_mhz", "governor"}
+    packages = doc["packages"]
+    from importlib.metadata import version
+
+    assert packages["onnxruntime"] == version("onnxruntime") and packages["pytest-mlperf"] == version("pytest-mlperf")
+    (run,) = doc["runs"]
+    from tiny_conftest_module import make_dataset  # the same arrays as the project's tiny_dataset
+
+    assert run["dataset"]["digest"] == make_dataset().digest
+    assert make_dataset(wrong_labels=1).digest != make_dataset().digest
+    # Logs are named relative to the results file, so the two travel as one artifact.
+    assert not Path(run["log_dir"]).is_absolute()
+    assert (results.parent / run["log_dir"] / "mlperf_log_detail.txt").is_file()

@@ -118,7 +118,7 @@ def check_clean_interrupt(project: Path, rc: int, out: str, err: str, what: str)
     assert len(long_runs) == (0 if "none" in what else 1), (what, names)
     assert all(n.endswith(".interrupted") for n in long_runs), (what, names)
     # The finished run's logs are where its record says.
-    assert all(Path(run["log_dir"]).is_dir() for run in document["runs"]), what
+    assert all((results.parent / run["log_dir"]).is_dir() for run in document["runs"]), what
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
