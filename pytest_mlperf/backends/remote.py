@@ -230,7 +230,6 @@ class RemoteBackend:
                     ),
                     stacklevel=2,
                 )
-                warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         retry = urllib3.Retry(
             total=self.retries,
             connect=self.retries,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -53,15 +55,17 @@ def free_port() -> int:
 class OipServer:
     """One running server process: its URL, its log, and stop()."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int, name: str, log: Path) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, name: str, log: Path,
+                 cert: Path | None = None) -> None:
         self.process = process
+        self.cert = cert
         self.port = port
         self.name = name
         self.log = log
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.cert else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -78,7 +82,9 @@ class OipServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the OIP server exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"{self.base}/v2/models/{self.name}/ready", timeout=2) as response:
+                context = ssl.create_default_context(cafile=str(self.cert)) if self.cert else None
+                url = f"{self.base}/v2/models/{self.name}/ready"
+                with urllib.request.urlopen(url, timeout=2, context=context) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -102,11 +108,27 @@ class OipServer:
                 self.process.wait(15)
 
 
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1 (its own CA), made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the TLS tests make a self-signed certificate with the `openssl` command, which is not on PATH")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
 @contextmanager
-def oip_server(log_dir: Path, *args: str, name: str = "digits", env: dict[str, str] | None = None
-               ) -> Iterator[OipServer]:
-    """A server on a free port of 127.0.0.1 serving *name*, with *args* for oip_server.py; stopped on exit."""
+def oip_server(log_dir: Path, *args: str, name: str = "digits", env: dict[str, str] | None = None,
+               tls: tuple[Path, Path] | None = None) -> Iterator[OipServer]:
+    """A server on a free port of 127.0.0.1 serving *name*, with *args* for oip_server.py (over https with *tls*,
+    a certificate and key); stopped on exit."""
     python = server_python()
+    if tls is not None:
+        args = (*args, "--ssl-cert", str(tls[0]), "--ssl-key", str(tls[1]))
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = log_dir / f"oip-server-{port}.log"
@@ -115,7 +137,7 @@ def oip_server(log_dir: Path, *args: str, name: str = "digits", env: dict[str, s
             [python, str(SERVER_SCRIPT), "--port", str(port), "--name", name, *args],
             stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
-    server = OipServer(process, port, name, log)
+    server = OipServer(process, port, name, log, cert=tls[0] if tls else None)
     try:
         server.wait_ready()
         yield server

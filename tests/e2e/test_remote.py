@@ -18,10 +18,10 @@ import pytest
 
 from pytest_mlperf.backends import BackendOptions, create_backend
 from pytest_mlperf.backends.remote import RemoteBackend
-from pytest_mlperf.errors import InferenceError, ModelError
+from pytest_mlperf.errors import InferenceError, MLPerfWarning, ModelError
 from pytest_mlperf.models.digits import ensure_digits_model, load_digits
 from tests.e2e.engine_checks import run_digits_suite, runs_of, top1_by_engine
-from tests.e2e.remote_server import OipServer, free_port, oip_server, server_python
+from tests.e2e.remote_server import OipServer, free_port, oip_server, self_signed_cert, server_python
 
 SCENARIOS = {"SingleStream", "MultiStream", "Server", "Offline"}
 TOKEN = "tok-7f3a9c1e5b2d4680-never-logged"
@@ -241,3 +241,27 @@ def test_an_inference_error_names_the_url(digits_server: OipServer) -> None:
             backend.run({"input": np.zeros((2, 3), dtype=np.float32)})
     finally:
         backend.close()
+
+
+def test_tls_is_verified_by_default_and_a_ca_bundle_or_a_loud_opt_out_lets_it_through(
+    tmp_path: Path, digits_onnx: Path
+) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    with oip_server(tmp_path / "server", "--onnx", str(digits_onnx), tls=(cert, key)) as server:
+        assert server.url.startswith("kserve-v2+https://127.0.0.1:")
+        with pytest.raises(ModelError) as info:
+            remote(server.url, retries="0")
+        assert str(info.value).startswith(f"{server.url}: GET /v2/health/ready failed")
+        assert "CERTIFICATE_VERIFY_FAILED" in str(info.value)
+
+        images = load_digits()[0][:4]
+        trusted = remote(server.url, ca_bundle=str(cert))
+        with pytest.warns(MLPerfWarning, match=r"TLS certificate verification is OFF \(remote.insecure=true\)"):
+            unverified = remote(server.url, insecure="true")
+        try:
+            np.testing.assert_array_equal(trusted.run(images)["logits"], unverified.run(images)["logits"])
+            assert trusted.describe()["tls_verify"] is True
+            assert unverified.describe()["tls_verify"] is False
+        finally:
+            trusted.close()
+            unverified.close()
