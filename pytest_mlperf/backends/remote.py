@@ -37,6 +37,7 @@ from pytest_mlperf.backends.base import (
 )
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import InferenceError, MLPerfWarning, ModelError
+from pytest_mlperf.redact import redact_url
 
 #: The scheme prefix that makes a model reference a server URL (``mlperf.run("kserve-v2+http://...", ...)``).
 SCHEME_PREFIX = "kserve-v2+"
@@ -107,27 +108,29 @@ def parse_url(text: str, source: str) -> Endpoint:
     raw = text.strip()
     url = raw[len(SCHEME_PREFIX):] if raw.startswith(SCHEME_PREFIX) else raw
     form = f"{SCHEME_PREFIX}http(s)://HOST:PORT/models/NAME[/versions/V]"
-    parts = urlsplit(url)
+    shown = redact_url(raw)  # a refused URL is echoed, but never a secret in its userinfo or query
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a port that is no number or out of range)
+    except ValueError:
+        raise ModelError(f"{source}: {shown!r} is not a valid URL; give {form}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ModelError(f"{source}: {raw!r} is not a model server URL; give {form}")
+        raise ModelError(f"{source}: {shown!r} is not a model server URL; give {form}")
     if parts.username or parts.password:
         raise ModelError(
             f"{source}: the URL carries credentials; drop them from the URL and give a bearer token through an "
             "environment variable instead (--mlperf-backend-option remote.token_env=NAME)"
         )
     if parts.query or parts.fragment:
-        raise ModelError(f"{source}: {raw!r} has a query or fragment; give {form}")
+        raise ModelError(f"{source}: {shown!r} has a query or fragment; give {form}")
     segments = parts.path.rstrip("/").split("/")
     version: str | None = None
     if len(segments) >= 2 and segments[-2] == "versions":
         version = segments[-1]
         segments = segments[:-2]
     if len(segments) < 2 or segments[-2] != "models" or not segments[-1]:
-        raise ModelError(f"{source}: {raw!r} names no model; give {form}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ModelError(f"{source}: {raw!r} has an invalid port; give {form}") from None
+        raise ModelError(f"{source}: {shown!r} names no model; give {form}")
+    port = parts.port
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     base = f"{parts.scheme}://{host}{f':{port}' if port else ''}{'/'.join(segments[:-2])}"
     return Endpoint(base=base, model=segments[-1], version=version or None)

@@ -39,8 +39,9 @@ def test_the_display_form_round_trips() -> None:
         ("kserve-v2+http://host:8000/", "names no model"),
         ("kserve-v2+http://host:8000/v2/models", "names no model"),
         ("kserve-v2+http://user:secret@host/models/m", "the URL carries credentials"),
-        ("kserve-v2+http://host/models/m?x=1", "has a query or fragment"),
-        ("kserve-v2+http://host:99999/models/m", "has an invalid port"),
+        ("kserve-v2+http://host/models/m?token=secret", "has a query or fragment"),
+        ("kserve-v2+http://host:99999/models/m", "is not a valid URL"),
+        ("kserve-v2+http://[::1/models/m", "is not a valid URL"),
     ],
 )
 def test_bad_urls_are_refused_with_the_form(text: str, message: str) -> None:
