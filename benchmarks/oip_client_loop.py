@@ -1,11 +1,12 @@
 """A plain concurrent client loop against an Open Inference Protocol server: requests/s and per-request latency.
 
-    python oip_client_loop.py --client {ours,ours-json,tritonclient} --base http://127.0.0.1:P --model M
+    python oip_client_loop.py --client {ours,ours-json,ours-grpc,tritonclient} --base http://127.0.0.1:P --model M
                               --shape 1,8,8 --batch 1 --threads 16 --seconds 5
 
 Prints one JSON line: {"client", "threads", "batch", "requests", "seconds", "rps", "samples_per_s", "p50_ms",
 "p90_ms"}. ``tritonclient`` runs where tritonclient[http] is installed (the server's venv: in the test environment
-it would downgrade ml_dtypes and pull gevent); ``ours`` is pytest-mlperf's remote backend.
+it would downgrade ml_dtypes and pull gevent); ``ours`` is pytest-mlperf's remote backend (``ours-grpc``: give
+``--base grpc://127.0.0.1:G``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def make_call(client: str, base: str, model: str, x: np.ndarray) -> Callable[[],
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--client", required=True, choices=("ours", "ours-json", "tritonclient"))
+    parser.add_argument("--client", required=True, choices=("ours", "ours-json", "ours-grpc", "tritonclient"))
     parser.add_argument("--base", required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--shape", default="1,8,8")

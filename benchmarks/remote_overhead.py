@@ -7,8 +7,8 @@ Starts two KServe model servers on 127.0.0.1 (tests/e2e/remote_server.py: a no-o
 the server's own venv, .ci/oip-venv or $PYTEST_MLPERF_OIP_PYTHON) and prints:
 
 1. **clients**: per-request latency (1 thread) and throughput (16 threads) of plain loops, batch 1 and 32, against
-   the no-op model: our client with binary tensors, our client with JSON, and tritonclient.http (where the server's
-   venv has tritonclient[http]). The best loop is the server's own capacity.
+   the no-op model: our client with binary tensors, with JSON and over gRPC, and tritonclient.http (where the
+   server's venv has tritonclient[http]). The best loop is the server's own capacity.
 2. **Server**: the highest target QPS whose LoadGen Server run stays VALID through ``Harness.run`` (smoke profile,
    1 s runs, p99 <= --bound-ms) with the no-op model, searched geometrically, over the plain loop's batch-1 rps.
 3. **Offline**: digits samples/s through ``Harness.run``, remote over local onnxruntime, interleaved.
@@ -77,17 +77,20 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         onnx = ensure_digits_model(root / "cache")
-        with oip_server(root / "noop", name="noop") as noop, oip_server(root / "digits", "--onnx", str(onnx)) as digits:
+        with (oip_server(root / "noop", name="noop", grpc=True) as noop,
+              oip_server(root / "digits", "--onnx", str(onnx)) as digits):
             # 1. Plain loops.
             log("plain client loops against the no-op model (rounds interleaved, medians):")
+            grpc_base = noop.grpc_url.removeprefix("kserve-v2+").rsplit("/models/", 1)[0]
             arms = [(client, python, batch, threads)
                     for client, python in (("ours", sys.executable), ("ours-json", sys.executable),
-                                           ("tritonclient", venv))
+                                           ("ours-grpc", sys.executable), ("tritonclient", venv))
                     for batch in (1, 32) for threads in (1, 4)]
             samples: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
             for round_ in range(1 if args.quick else 3):
                 for client, python, batch, threads in arms[round_ % len(arms):] + arms[:round_ % len(arms)]:
-                    row = client_loop(python, client, noop.base, "noop", batch, threads, seconds)
+                    base_url = grpc_base if client == "ours-grpc" else noop.base
+                    row = client_loop(python, client, base_url, "noop", batch, threads, seconds)
                     if row:
                         samples.setdefault((client, batch, threads), []).append(row)
             for (client, batch, threads), rows in samples.items():

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import numpy as np
@@ -38,6 +38,9 @@ from pytest_mlperf.backends.base import (
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import InferenceError, MLPerfWarning, ModelError
 from pytest_mlperf.redact import redact_url
+
+if TYPE_CHECKING:
+    from pytest_mlperf.backends.oip_grpc import GrpcTransport
 
 #: The scheme prefix that makes a model reference a server URL (``mlperf.run("kserve-v2+http://...", ...)``).
 SCHEME_PREFIX = "kserve-v2+"
@@ -95,7 +98,16 @@ class Endpoint:
 
     @property
     def tls(self) -> bool:
-        return self.base.startswith("https://")
+        return self.base.startswith(("https://", "grpcs://"))
+
+    @property
+    def grpc(self) -> bool:
+        return self.base.startswith(("grpc://", "grpcs://"))
+
+    @property
+    def target(self) -> str:
+        """HOST:PORT, as grpcio dials it."""
+        return self.base.split("://", 1)[1]
 
     def __str__(self) -> str:
         suffix = f"/versions/{self.version}" if self.version else ""
@@ -107,14 +119,14 @@ def parse_url(text: str, source: str) -> Endpoint:
     names where it came from in the error."""
     raw = text.strip()
     url = raw[len(SCHEME_PREFIX):] if raw.startswith(SCHEME_PREFIX) else raw
-    form = f"{SCHEME_PREFIX}http(s)://HOST:PORT/models/NAME[/versions/V]"
+    form = f"{SCHEME_PREFIX}http(s)://HOST:PORT/models/NAME[/versions/V] (or grpc(s)://)"
     shown = redact_url(raw)  # a refused URL is echoed, but never a secret in its userinfo or query
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (raises ValueError on a port that is no number or out of range)
     except ValueError:
         raise ModelError(f"{source}: {shown!r} is not a valid URL; give {form}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https", "grpc", "grpcs") or not parts.hostname:
         raise ModelError(f"{source}: {shown!r} is not a model server URL; give {form}")
     if parts.username or parts.password:
         raise ModelError(
@@ -131,6 +143,9 @@ def parse_url(text: str, source: str) -> Endpoint:
     if len(segments) < 2 or segments[-2] != "models" or not segments[-1]:
         raise ModelError(f"{source}: {shown!r} names no model; give {form}")
     port = parts.port
+    if parts.scheme.startswith("grpc") and (port is None or len(segments) > 3):
+        raise ModelError(f"{source}: {shown!r}: a gRPC URL needs a port and no path prefix, as in "
+                         f"{SCHEME_PREFIX}grpc://HOST:8081/models/NAME")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     base = f"{parts.scheme}://{host}{f':{port}' if port else ''}{'/'.join(segments[:-2])}"
     return Endpoint(base=base, model=segments[-1], version=version or None)
@@ -218,10 +233,15 @@ class RemoteBackend:
                 )
             headers["Authorization"] = f"Bearer {token}"
         tls: dict[str, Any] = {}
+        ca_bundle = options.option("ca_bundle")
         if self.endpoint.tls:
-            ca_bundle = options.option("ca_bundle")
             if ca_bundle and not Path(ca_bundle).is_file():
                 raise ModelError(f"--mlperf-backend-option remote.ca_bundle={ca_bundle}: no such file")
+            if not self.tls_verify and self.endpoint.grpc:
+                raise ModelError(
+                    f"{self.endpoint}: remote.insecure=true is not available over gRPC (grpcio always verifies); "
+                    "give the server's CA with remote.ca_bundle=PATH instead"
+                )
             if self.tls_verify:
                 tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": ca_bundle or None}
             else:
@@ -258,6 +278,22 @@ class RemoteBackend:
         )
         self._headers = headers
         self._urllib3_version = str(getattr(urllib3, "__version__", ""))
+        self._grpc: GrpcTransport | None = None
+        if self.endpoint.grpc:
+            try:
+                from pytest_mlperf.backends.oip_grpc import GrpcTransport  # imports grpcio and protobuf
+            except ImportError as exc:
+                raise ModelError(
+                    f"{self.endpoint}: a gRPC URL needs grpcio and protobuf ({exc}); install them with "
+                    "pip install \"pytest-mlperf[remote]\", or use the server's REST port (kserve-v2+http://...)"
+                ) from None
+
+            self._grpc = GrpcTransport(
+                self.endpoint.target, str(self.endpoint), tls=self.endpoint.tls, ca_bundle=ca_bundle,
+                token=headers.get("Authorization", "").removeprefix("Bearer ") or None,
+                timeout_s=self.timeout_s, retries=self.retries,
+            )
+            self._binary = True  # gRPC always carries raw tensors
         self._check_ready()
 
     # -- protocol plumbing ------------------------------------------------------------------------------------
@@ -292,6 +328,15 @@ class RemoteBackend:
             raise ModelError(f"{self.endpoint}: {what} (GET {path}) did not answer JSON") from None
 
     def _check_ready(self) -> None:
+        if self._grpc is not None:
+            self._grpc.ready(self.endpoint.model, self.endpoint.version)
+            server = self._grpc.server_metadata()
+            metadata = self._grpc.model_metadata(self.endpoint.model, self.endpoint.version)
+        else:
+            server, metadata = self._check_ready_rest()
+        self._read_metadata(server, metadata)
+
+    def _check_ready_rest(self) -> tuple[Any, Any]:
         for path, what in (("/v2/health/ready", "the server's readiness"),
                            (self.endpoint.model_path + "/ready", f"model {self.endpoint.model!r}'s readiness")):
             response = self._call("GET", path, error=ModelError)
@@ -300,8 +345,10 @@ class RemoteBackend:
                     f"{self.endpoint}: {what} (GET {path}) answered HTTP {response.status}{_error_text(response.data)}"
                     "; start the server and load the model, or check the URL's host, port and model name"
                 )
-        server = self._get_json("/v2", "the server metadata")
-        metadata = self._get_json(self.endpoint.model_path, "the model metadata")
+        return self._get_json("/v2", "the server metadata"), self._get_json(self.endpoint.model_path,
+                                                                             "the model metadata")
+
+    def _read_metadata(self, server: Any, metadata: Any) -> None:
         self.server = {"name": str(server.get("name", "")), "version": str(server.get("version", ""))}
         self.version = " ".join(v for v in self.server.values() if v) or "unknown"
         try:
@@ -353,15 +400,32 @@ class RemoteBackend:
 
     def _infer(self, feeds: Mapping[str, np.ndarray], *, binary: bool) -> dict[str, np.ndarray]:
         n = len(next(iter(feeds.values())))
-        tensors = []
-        chunks: list[bytes] = []
+        datatypes: dict[str, str] = {}
         for name, array in feeds.items():
             datatype = _DATATYPE_OF.get(array.dtype.newbyteorder("=")) if array.dtype.byteorder != "|" else None
             datatype = datatype or _DATATYPE_OF.get(array.dtype)
             if datatype is None:
                 raise InferenceError(f"{self.endpoint}: input {name!r} has dtype {array.dtype}, which the Open "
                                      f"Inference Protocol cannot carry; supported: {', '.join(DATATYPES)}")
-            tensor: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype}
+            datatypes[name] = datatype
+        if self._grpc is not None:
+            where = "gRPC ModelInfer"
+            try:
+                outputs = self._grpc.infer(self.endpoint.model, self.endpoint.version, feeds, datatypes,
+                                           self.output_names, DATATYPES)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InferenceError(f"{self.endpoint}: {where} gave a malformed inference response: {exc}") from None
+        else:
+            where = f"POST {self.endpoint.model_path}/infer"
+            outputs = self._infer_rest(feeds, datatypes, binary=binary)
+        return self._checked(outputs, n, where)
+
+    def _infer_rest(self, feeds: Mapping[str, np.ndarray], datatypes: Mapping[str, str], *, binary: bool
+                    ) -> dict[str, np.ndarray]:
+        tensors = []
+        chunks: list[bytes] = []
+        for name, array in feeds.items():
+            tensor: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatypes[name]}
             if binary:
                 raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
                 tensor["parameters"] = {"binary_data_size": len(raw)}
@@ -392,16 +456,20 @@ class RemoteBackend:
             if binary and self._binary is None:
                 raise _Unsupported from None
             raise InferenceError(f"{self.endpoint}: POST {path} gave a malformed inference response: {exc}") from None
+        return outputs
+
+    def _checked(self, outputs: dict[str, np.ndarray], n: int, where: str) -> dict[str, np.ndarray]:
+        """*outputs* when every wanted output is there with one row per sample, else an error naming the server."""
         for name, out in outputs.items():
             if out.ndim == 0 or len(out) != n:
                 raise InferenceError(
-                    f"{self.endpoint}: POST {path} gave a malformed inference response: output {name!r} has shape "
+                    f"{self.endpoint}: {where} gave a malformed inference response: output {name!r} has shape "
                     f"{list(out.shape)} for a batch of {n}"
                 )
         missing = [o for o in self.output_names if o not in outputs]
         if missing:
             raise InferenceError(
-                f"{self.endpoint}: POST {path} gave a malformed inference response: output {missing[0]!r} is missing "
+                f"{self.endpoint}: {where} gave a malformed inference response: output {missing[0]!r} is missing "
                 f"(got {', '.join(outputs) or 'none'})"
             )
         return outputs
@@ -469,7 +537,8 @@ class RemoteBackend:
             "url": str(self.endpoint),
             "server": dict(self.server),
             "model": dict(self.model_info),
-            "protocol": "rest" + {None: "", True: "+binary", False: "+json"}[self._binary],
+            "protocol": "grpc" if self._grpc is not None
+            else "rest" + {None: "", True: "+binary", False: "+json"}[self._binary],
             "tls_verify": self.tls_verify if self.endpoint.tls else None,
             "concurrency": self.concurrency,
             "client": f"urllib3 {self._urllib3_version}",
@@ -477,6 +546,8 @@ class RemoteBackend:
 
     def close(self) -> None:
         self._http.clear()
+        if self._grpc is not None:
+            self._grpc.close()
 
 
 #: What a server that does not parse binary tensors answers them with (a bad request, an unsupported media type);

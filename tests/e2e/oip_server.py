@@ -5,6 +5,7 @@ not have), started by tests/e2e/remote_server.py:
 
     python oip_server.py --port P --name digits --onnx digits.onnx [--fail-after N] [--exit-after N] [--sleep-s S]
                          [--malformed-after N] [--token T] [--ssl-cert PEM --ssl-key PEM]
+                         [--grpc-port G]
 
 Fault switches count inference requests: after N of them the server answers HTTP 500 (--fail-after), returns
 tensors of the wrong shape (--malformed-after) or exits at once (--exit-after); --sleep-s delays each request
@@ -102,12 +103,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sleep-s", type=float, default=0.0)
     parser.add_argument("--sleep-after", type=int, default=0)
     parser.add_argument("--token", default=os.environ.get("OIP_SERVER_TOKEN"))
+    parser.add_argument("--grpc-port", type=int)
     parser.add_argument("--ssl-cert")
     parser.add_argument("--ssl-key")
     args = parser.parse_args(argv)
     model = OnnxModel(args)
-    kserve.ModelServer(http_port=args.port, enable_grpc=False, workers=1, ssl_certfile=args.ssl_cert,
-                       ssl_keyfile=args.ssl_key).start([model])
+    grpc = {"enable_grpc": True, "grpc_port": args.grpc_port} if args.grpc_port else {"enable_grpc": False}
+    kserve.ModelServer(http_port=args.port, workers=1, ssl_certfile=args.ssl_cert, ssl_keyfile=args.ssl_key,
+                       **grpc).start([model])
     return 0
 
 

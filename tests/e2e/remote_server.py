@@ -56,8 +56,9 @@ class OipServer:
     """One running server process: its URL, its log, and stop()."""
 
     def __init__(self, process: subprocess.Popen[bytes], port: int, name: str, log: Path,
-                 cert: Path | None = None) -> None:
+                 cert: Path | None = None, grpc_port: int | None = None) -> None:
         self.process = process
+        self.grpc_port = grpc_port
         self.cert = cert
         self.port = port
         self.name = name
@@ -70,6 +71,11 @@ class OipServer:
     @property
     def url(self) -> str:
         return f"kserve-v2+{self.base}/models/{self.name}"
+
+    @property
+    def grpc_url(self) -> str:
+        assert self.grpc_port, "started without grpc=True"
+        return f"kserve-v2+grpc://127.0.0.1:{self.grpc_port}/models/{self.name}"
 
     def metadata(self) -> dict[str, object]:
         with urllib.request.urlopen(f"{self.base}/v2/models/{self.name}", timeout=10) as response:
@@ -123,21 +129,24 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
 
 @contextmanager
 def oip_server(log_dir: Path, *args: str, name: str = "digits", env: dict[str, str] | None = None,
-               tls: tuple[Path, Path] | None = None) -> Iterator[OipServer]:
+               tls: tuple[Path, Path] | None = None, grpc: bool = False) -> Iterator[OipServer]:
     """A server on a free port of 127.0.0.1 serving *name*, with *args* for oip_server.py (over https with *tls*,
-    a certificate and key); stopped on exit."""
+    a certificate and key, and with gRPC on a second port with *grpc*); stopped on exit."""
     python = server_python()
     if tls is not None:
         args = (*args, "--ssl-cert", str(tls[0]), "--ssl-key", str(tls[1]))
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    grpc_port = free_port() if grpc else None
+    if grpc_port:
+        args = (*args, "--grpc-port", str(grpc_port))
     log = log_dir / f"oip-server-{port}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [python, str(SERVER_SCRIPT), "--port", str(port), "--name", name, *args],
             stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
-    server = OipServer(process, port, name, log, cert=tls[0] if tls else None)
+    server = OipServer(process, port, name, log, cert=tls[0] if tls else None, grpc_port=grpc_port)
     try:
         server.wait_ready()
         yield server

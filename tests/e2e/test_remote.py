@@ -36,7 +36,7 @@ def digits_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def digits_server(digits_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OipServer]:
-    with oip_server(tmp_path_factory.mktemp("server"), "--onnx", str(digits_onnx)) as server:
+    with oip_server(tmp_path_factory.mktemp("server"), "--onnx", str(digits_onnx), grpc=True) as server:
         yield server
 
 
@@ -46,31 +46,34 @@ def remote(url: str, **options: str) -> RemoteBackend:
     return backend
 
 
-def test_logits_match_onnxruntime_over_binary_and_json(digits_server: OipServer, digits_onnx: Path) -> None:
+def test_logits_match_onnxruntime_over_binary_json_and_grpc(digits_server: OipServer, digits_onnx: Path) -> None:
     import onnxruntime as ort
 
     images = load_digits()[0]
     expected = ort.InferenceSession(str(digits_onnx)).run(None, {"input": images[:40]})[0]
-    for binary, protocol in (("auto", "rest+binary"), ("false", "rest+json")):
-        backend = remote(digits_server.url, binary=binary)
+    for url, binary, protocol in ((digits_server.url, "auto", "rest+binary"), (digits_server.url, "false", "rest+json"),
+                                  (digits_server.grpc_url, "auto", "grpc")):
+        backend = remote(url, binary=binary)
         try:
             backend.warmup(images[:1])
             for rows in (slice(0, 1), slice(0, 40), slice(3, 10)):
                 np.testing.assert_array_equal(backend.run(images[rows])["logits"], expected[rows])
             described = backend.describe()
             assert described["protocol"] == protocol
-            assert described["url"] == digits_server.url
+            assert described["url"] == url
             assert described["server"] == {"name": "kserve", "version": described["server"]["version"]}
             assert backend.model_identity.startswith("digits version default")
         finally:
             backend.close()
 
 
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_digits_served_remotely_scores_as_locally_in_every_scenario(
-    pytester: pytest.Pytester, tmp_path: Path, digits_server: OipServer
+    pytester: pytest.Pytester, tmp_path: Path, digits_server: OipServer, transport: str
 ) -> None:
+    url = digits_server.url if transport == "rest" else digits_server.grpc_url
     doc = run_digits_suite(
-        pytester, tmp_path, "remote", f"--mlperf-backend-option=remote.url={digits_server.url}",
+        pytester, tmp_path, "remote", f"--mlperf-backend-option=remote.url={url}",
         "--mlperf-backend-option=remote.digest=sha256:feedbeef",
     )
     top1 = top1_by_engine(doc)
@@ -81,8 +84,8 @@ def test_digits_served_remotely_scores_as_locally_in_every_scenario(
         # The suite's local file is not what ran: the fingerprint holds what the server reports, and the digest.
         assert run["model_sha256"] is None
         assert run["model_identity"] == "digits version default on unknown platform digest sha256:feedbeef"
-        assert run["backend_options"]["url"] == digits_server.url
-        assert run["backend_options"]["protocol"] == "rest+binary"
+        assert run["backend_options"]["url"] == url
+        assert run["backend_options"]["protocol"] == {"rest": "rest+binary", "grpc": "grpc"}[transport]
     assert all(run["model_sha256"] for run in runs_of(doc, "onnxruntime"))
 
 
@@ -269,3 +272,28 @@ def test_tls_is_verified_by_default_and_a_ca_bundle_or_a_loud_opt_out_lets_it_th
         finally:
             trusted.close()
             unverified.close()
+
+
+def test_grpc_failures_name_the_url_and_a_token_travels_as_metadata(
+    tmp_path: Path, digits_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = f"kserve-v2+grpc://127.0.0.1:{free_port()}/models/digits"
+    with pytest.raises(ModelError) as info:
+        remote(down, retries="1", timeout_s="5")
+    assert str(info.value).startswith(f"{down}: gRPC ServerReady failed after 1 retries")
+    assert "UNAVAILABLE" in str(info.value)
+
+    images = load_digits()[0][:3]
+    with oip_server(tmp_path / "server", "--onnx", str(digits_onnx), grpc=True,
+                    env={"OIP_SERVER_TOKEN": TOKEN}) as server:
+        monkeypatch.setenv("OIP_TEST_TOKEN", TOKEN)
+        backend = remote(server.grpc_url, token_env="OIP_TEST_TOKEN")
+        assert backend.run(images)["logits"].shape == (3, 10)
+        backend.close()
+        monkeypatch.setenv("OIP_TEST_TOKEN", "wrong-" + TOKEN)
+        refused = remote(server.grpc_url, token_env="OIP_TEST_TOKEN", retries="0")
+        with pytest.raises(InferenceError) as failed:
+            refused.run(images)
+        refused.close()
+    assert str(failed.value).startswith(f"{server.grpc_url}: gRPC ModelInfer failed")
+    assert TOKEN not in str(failed.value)

@@ -17,6 +17,7 @@ from pytest_mlperf.errors import ModelError
         ("kserve-v2+https://host/models/bert/versions/2", Endpoint("https://host", "bert", "2")),
         ("http://10.0.0.1:9000/serving/models/m/", Endpoint("http://10.0.0.1:9000/serving", "m")),
         ("kserve-v2+http://[::1]:8000/models/m", Endpoint("http://[::1]:8000", "m")),
+        ("kserve-v2+grpc://host:8081/models/m/versions/3", Endpoint("grpc://host:8081", "m", "3")),
     ],
 )
 def test_urls_parse_to_endpoints(text: str, endpoint: Endpoint) -> None:
@@ -42,6 +43,8 @@ def test_the_display_form_round_trips() -> None:
         ("kserve-v2+http://host/models/m?token=secret", "has a query or fragment"),
         ("kserve-v2+http://host:99999/models/m", "is not a valid URL"),
         ("kserve-v2+http://[::1/models/m", "is not a valid URL"),
+        ("kserve-v2+grpc://host/models/m", "a gRPC URL needs a port and no path prefix"),
+        ("kserve-v2+grpc://host:8081/prefix/models/m", "a gRPC URL needs a port and no path prefix"),
     ],
 )
 def test_bad_urls_are_refused_with_the_form(text: str, message: str) -> None:
