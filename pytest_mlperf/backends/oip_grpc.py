@@ -99,6 +99,7 @@ class GrpcTransport:
     def __init__(self, target: str, shown: str, *, tls: bool, ca_bundle: str | None, token: str | None,
                  timeout_s: float, retries: int) -> None:
         self.shown = shown
+        self.client = f"grpcio {grpc.__version__}"
         self.timeout_s = timeout_s
         self.retries = retries
         self._messages = messages()

@@ -1,10 +1,11 @@
-"""Remote backend: sends each batch to a model server over the Open Inference Protocol (KServe v2) REST API.
+"""Remote backend: sends each batch to a model server over the Open Inference Protocol (KServe v2), REST or gRPC.
 
 The model is a URL, ``kserve-v2+http://HOST:PORT/models/NAME[/versions/V]`` (``kserve-v2+https://`` for TLS), given
 as the model of ``mlperf.run`` or as ``--mlperf-backend-option remote.url=...``. Before the first query the server's
 readiness, the model's readiness and its metadata (input and output names, datatypes, shapes) are checked, and the
 dataset's first sample is checked against that metadata. Every batch is one ``POST .../infer``: with Triton's binary
-tensor extension where the server accepts it (raw little-endian bytes after a JSON header), else JSON.
+tensor extension where the server accepts it (raw little-endian bytes after a JSON header), else JSON; or one gRPC
+``ModelInfer`` with raw tensors for a ``kserve-v2+grpc(s)://`` URL (backends/oip_grpc.py).
 
 Many requests in flight: the backend is thread-safe and asks the harness for ``concurrency`` inference threads in
 Server and Offline (each blocks on its own pooled keep-alive connection, with the GIL released); LoadGen's issue
@@ -47,7 +48,7 @@ SCHEME_PREFIX = "kserve-v2+"
 #: ``--mlperf-backend-option remote.KEY=VALUE`` keys this backend reads.
 OPTION_KEYS = ("url", "token_env", "ca_bundle", "insecure", "timeout_s", "retries", "concurrency", "binary", "digest")
 USAGE = (
-    "url=kserve-v2+http(s)://HOST:PORT/models/NAME[/versions/V], token_env=ENV_VAR_NAME, ca_bundle=PATH, "
+    "url=kserve-v2+http(s)|grpc(s)://HOST:PORT/models/NAME[/versions/V], token_env=ENV_VAR_NAME, ca_bundle=PATH, "
     "insecure=true (no TLS verification), timeout_s=0.1..600 (default 30), retries=0..10 (default 2), "
     "concurrency=1..1024 (default 16), binary=auto|true|false, digest=TEXT (the deployed model's digest)"
 )
@@ -184,7 +185,7 @@ def _is_loopback(base: str) -> bool:
 
 
 class RemoteBackend:
-    """A model behind an Open Inference Protocol server, reached over pooled urllib3 connections."""
+    """A model behind an Open Inference Protocol server, reached over pooled urllib3 connections (or gRPC)."""
 
     name = "remote"
     thread_safe = True  # urllib3's pool hands each thread its own connection
@@ -541,7 +542,7 @@ class RemoteBackend:
             else "rest" + {None: "", True: "+binary", False: "+json"}[self._binary],
             "tls_verify": self.tls_verify if self.endpoint.tls else None,
             "concurrency": self.concurrency,
-            "client": f"urllib3 {self._urllib3_version}",
+            "client": self._grpc.client if self._grpc is not None else f"urllib3 {self._urllib3_version}",
         }
 
     def close(self) -> None:
