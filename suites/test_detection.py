@@ -39,15 +39,17 @@ class Suite:
     profile: str
     dataset: str  # coco-2017-val or openimages-mlperf
     full_count: int
+    full_annotations: str  # the annotation file of the full set; any other is a declared subset
     official_map: float
     #: On a subset: the official target less about three standard errors of a few-hundred-image estimate, so
     #: sampling alone does not fail a correct model. Change it here, or with --mlperf-accuracy-target.
     subset_map: float
 
 
-SSD_MOBILENET = Suite("ssd-mobilenet-v1-onnx", "ssd-mobilenet", "coco-2017-val", 5000, 0.22, 0.18)
-SSD_RESNET34 = Suite("ssd-resnet34-onnx", "ssd-resnet34", "coco-2017-val", 5000, 0.198, 0.16)
-RETINANET = Suite("retinanet-onnx", "retinanet", "openimages-mlperf", 24781, 0.371745, 0.33)
+COCO_FULL = "instances_val2017.json"
+SSD_MOBILENET = Suite("ssd-mobilenet-v1-onnx", "ssd-mobilenet", "coco-2017-val", 5000, COCO_FULL, 0.22, 0.18)
+SSD_RESNET34 = Suite("ssd-resnet34-onnx", "ssd-resnet34", "coco-2017-val", 5000, COCO_FULL, 0.198, 0.16)
+RETINANET = Suite("retinanet-onnx", "retinanet", "openimages-mlperf", 24781, "openimages-mlperf.json", 0.371745, 0.33)
 
 
 def find_detection_data(assets: MLPerfAssets, suite: Suite) -> tuple[Path, Path, str]:
@@ -105,8 +107,7 @@ def detection_dataset(
         return synthetic_detection(suite.profile)
     try:
         dataset = CocoDataset(images, annotations, cache_dir, profile=suite.profile, name=name,
-                              full_annotations=annotations.name if suite.dataset != "coco-2017-val"
-                              else "instances_val2017.json")  # fmt: skip
+                              full_annotations=suite.full_annotations)  # fmt: skip
         dataset.prepare()
     except CocoError as exc:
         pytest.fail(str(exc), pytrace=False)

@@ -12,7 +12,8 @@ input pixels) at the top of the image, channel 0. Each cell holds 6 bits as ``4 
 ``floor(p / 4)`` at the cell's centre, so the value survives bilinear resizing (the cell's inside stays
 constant), float rounding and the reference's float-to-uint8 truncation. Two cells make a 12-bit value: cells 0-1
 the detection count, then per detection ymin, xmin, ymax, xmax (in 1/4000 of the image), score (in 1/4095) and
-class. Unused slots have score 0. Images whose size is a whole multiple of the model input keep the cells intact.
+class. Unused slots have score 0; an image whose count exceeds the maximum (no payload: synthetic inputs) detects
+nothing. Images whose size is a whole multiple of the model input keep the cells intact.
 """
 
 from __future__ import annotations
@@ -159,7 +160,11 @@ def build_detector_standin(interface: Interface | str, max_detections: int = 100
     lo = node("Slice", [six, const("lo_start", [1]), const("lo_end", [2 * (1 + _VALUES * max_detections)]),
                         const("pair_axis2", [1]), const("two2", [2])], "lo")
     value = node("Add", [node("Mul", [hi, const("sixty_four", 64.0, np.float32)], "hi64"), lo], "values")
-    count = node("Slice", [value, const("c0", [0]), const("c1", [1]), const("c_axis", [1])], "count")
+    raw_count = node("Slice", [value, const("c0", [0]), const("c1", [1]), const("c_axis", [1])], "raw_count")
+    # An image without a payload (synthetic inputs) reads as a count above the maximum: it detects nothing.
+    valid = node("Cast", [node("LessOrEqual", [raw_count, const("most", float(max_detections), np.float32)],
+                               "payload_ok")], "valid", to=TensorProto.FLOAT)
+    count = node("Mul", [raw_count, valid], "count")
     dets = node("Slice", [value, const("d0", [1]), const("d1", [1 + _VALUES * max_detections]),
                           const("d_axis", [1])], "det_values")
     table = node("Reshape", [dets, const("det_shape", [0, max_detections, _VALUES])], "table")
@@ -176,7 +181,8 @@ def build_detector_standin(interface: Interface | str, max_detections: int = 100
     if spec.box_units == "pixels":
         boxes = node("Mul", [boxes, const("input_size", float(spec.size), np.float32)], "box_pixels")
     node("Identity", [boxes], boxes_name)
-    score = node("Div", [column(4, 5, "score"), const("score_units", float(SCORE_UNITS), np.float32)], "score3")
+    score = node("Div", [column(4, 5, "score"), const("score_units", float(SCORE_UNITS), np.float32)], "score_scaled")
+    score = node("Mul", [score, node("Unsqueeze", [valid, const("last0", [2])], "valid3")], "score3")
     node("Squeeze", [score, const("last", [2])], scores_name)
     label = node("Squeeze", [column(5, 6, "label"), const("last2", [2])], "label_float")
     node("Cast", [label], classes_name, to=TensorProto.INT64 if spec.int_labels else TensorProto.FLOAT)

@@ -144,7 +144,7 @@ class Detection:
         object.__setattr__(self, "_order", np.array(order, np.intp))
         if self.box_units == "pixels" and self.input_size:
             h, w = self.input_size
-            scale = np.array([1 / h, 1 / w, 1 / h, 1 / w], np.float32)
+            scale = np.array([h, w, h, w], np.float32)  # divided, as the reference does: box[1] / height
         else:
             scale = None
         object.__setattr__(self, "_scale", scale)
@@ -185,7 +185,7 @@ class Detection:
         qsl = np.zeros(n, np.float32) if indices is None else np.asarray(indices, np.float32)
         packed[:, 0] = qsl[rows]
         chosen = boxes[rows, cols][:, self._order]
-        packed[:, 1:5] = chosen if self._scale is None else chosen * self._scale
+        packed[:, 1:5] = chosen if self._scale is None else chosen / self._scale
         packed[:, 5] = scores[rows, cols]
         packed[:, 6] = self._classes(classes[rows, cols])
         per_sample = keep.sum(axis=1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,9 @@ pytest.importorskip("pycocotools", reason="detection accuracy needs pycocotools:
 
 SUITE_FILE = Path(__file__).resolve().parents[2] / "suites" / "test_detection.py"
 QUIET = ["--mlperf-threads=1", "--mlperf-latency-bound-ms=500", "-p", "no:cacheprovider"]
-FAST = ["--mlperf-min-duration-ms=200", *QUIET]
+#: Performance runs that are VALID whatever this machine's speed: a few samples and no minimum duration (the
+#: calibration times the model, not the copy of 1200x1200 float inputs, and would ask for far too many).
+ANY_SPEED = ["--mlperf-target-qps=40", "--mlperf-min-duration-ms=0", *QUIET]
 MAX_DETECTIONS = 16
 #: The COCO ids absent from the 80 categories; contiguous label i is the i-th present id (the reference's inv_map).
 COCO_GAPS = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
@@ -171,9 +174,10 @@ def write_dataset(root: Path, profile: Profile) -> Design:
     return plan
 
 
-def _manifest(path: Path, name: str, model: bytes) -> Path:
+def _manifest(directory: Path, name: str, model: bytes) -> Path:
     entry = {"name": name, "kind": "model", "url": "http://127.0.0.1:9/standin.onnx", "filename": f"{name}.onnx",
              "sha256": hashlib.sha256(model).hexdigest(), "description": "detector stand-in (tests)"}  # fmt: skip
+    path = directory / "manifest.yaml"
     path.write_text(yaml.safe_dump({"schema_version": 1, "assets": [entry]}), encoding="utf-8")
     return path
 
@@ -207,7 +211,7 @@ def test_accuracy_on_the_standin_equals_the_designed_map(
     model_path = tmp_path / "standin.onnx"
     model_path.write_bytes(model)
     results, logs = tmp_path / "results.json", tmp_path / "logs"
-    manifest = _manifest(tmp_path / "m.yaml", profile.model_entry, model)
+    manifest = _manifest(tmp_path, profile.model_entry, model)
     run = suite.runpytest(
         "-k", profile.test, "--mlperf-offline", f"--mlperf-manifest={manifest}",
         f"--mlperf-asset={profile.model_entry}={model_path}", f"--mlperf-asset={profile.dataset_entry}={plan.root}",
@@ -240,3 +244,101 @@ def test_accuracy_on_the_standin_equals_the_designed_map(
         assert scores == sorted(scores, reverse=True)
     total = sum(len(d) for d in decoded.values())
     assert metrics["detections"] == total
+
+
+@pytest.mark.parametrize(
+    ("test", "model", "dataset"),
+    [
+        ("test_ssd_mobilenet", "ssd-mobilenet-v1-onnx", "coco-2017-val"),
+        ("test_ssd_resnet34", "ssd-resnet34-onnx", "coco-2017-val"),
+        ("test_retinanet", "retinanet-onnx", "openimages-mlperf"),
+    ],
+)
+def test_offline_without_the_model_each_suite_skips_saying_how_to_provide_it(
+    suite: pytest.Pytester, tmp_path: Path, test: str, model: str, dataset: str
+) -> None:
+    run = suite.runpytest("-k", test, "--mlperf-offline", f"--mlperf-cache-dir={tmp_path / 'empty'}", "-rs")
+
+    run.assert_outcomes(skipped=8)  # four scenarios, two modes
+    run.stdout.fnmatch_lines([f"*--mlperf-asset {model}=PATH*"])
+    strict = suite.runpytest("-k", test, "--mlperf-offline", "--mlperf-strict-assets", "--mlperf-scenarios=Offline",
+                             f"--mlperf-cache-dir={tmp_path / 'empty'}")  # fmt: skip
+    strict.assert_outcomes(failed=2)
+    strict.stdout.fnmatch_lines([f"*--mlperf-asset {model}=PATH*", "*--mlperf-strict-assets*"])
+
+
+@pytest.mark.parametrize("key", list(PROFILES))
+def test_without_data_performance_runs_on_synthetic_inputs_and_accuracy_skips(
+    suite: pytest.Pytester, tmp_path: Path, key: str
+) -> None:
+    profile = PROFILES[key]
+    model = build_detector_standin(profile.interface, MAX_DETECTIONS)
+    model_path = tmp_path / "standin.onnx"
+    model_path.write_bytes(model)
+    results = tmp_path / "results.json"
+    run = suite.runpytest(
+        "-k", profile.test, "--mlperf-offline", f"--mlperf-manifest={_manifest(tmp_path, profile.model_entry, model)}",
+        f"--mlperf-asset={profile.model_entry}={model_path}", f"--mlperf-cache-dir={tmp_path / 'c'}", "-rs",
+        "--mlperf-scenarios=Offline", f"--mlperf-results={results}", *ANY_SPEED,
+    )  # fmt: skip
+
+    run.assert_outcomes(passed=1, skipped=1)
+    run.stdout.fnmatch_lines(
+        ["*Offline-performance? (synthetic inputs)*VALID*PASS", f"*--mlperf-asset {profile.dataset_entry}=PATH*"]
+    )
+    (perf,) = json.loads(results.read_text())["runs"]
+    assert perf["synthetic_inputs"] is True
+    assert perf["dataset"]["name"] == f"synthetic-{profile.interface.name}"
+
+
+def test_a_detector_whose_outputs_differ_from_the_interface_fails_naming_them(
+    suite: pytest.Pytester, tmp_path: Path
+) -> None:
+    profile = PROFILES["ssd_resnet34"]
+    renamed = Interface(**{**profile.interface.__dict__, "outputs": ("boxes_xyxy", "scores", "labels")})
+    model = build_detector_standin(renamed, MAX_DETECTIONS)
+    model_path = tmp_path / "other.onnx"
+    model_path.write_bytes(model)
+    run = suite.runpytest(
+        "-k", profile.test, "--mlperf-offline", f"--mlperf-manifest={_manifest(tmp_path, profile.model_entry, model)}",
+        f"--mlperf-asset={profile.model_entry}={model_path}", f"--mlperf-cache-dir={tmp_path / 'c'}",
+        "--mlperf-scenarios=Offline", "--mlperf-mode=performance", *ANY_SPEED,
+    )  # fmt: skip
+
+    run.assert_outcomes(failed=1)
+    run.stdout.fnmatch_lines(["*the detector has no boxes output 'bboxes'; its outputs are 'boxes_xyxy', 'scores', "
+                              "'labels'. Name the right one with Detection(boxes=...)*"])  # fmt: skip
+
+
+def readme_detection_example() -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Benchmark your own ONNX detector on your COCO-format data", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "README lost its detector example"
+    return match.group(1)
+
+
+def test_the_readme_detector_example_scores_a_detector_of_its_own_interface(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    # The example's detector: 640x640 float32 NCHW in 0..1, boxes xyxy in input pixels, the file's own category ids.
+    mine = Interface("mine", "images", 640, "NCHW", "float32", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
+                     ("boxes", "scores", "labels"), "xyxy", "pixels", True)  # fmt: skip
+    sizes = ((640, 640), (1280, 640)) * 4
+    profile = Profile("test_my_detector", "", "openimages-mlperf", mine, sizes, (5, 200), "own")
+    plan = write_dataset(tmp_path / "data", profile)
+    (pytester.path / "my_detector.onnx").write_bytes(build_detector_standin(mine, MAX_DETECTIONS))
+    example = readme_detection_example()
+    example = example.replace("/data/mine/images", str(tmp_path / "data" / "validation" / "data"))
+    annotations = tmp_path / "data" / "annotations" / "openimages-mlperf.json"
+    example = example.replace("/data/mine/annotations.json", str(annotations))
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_mine=example)
+    run = pytester.runpytest(
+        "--mlperf-scenarios=Offline", "--mlperf-mode=accuracy", "--mlperf-accuracy-target=0.01",
+        f"--mlperf-cache-dir={tmp_path / 'c'}", *QUIET,
+    )  # fmt: skip
+    run.assert_outcomes(passed=1)
+    (record,) = json.loads((pytester.path / "mlperf-results" / "results.json").read_text())["runs"]
+    assert record["dataset"]["name"] == "my-data"
+    assert record["metrics"]["accuracy"]["mAP"] == pytest.approx(plan.expected["mAP"], abs=1e-9)
