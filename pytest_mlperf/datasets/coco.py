@@ -27,6 +27,7 @@ import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,20 @@ class CocoDataset(PreloadedSamples):
         self._tensors: list[Path] | None = None
         self.preprocessed = 0
         self._init_block(self.params.shape(), np.dtype(self.params.dtype))
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the preprocessing, the annotation file and each image file's size (as ImageNet's: reading
+        every image each session would cost more than the run)."""
+        h = hashlib.sha256(f"{self.params.key()}\0".encode())
+        h.update(hashlib.sha256(self.annotation_file.read_bytes()).digest())
+        for rel in self.files:
+            try:
+                size = (self.images / rel).stat().st_size
+            except OSError:
+                size = -1  # prepare() reports it; the digest still differs from a complete copy's
+            h.update(f"{rel}\0{size}\n".encode())
+        return "sha256:" + h.hexdigest()
 
     def prepare(self) -> None:
         """Make sure every image has a cached tensor; one CocoError lists every missing or unreadable image."""

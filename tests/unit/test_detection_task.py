@@ -177,6 +177,7 @@ def test_dataset_scores_its_own_ground_truth_and_caches_the_pixels(tmp_path: Pat
     again = CocoDataset(tmp_path / "coco" / "val2017", annotations, tmp_path / "cache")
     again.prepare()
     assert again.preprocessed == 0
+    assert again.digest == dataset.digest and dataset.digest.startswith("sha256:")
     again.load([0, 1, 2])
     assert again.batch([2, 0]).shape == (2, 300, 300, 3)  # type: ignore[union-attr]
     # image 0 (40x50): the one object found exactly, plus one miss elsewhere; images 1 and 2 answer nothing.
