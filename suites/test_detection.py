@@ -92,6 +92,8 @@ def find_detection_data(assets: MLPerfAssets, suite: Suite) -> tuple[Path, Path,
             f"[coco-2017-annotations] {assets.why_unavailable('coco-2017-annotations')}",
         )
     layout = assets.asset("coco-2017-annotations").layout
+    if (root / "val2017").is_dir():  # a directory above the images, without annotations/
+        root = root / "val2017"
     return root, annotations.path / str(layout.get("instances", "annotations/instances_val2017.json")), suite.dataset
 
 

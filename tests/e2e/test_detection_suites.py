@@ -342,3 +342,27 @@ def test_the_readme_detector_example_scores_a_detector_of_its_own_interface(
     (record,) = json.loads((pytester.path / "mlperf-results" / "results.json").read_text())["runs"]
     assert record["dataset"]["name"] == "my-data"
     assert record["metrics"]["accuracy"]["mAP"] == pytest.approx(plan.expected["mAP"], abs=1e-9)
+
+
+def test_every_scenario_scores_the_same_map_on_a_declared_subset(suite: pytest.Pytester, tmp_path: Path) -> None:
+    profile = PROFILES["ssd_mobilenet"]
+    plan = write_dataset(tmp_path / "data", profile)
+    # One other annotation file in annotations/ declares a subset, which the results name.
+    annotations = plan.root / "annotations"
+    (annotations / "instances_val2017.json").rename(annotations / "val_subset.json")
+    model = build_detector_standin(profile.interface, MAX_DETECTIONS)
+    model_path = tmp_path / "standin.onnx"
+    model_path.write_bytes(model)
+    results = tmp_path / "results.json"
+    run = suite.runpytest(
+        "-k", profile.test, "--mlperf-offline", f"--mlperf-manifest={_manifest(tmp_path, profile.model_entry, model)}",
+        f"--mlperf-asset={profile.model_entry}={model_path}", f"--mlperf-asset={profile.dataset_entry}={plan.root}",
+        f"--mlperf-cache-dir={tmp_path / 'c'}", "--mlperf-mode=accuracy", "--mlperf-accuracy-target=0.01",
+        f"--mlperf-results={results}", *QUIET,
+    )  # fmt: skip
+    run.assert_outcomes(passed=4)
+    runs = json.loads(results.read_text())["runs"]
+    assert sorted(r["scenario"] for r in runs) == ["MultiStream", "Offline", "Server", "SingleStream"]
+    for record in runs:
+        assert record["metrics"]["accuracy"]["mAP"] == pytest.approx(plan.expected["mAP"], abs=1e-9)
+        assert record["dataset"]["name"] == "coco-2017-val[val_subset]"
