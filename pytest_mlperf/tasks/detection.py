@@ -159,6 +159,11 @@ class Detection:
         scores = _pick(outputs, self.scores, "scores")
         classes = _pick(outputs, self.classes, "classes")
         if boxes.ndim == 2:  # one image without a batch axis (the MLPerf RetinaNet ONNX)
+            if indices is not None and len(indices) != 1:
+                raise DetectionInterfaceError(
+                    f"detector output {self.boxes!r} {boxes.shape} has no batch axis, so it answers one image at a "
+                    f"time, but it was given a batch of {len(indices)}: run it with --mlperf-batch-size 1"
+                )
             boxes, scores, classes = boxes[None], scores.reshape(1, -1), classes.reshape(1, -1)
         if boxes.ndim != 3 or boxes.shape[2] != 4 or scores.shape != boxes.shape[:2] or classes.shape != scores.shape:
             raise DetectionInterfaceError(

@@ -119,6 +119,8 @@ def test_xyxy_pixels_threshold_and_label_conventions() -> None:
     assert COCO80_TO_COCO[80] == 90 and len(COCO80_TO_COCO) == 81
     unbatched = RETINANET.postprocess({"boxes": boxes[0], "scores": scores[0], "labels": labels[0]}, [9])
     assert len(unbatched) == 1 and unbatched[0][0, 0] == 9.0
+    with pytest.raises(DetectionInterfaceError, match=r"no batch axis.*batch of 2: run it with --mlperf-batch-size 1"):
+        RETINANET.postprocess({"boxes": boxes[0], "scores": scores[0], "labels": labels[0]}, [9, 10])
 
 
 @pytest.mark.parametrize(
