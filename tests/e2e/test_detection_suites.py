@@ -13,9 +13,11 @@ An independent decoder of mlperf_log_accuracy.json (struct, not numpy) checks th
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from pytest_httpserver import HTTPServer
 
 from pytest_mlperf.models.detector_standin import (
     BOX_UNITS,
@@ -366,3 +369,50 @@ def test_every_scenario_scores_the_same_map_on_a_declared_subset(suite: pytest.P
     for record in runs:
         assert record["metrics"]["accuracy"]["mAP"] == pytest.approx(plan.expected["mAP"], abs=1e-9)
         assert record["dataset"]["name"] == "coco-2017-val[val_subset]"
+
+
+def _zip(root: Path, top: str) -> bytes:
+    """The directory *root*/*top* as a zip whose members start with *top*/, like COCO's public zips."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted((root / top).rglob("*")):
+            archive.write(path, str(path.relative_to(root)))
+    return buffer.getvalue()
+
+
+def test_coco_is_provisioned_from_the_public_zip_layout(
+    suite: pytest.Pytester, httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    profile = PROFILES["ssd_mobilenet"]
+    plan = write_dataset(tmp_path / "data", profile)
+    images, annotations = _zip(plan.root, "val2017"), _zip(plan.root, "annotations")
+    httpserver.expect_request("/zips/val2017.zip").respond_with_data(images)
+    httpserver.expect_request("/annotations/annotations_trainval2017.zip").respond_with_data(annotations)
+    model = build_detector_standin(profile.interface, MAX_DETECTIONS)
+    model_path = tmp_path / "standin.onnx"
+    model_path.write_bytes(model)
+    entries = [
+        {"name": profile.model_entry, "kind": "model", "url": "http://127.0.0.1:9/standin.onnx",
+         "filename": "standin.onnx", "sha256": hashlib.sha256(model).hexdigest(), "description": "stand-in"},
+        {"name": "coco-2017-val", "kind": "dataset", "url": httpserver.url_for("/zips/val2017.zip"),
+         "filename": "val2017.zip", "sha256": hashlib.sha256(images).hexdigest(), "archive": "zip",
+         "extract_root": "val2017", "description": "COCO images (tests)",
+         "layout": {"format": "coco-images", "annotations": "coco-2017-annotations"}},
+        {"name": "coco-2017-annotations", "kind": "dataset",
+         "url": httpserver.url_for("/annotations/annotations_trainval2017.zip"),
+         "filename": "annotations_trainval2017.zip", "sha256": hashlib.sha256(annotations).hexdigest(),
+         "archive": "zip", "required_files": ["annotations/instances_val2017.json"], "description": "COCO (tests)",
+         "layout": {"format": "coco-annotations", "instances": "annotations/instances_val2017.json"}},
+    ]  # fmt: skip
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump({"schema_version": 1, "assets": entries}), encoding="utf-8")
+    results = tmp_path / "results.json"
+    run = suite.runpytest(
+        "-k", profile.test, f"--mlperf-manifest={manifest}", f"--mlperf-asset={profile.model_entry}={model_path}",
+        f"--mlperf-cache-dir={tmp_path / 'c'}", "--mlperf-scenarios=Offline", "--mlperf-mode=accuracy",
+        "--mlperf-accuracy-target=0.01", f"--mlperf-results={results}", *QUIET,
+    )  # fmt: skip
+    run.assert_outcomes(passed=1)
+    (record,) = json.loads(results.read_text())["runs"]
+    assert record["metrics"]["accuracy"]["mAP"] == pytest.approx(plan.expected["mAP"], abs=1e-9)
+    assert (record["dataset"]["name"], record["dataset"]["count"]) == ("coco-2017-val", len(profile.sizes))
