@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from action.github_io import GitHubIO
+from action.github_io import GitHubIO, shell_words
 
 Side = Literal["base", "head"]
 # pytest exit codes 0 (all passed) and 1 (some tests failed) still mean the session ran and wrote its results.
@@ -135,9 +135,10 @@ def run_session(
 ) -> int:
     """One pytest session, its output folded into a log group; returns pytest's exit code."""
     with io.group(title):
-        io.log(f"$ (cd {cwd} && {' '.join([*command, *args])})")
+        io.log(f"$ (cd {shell_words([str(cwd)])} && {shell_words([*command, *args])})")
         try:
-            proc = subprocess.run([*command, *args], cwd=cwd, stdin=subprocess.DEVNULL, check=False)
+            with io.commands_off():
+                proc = subprocess.run([*command, *args], cwd=cwd, stdin=subprocess.DEVNULL, check=False)
         except OSError as exc:
             raise AbError(f"cannot start {command[0]!r} ({exc}); check the `python` input") from None
     return proc.returncode

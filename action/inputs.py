@@ -122,6 +122,22 @@ class Inputs:
     label: str = ""
     # Kept out of repr so that a logged Inputs never shows the token.
     github_token: str = field(default="", repr=False)
+    # The login the token comments as; empty: asked of GitHub (see action.comment.token_login).
+    comment_author: str = ""
+
+
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?")
+
+
+def comment_author(environ: Mapping[str, str]) -> str:
+    """The ``comment-author`` input: a GitHub login (``name`` or ``app[bot]``), or empty to ask GitHub."""
+    value = _get(environ, "comment-author")
+    if value and not _LOGIN.fullmatch(value):
+        raise InputError(
+            f"input `comment-author`: {value!r} is not a GitHub login; give the user or app the token comments as, "
+            "such as `my-app[bot]`, or leave it empty"
+        )
+    return value
 
 
 def read_inputs(environ: Mapping[str, str]) -> Inputs:
@@ -154,6 +170,7 @@ def read_inputs(environ: Mapping[str, str]) -> Inputs:
         comment=_bool(environ, "comment", True),
         label=_get(environ, "artifact-name"),
         github_token=_get(environ, "github-token"),
+        comment_author=comment_author(environ),
     )
 
 
