@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -133,14 +134,30 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
 def run_session(
     *, io: GitHubIO, title: str, command: Sequence[str], args: Sequence[str], cwd: Path
 ) -> int:
-    """One pytest session, its output folded into a log group; returns pytest's exit code."""
+    """One pytest session, its output folded into a log group; returns pytest's exit code.
+
+    The output passes through this process, so that credentials in it (a mirror URL the session prints) are
+    redacted, and the runner reads none of it as a workflow command. Unbuffered, it still shows up line by line.
+    """
     with io.group(title):
         io.log(f"$ (cd {shell_words([str(cwd)])} && {shell_words([*command, *args])})")
-        try:
-            with io.commands_off():
-                proc = subprocess.run([*command, *args], cwd=cwd, stdin=subprocess.DEVNULL, check=False)
-        except OSError as exc:
-            raise AbError(f"cannot start {command[0]!r} ({exc}); check the `python` input") from None
+        with io.commands_off():
+            try:
+                proc = subprocess.Popen(
+                    [*command, *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            except OSError as exc:
+                raise AbError(f"cannot start {command[0]!r} ({exc}); check the `python` input") from None
+            assert proc.stdout is not None
+            with proc.stdout:
+                try:
+                    io.relay(proc.stdout)
+                finally:
+                    # Interrupted (a cancelled job): the session got the signal too. Let it write its summary
+                    # and stop on its own rather than block on a pipe that nobody reads.
+                    io.relay(proc.stdout)
+                    proc.wait()
     return proc.returncode
 
 

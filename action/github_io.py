@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import IO, Any, Literal, TextIO
 
 from pytest_mlperf.redact import redact
 
@@ -172,6 +172,12 @@ class GitHubIO:
     def log(self, message: str) -> None:
         """One line of plain text in the job log: never a workflow command, never a credential."""
         print(one_line(message), file=self.stream, flush=True)
+
+    def relay(self, source: IO[bytes]) -> None:
+        """A child process's output, line by line to its end, credentials redacted (inside :meth:`commands_off`)."""
+        for raw in iter(source.readline, b""):
+            self.stream.write(redact(raw.decode("utf-8", "replace")))
+            self.stream.flush()
 
     def annotate(self, level: Level, message: str, title: str | None = None) -> None:
         props = f" title={_escape_property(title)}" if title else ""

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_mlperf.gate.compare import MAX_LATENCY_NS
+# Only modules without numpy or scipy: the reporter's virtualenv holds `requests` alone (action/install.py).
+from pytest_mlperf.gate.limits import MAX_LATENCY_NS
 from pytest_mlperf.gate.markdown import md_code, md_text
 
 MARKER = "<!-- pytest-mlperf:report -->"
@@ -300,7 +301,8 @@ def _chart_label(case: Doc, functions: set[str]) -> str:
 def _chart(report: Report) -> list[str]:
     """Head relative to base per case, all oriented so that a higher bar is worse, with the floor as a line."""
     policy = _map(report.comparison.get("policy")) if report.comparison else {}
-    floor = _num(policy.get("floor")) or 0.0
+    # A floor beyond 1000 % is no floor a policy sets; clamped so that the axis arithmetic stays finite.
+    floor = min(max(_num(policy.get("floor")) or 0.0, 0.0), 10.0)
     points: list[tuple[str, float, int]] = []
     functions = {_short_id(_str(c.get("id"))).split("[", 1)[0] for c in _cases(report.comparison)}
     for case in _sorted_cases(report.comparison):

@@ -191,6 +191,10 @@ DEFAULT_MAX_BYTES = 1024 * 2**20
 MAX_DEPTH = 64
 
 
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 2**20 else f"{n / 2**20:,.1f} MiB"
+
+
 def _read_bytes(path: Path, max_bytes: int | None, what: str, follow_symlinks: bool = True) -> bytes:
     if not follow_symlinks and path.is_symlink():
         raise ResultsFileError(f"{path}: {what} is a symbolic link; refusing to follow it")
@@ -200,8 +204,8 @@ def _read_bytes(path: Path, max_bytes: int | None, what: str, follow_symlinks: b
         size = path.stat().st_size
         if max_bytes is not None and size > max_bytes:
             raise ResultsFileError(
-                f"{path}: {what} is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:g} MiB this reader accepts; "
-                "is it a pytest-mlperf results file? (the compare command raises the cap with --max-file-mb)"
+                f"{path}: {what} is {_size(size)}, over the {_size(max_bytes)} this reader accepts; is it a "
+                "pytest-mlperf results file? (the compare command raises the cap with --max-file-mb)"
             )
         with path.open("rb") as fh:
             # A file that grows while it is read (or a FIFO, /dev/zero) stops at the cap, never at memory's end.
@@ -211,7 +215,7 @@ def _read_bytes(path: Path, max_bytes: int | None, what: str, follow_symlinks: b
     except OSError as exc:
         raise ResultsFileError(f"{path}: cannot be read ({exc.strerror})") from None
     if max_bytes is not None and len(data) > max_bytes:
-        raise ResultsFileError(f"{path}: {what} is over the {max_bytes / 2**20:g} MiB this reader accepts")
+        raise ResultsFileError(f"{path}: {what} is over the {_size(max_bytes)} this reader accepts")
     return data
 
 
@@ -335,11 +339,12 @@ def _compact_samples(obj: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
         try:
-            array = np.asarray(samples, dtype=np.float64)
+            array = np.asarray(samples)
         except (TypeError, ValueError, OverflowError):
             return obj
-        if array.ndim == 1:
-            obj["latency_samples_ns"] = array
+        # Numbers only: numpy would read "2" as 2.0, and a bool is no latency.
+        if array.ndim == 1 and array.dtype.kind in "iuf":
+            obj["latency_samples_ns"] = array.astype(np.float64, copy=False)
     return obj
 
 

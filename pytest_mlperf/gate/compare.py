@@ -18,6 +18,7 @@ from pytest_mlperf.gate.fingerprint import (
     fingerprint_differences,
     run_fingerprint,
 )
+from pytest_mlperf.gate.limits import MAX_LATENCY_NS, MAX_QPS
 from pytest_mlperf.gate.statistics import (
     STATISTICS,
     Decision,
@@ -48,12 +49,6 @@ class Source:
 
 
 # --- validation -----------------------------------------------------------------------------------------------
-
-
-#: No query takes a week: a larger latency is a damaged or forged file, not a measurement.
-MAX_LATENCY_NS = 7 * 24 * 3600 * 1e9
-#: No system serves a trillion samples per second.
-MAX_QPS = 1e12
 
 
 def _shown(value: Any) -> str:

@@ -223,3 +223,27 @@ def fake_github(httpserver: HTTPServer) -> Iterator[FakeGitHub]:
     fake = FakeGitHub(httpserver)
     httpserver.expect_request(re.compile(r"/.*")).respond_with_handler(fake.handle)
     yield fake
+
+
+def artifact(root: Path, name: str, comparison: str = "comparison-regression.json", pr: int = 17) -> Path:
+    """An artifact folder as download-artifact leaves it, from the hand-made documents."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "comparison.json").write_text(json.dumps(load(comparison)))
+    (folder / "results.json").write_text(json.dumps(load("results-head.json")))
+    (folder / "base.json").write_text(json.dumps(load("results-base.json")))
+    meta = {"version": 1, "label": name, "compare": "ab", "base_sha": "1" * 40, "head_sha": "3" * 40, "rounds": 3,
+            "notes": [], "pull_request": {"number": pr, "head_sha": "2" * 40}}
+    (folder / "report-meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.fixture
+def reporter(runner: Runner, fake_github: FakeGitHub, tmp_path: Path) -> Path:
+    """A workflow_run job: the event, the token, and an empty download folder."""
+    runner.monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    runner.monkeypatch.setenv("GITHUB_API_URL", fake_github.url)
+    runner.set_event(load("event-workflow-run.json"), name="workflow_run")
+    runner.inputs(github_token="test-token", artifacts="downloads")
+    fake_github.pulls[17] = "2" * 40
+    return tmp_path / "downloads"
