@@ -19,6 +19,7 @@ from pytest_mlperf.export import FORMATS, export
 from pytest_mlperf.gate.compare import (
     ComparisonInputError,
     Source,
+    check_document,
     compare_documents,
     dumps,
     exit_code,
@@ -198,8 +199,9 @@ def _compare(args: argparse.Namespace, out: TextIO) -> int:
 
 def _export(args: argparse.Namespace, out: TextIO) -> int:
     source = _load(args.results)
-    if not isinstance(source.document, dict) or not isinstance(source.document.get("runs"), list):
-        raise _InputError(f"{args.results}: no 'runs' list; is this a pytest-mlperf results file?")
+    # The gate's checks: a wrong-typed field or an impossible value (NaN accuracy, zero samples/s) is refused
+    # here too, never published to a dashboard as a measurement.
+    check_document(source.name, source.document)
     try:
         exported: Any = export(source.document, args.format)
     except (KeyError, TypeError) as exc:

@@ -182,3 +182,39 @@ def test_the_compacted_reader_decides_exactly_as_before(tmp_path: Path, capsys: 
     assert [(c["id"], c["metric"], c["verdict"], c["message"]) for c in got["cases"]] == [
         (c["id"], c["metric"], c["verdict"], c["message"]) for c in expected["cases"]
     ]
+
+
+@pytest.mark.parametrize("fmt", ["bmf", "gab-bigger", "pytest-benchmark"])
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (_set(f"runs.{ACC}.metrics.accuracy.top1", math.nan), "metrics.accuracy.top1 must be a finite number >= 0"),
+        (_set(f"runs.{OFF}.metrics.qps", 0), "metrics.qps must be a finite number > 0"),
+        (_set(f"runs.{SS}.metrics", [1]), "metrics must be an object"),
+        (_set(f"runs.{SS}.thresholds", "p90"), "thresholds must be an object"),
+    ],
+)
+def test_export_refuses_what_compare_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Callable[[dict[str, Any]], None], field: str, fmt: str
+) -> None:
+    """An impossible value is never published to a dashboard as a measurement."""
+    doc = load("head_same")
+    edit(doc)
+    path = write(tmp_path / "results.json", doc)
+    code = main(["export", "--format", fmt, str(path), "-o", str(tmp_path / "out.json")])
+    out = capsys.readouterr().err
+    assert code == 2, out
+    assert f"{path}: runs[" in out and field in out
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_a_wrong_typed_baseline_is_a_usage_error_before_any_case_runs(tmp_path: Path) -> None:
+    """--mlperf-baseline goes through the same checks: before, a list for thresholds failed cases mid-session."""
+    from pytest_mlperf.config import UsageProblem, load_baseline
+
+    doc = load("base")
+    doc["runs"][SS]["thresholds"] = ["p90"]
+    path = write(tmp_path / "baseline.json", doc)
+    with pytest.raises(UsageProblem, match=r"--mlperf-baseline: .*baseline.json cannot be used as a baseline: .*"
+                                           r"runs\[0\] \(.*\): thresholds must be an object"):
+        load_baseline(path)
