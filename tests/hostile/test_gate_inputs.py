@@ -40,6 +40,18 @@ def compare(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
+def compare_edited(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Callable[[dict[str, Any]], None]
+) -> tuple[Path, str]:
+    """Compare base.json with an edited head_same.json: must exit 2; the edited file and the output."""
+    head = load("head_same")
+    edit(head)
+    path = write(tmp_path / "head.json", head)
+    code, out = compare(capsys, str(RESULTS / "base.json"), str(path))
+    assert code == 2, out
+    return path, out
+
+
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     """An edit of the head document: ``runs.1.metrics.qps`` -> value."""
 
@@ -81,11 +93,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
 def test_wrong_typed_fields_exit_2_naming_the_file_and_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Callable[[dict[str, Any]], None], field: str
 ) -> None:
-    head = load("head_same")
-    edit(head)
-    path = write(tmp_path / "head.json", head)
-    code, out = compare(capsys, str(RESULTS / "base.json"), str(path))
-    assert code == 2, out
+    path, out = compare_edited(tmp_path, capsys, edit)
     assert f"{path}: " in out and field in out, out
     assert "Traceback" not in out
 
@@ -110,11 +118,7 @@ def test_wrong_typed_fields_exit_2_naming_the_file_and_field(
 def test_impossible_values_are_refused_not_compared(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Callable[[dict[str, Any]], None], field: str
 ) -> None:
-    head = load("head_same")
-    edit(head)
-    path = write(tmp_path / "head.json", head)
-    code, out = compare(capsys, str(RESULTS / "base.json"), str(path))
-    assert code == 2, out
+    path, out = compare_edited(tmp_path, capsys, edit)
     assert f"{path}: runs[" in out and field in out, out
 
 
