@@ -103,6 +103,12 @@ def load_results(path: Path) -> dict[str, Any]:
         raise AbError(f"results file {exc}; see the pytest output above") from None
 
 
+def _repeat(run: dict[str, Any]) -> int:
+    """A run's repeat number; anything but a whole number >= 0 (a session's code wrote it) counts as 0."""
+    value = run.get("repeat")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
     """One results document holding every run of ``paths``; ``repeat`` is renumbered so that runs stay distinct."""
     if not paths:
@@ -112,10 +118,10 @@ def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     offset = 0
     for doc in docs:
-        repeats = [int(r.get("repeat") or 0) for r in doc["runs"] if isinstance(r, dict)]
+        repeats = [_repeat(r) for r in doc["runs"] if isinstance(r, dict)]
         for run in doc["runs"]:
             if isinstance(run, dict):
-                runs.append({**run, "repeat": offset + int(run.get("repeat") or 0)})
+                runs.append({**run, "repeat": offset + _repeat(run)})
         offset += max(repeats, default=-1) + 1
     merged["runs"] = runs
     statuses = [str(d.get("status", "complete")) for d in docs]

@@ -54,7 +54,7 @@ def _load(path: Path, *, required: bool, results: bool = False) -> dict[str, Any
     # The plugin's bounded readers: size capped, nesting depth capped, never a traceback.
     try:
         if results:
-            return read_document(path, max_bytes=MAX_FILE_BYTES, follow_symlinks=False)
+            return read_document(path, max_bytes=MAX_FILE_BYTES)
         doc = load_json(path, max_bytes=MAX_FILE_BYTES, follow_symlinks=False, what="artifact file")
     except ResultsFileError as exc:
         raise ArtifactError(str(exc)) from None

@@ -138,7 +138,7 @@ def _load(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, *, compact: bool = Fal
     if size >= _PROGRESS_BYTES:
         print(f"pytest-mlperf: reading {path} ({size / 2**20:.0f} MiB)...", file=sys.stderr, flush=True)
     try:
-        document = read_document(path, max_bytes=max_bytes, compact_samples=compact)
+        document = read_document(path, max_bytes=max_bytes, follow_symlinks=True, compact_samples=compact)
     except ResultsFileError as exc:
         raise _InputError(str(exc)) from None
     if size >= _PROGRESS_BYTES:

@@ -318,10 +318,12 @@ def _journal_runs(
             continue
         try:
             runs.append(parse_json(line, f"{journal}: line {number}", object_hook=hook))
-        except ResultsFileError as exc:
+        except ResultsFileError:
             # Only the last line can be torn (a kill during its write); anything else is damage to report.
             if number - 1 < last:
-                raise ResultsFileError(f"{exc}; the file was changed after the session wrote it") from None
+                raise ResultsFileError(
+                    f"{journal}: line {number} is not valid JSON; the file was changed after the session wrote it"
+                ) from None
             notes.append(f"{journal}: the last line was cut short (the session was killed while writing it); "
                          f"ignored, {len(runs)} finished run(s) read")
     return runs, notes
@@ -362,8 +364,8 @@ def upgrade(document: dict[str, Any]) -> dict[str, Any]:
 def read_document(
     path: Path,
     *,
-    max_bytes: int | None = DEFAULT_MAX_BYTES,
-    follow_symlinks: bool = True,
+    max_bytes: int | None = None,
+    follow_symlinks: bool | None = None,
     compact_samples: bool = False,
 ) -> dict[str, Any]:
     """The results document at *path* in this version's schema: every reader of results files uses this.
@@ -371,12 +373,15 @@ def read_document(
     A version-1 file is upgraded in memory (``upgraded_from`` records it); a partial session's file is rebuilt
     from the runs it appended to its sidecar, a torn last line ignored with a note in ``notes``. Anything else
     it cannot read (too big, nested deeper than :data:`MAX_DEPTH`, not JSON) raises ResultsFileError naming the
-    file and the fix. ``max_bytes`` caps each file read; ``follow_symlinks=False`` (untrusted artifacts) refuses
-    symbolic links. ``compact_samples`` turns each run's ``latency_samples_ns`` into a float64 numpy array while
+    file and the fix. ``max_bytes`` caps each file read (:data:`DEFAULT_MAX_BYTES` when None); given, it marks
+    the file as untrusted (an artifact) and symbolic links are refused unless ``follow_symlinks`` says
+    otherwise. ``compact_samples`` turns each run's ``latency_samples_ns`` into a float64 numpy array while
     parsing (the gate's reader, for big files); nothing then writes the document back as JSON.
     """
+    follow = max_bytes is None if follow_symlinks is None else follow_symlinks
+    max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
     # Decoded at once and the bytes dropped: a big file is held once while it is parsed, not twice.
-    text = _decode(_read_bytes(path, max_bytes, "results file", follow_symlinks), str(path))
+    text = _decode(_read_bytes(path, max_bytes, "results file", follow), str(path))
     hook = _compact_samples if compact_samples else None
     document = parse_json(text, str(path), object_hook=hook)
     del text
@@ -391,7 +396,7 @@ def read_document(
     if not isinstance(document.get("runs"), list):
         raise ResultsFileError(no_runs)
     if "journal" in document:
-        appended, notes = _journal_runs(path, document, max_bytes, follow_symlinks, hook)
+        appended, notes = _journal_runs(path, document, max_bytes, follow, hook)
         document = {key: value for key, value in document.items() if key != "journal"}
         document["runs"] = [*document["runs"], *appended]
         if notes:

@@ -173,3 +173,17 @@ def test_the_reporter_imports_without_numpy_or_scipy() -> None:
             "import action.report, action.summary, action.comment, action.github_io")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_merging_sessions_whose_repeat_is_garbage_numbers_them_anyway(tmp_path: Path) -> None:
+    """A session's code writes its results file: a repeat of "x" or -3 must not stop the A/B merge."""
+    from action.abrun import merge_results
+
+    paths = []
+    for i, repeat in enumerate(["x", -3, None, 1.5]):
+        doc = load("results-head.json")
+        doc["runs"] = doc["runs"][:1]
+        doc["runs"][0]["repeat"] = repeat
+        paths.append(tmp_path / f"r{i}.json")
+        paths[-1].write_text(json.dumps(doc))
+    assert [run["repeat"] for run in merge_results(paths)["runs"]] == [0, 1, 2, 3]
