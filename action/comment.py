@@ -168,7 +168,8 @@ def token_login(client: GitHubClient) -> str:
     """
     try:
         user = client.request("GET", "/user")
-    except CommentForbidden:
+    except GitHubAPIError:
+        # 403 for GITHUB_TOKEN; any other refusal leaves the same answer, and a broken API fails the next call.
         return ACTIONS_BOT
     login = user.get("login") if isinstance(user, dict) else None
     return login if isinstance(login, str) and login else ACTIONS_BOT
