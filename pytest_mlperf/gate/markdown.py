@@ -33,8 +33,8 @@ _WWW = re.compile(r"(www)\.", re.IGNORECASE)
 
 def _plain(value: object, limit: int) -> str:
     """One line of at most ``limit`` characters: credentials redacted, control and format characters dropped."""
-    s = "" if value is None else str(value)[: max(_SCAN, limit * 4)]
-    s = redact(s)
+    # Redacted whole, before any cut: a cut could leave "https://user:password" without the "@" that marks it.
+    s = "" if value is None else redact(str(value))[: max(_SCAN, limit * 4)]
     # Bidi overrides and zero-width characters (category Cf) can disguise text; control characters break lines.
     s = "".join(ch for ch in s if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co"))
     s = " ".join(s.split())
