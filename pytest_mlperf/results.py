@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -200,16 +201,21 @@ def _read_bytes(path: Path, max_bytes: int | None, what: str, follow_symlinks: b
     if not follow_symlinks and path.is_symlink():
         raise ResultsFileError(f"{path}: {what} is a symbolic link; refusing to follow it")
     try:
-        if path.is_dir():
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
             raise ResultsFileError(f"{path}: {what} is a directory; give the path of a JSON file")
-        size = path.stat().st_size
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO would block the open until a writer comes; a device such as /dev/zero never ends.
+            raise ResultsFileError(f"{path}: {what} is not a regular file (a FIFO, device or socket); "
+                                   "give the path of a JSON file")
+        size = info.st_size
         if max_bytes is not None and size > max_bytes:
             raise ResultsFileError(
                 f"{path}: {what} is {_size(size)}, over the {_size(max_bytes)} this reader accepts; is it a "
                 "pytest-mlperf results file? (the compare command raises the cap with --max-file-mb)"
             )
         with path.open("rb") as fh:
-            # A file that grows while it is read (or a FIFO, /dev/zero) stops at the cap, never at memory's end.
+            # A file that grows while it is read stops at the cap, never at memory's end.
             data = fh.read(max_bytes + 1) if max_bytes is not None else fh.read()
     except FileNotFoundError:
         raise ResultsFileError(f"{path}: no such {what}") from None

@@ -222,3 +222,23 @@ def test_a_wrong_typed_baseline_is_a_usage_error_before_any_case_runs(tmp_path: 
     with pytest.raises(UsageProblem, match=r"--mlperf-baseline: .*baseline.json cannot be used as a baseline: .*"
                                            r"runs\[0\] \(.*\): thresholds must be an object"):
         load_baseline(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_path_that_is_not_a_regular_file_is_refused_without_blocking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """A FIFO would block the read until a writer came; /dev/zero would fill the memory up to the cap."""
+    import os
+
+    if kind == "fifo":
+        path = tmp_path / "head.json"
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    else:
+        path = tmp_path
+    code, out = compare(capsys, str(RESULTS / "base.json"), str(path))
+    assert code == 2, out
+    expected = "is a directory" if kind == "directory" else "is not a regular file (a FIFO, device or socket)"
+    assert f"{path}: results file {expected}" in out
