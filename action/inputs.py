@@ -129,6 +129,17 @@ class Inputs:
 _LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?")
 
 
+def _base_ref(environ: Mapping[str, str]) -> str:
+    """The ``base-ref`` input; it reaches git as an argument, so it may not look like an option."""
+    value = _get(environ, "base-ref")
+    if value.startswith("-") or any(c.isspace() or not c.isprintable() for c in value):
+        raise InputError(
+            f"input `base-ref`: {value!r} is not a commit, branch or tag name (git would read a leading '-' as an "
+            "option); give e.g. `${{ github.event.pull_request.base.sha }}`"
+        )
+    return value
+
+
 def comment_author(environ: Mapping[str, str]) -> str:
     """The ``comment-author`` input: a GitHub login (``name`` or ``app[bot]``), or empty to ask GitHub."""
     value = _get(environ, "comment-author")
@@ -159,7 +170,7 @@ def read_inputs(environ: Mapping[str, str]) -> Inputs:
         pytest_args=_split(environ, "pytest-args"),
         cache_dir=_get(environ, "cache-dir"),
         compare=compare,
-        base_ref=_get(environ, "base-ref"),
+        base_ref=_base_ref(environ),
         baseline_file=baseline_file,
         repeat=repeat,
         alpha=_number(environ, "alpha", 0.01, 1e-9, 1.0),

@@ -103,3 +103,13 @@ def test_annotations_and_plain_lines_are_escaped_and_redacted(capfd: pytest.Capt
 def test_shell_words_is_one_line(args: list[str], shown: str) -> None:
     assert shell_words(args) == shown
     assert "\n" not in one_line("a\nb\r") and one_line("a\nb") == "a\\nb"
+
+
+def test_a_base_ref_that_git_would_read_as_an_option_is_refused(
+    once_repo: Path, runner: Runner, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "pwned"
+    runner.inputs(compare="ab", base_ref=f"--upload-pack=touch {marker}")
+    assert main(["run", *action_commands()]) == 2
+    assert "input `base-ref`: '--upload-pack=touch" in capfd.readouterr().out
+    assert not marker.exists()
