@@ -192,7 +192,8 @@ def _compare(args: argparse.Namespace, out: TextIO) -> int:
     head = [_load(p, args.max_file_mb, compact=True) for p in head_paths]
     comparison = compare_documents(base, head, policy, force=args.force, look=look)
     if args.json is not None:
-        _write(args.json, dumps(comparison))
+        # Every output is redacted: a model URL or a message may carry a mirror's user name and password.
+        _write(args.json, redact(dumps(comparison)))
     out.write(render_markdown(comparison) if args.format == "md" else render_text(comparison))
     return exit_code(comparison)
 
@@ -206,7 +207,7 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
         exported: Any = export(source.document, args.format)
     except (KeyError, TypeError) as exc:
         raise _InputError(f"{args.results}: a run lacks a field the export needs ({exc})") from None
-    text = json.dumps(exported, indent=2) + "\n"
+    text = redact(json.dumps(exported, indent=2)) + "\n"
     if args.output is not None:
         _write(args.output, text)
     else:

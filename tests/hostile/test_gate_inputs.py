@@ -242,3 +242,24 @@ def test_a_path_that_is_not_a_regular_file_is_refused_without_blocking(
     assert code == 2, out
     expected = "is a directory" if kind == "directory" else "is not a regular file (a FIFO, device or socket)"
     assert f"{path}: results file {expected}" in out
+
+
+def test_outputs_never_carry_url_credentials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run's fields (the model, a reason) may name a mirror URL with its user and password."""
+    secret = "https://alice:s3cret@mirror.example/digits.onnx"
+    docs = {}
+    for side in ("base", "head_slow"):
+        doc = load(side)
+        for run in doc["runs"]:
+            run["id"] = run["id"].replace("test_digits[", f"test_digits[{secret}-")
+            run["model"] = secret
+        docs[side] = write(tmp_path / f"{side}.json", doc)
+    for fmt in ("text", "md"):
+        code, out = compare(capsys, str(docs["base"]), str(docs["head_slow"]), "--format", fmt,
+                            "--json", str(tmp_path / "c.json"))
+        assert code == 1 and "s3cret" not in out and "alice" not in out
+        assert "s3cret" not in (tmp_path / "c.json").read_text(encoding="utf-8")
+    for fmt in ("bmf", "gab-smaller", "pytest-benchmark"):
+        assert main(["export", "--format", fmt, str(docs["head_slow"])]) == 0
+        out = capsys.readouterr().out
+        assert "s3cret" not in out and "https://***@mirror.example/digits.onnx" in out
