@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 import warnings
@@ -19,7 +20,7 @@ from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfWarning, Mo
 from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.loadgen import logs, trace
 from pytest_mlperf.loadgen import run as loadgen
-from pytest_mlperf.loadgen.userconf import parse_user_conf
+from pytest_mlperf.loadgen.userconf import applied_user_conf, parse_user_conf
 from pytest_mlperf.provenance import usable_cpus
 from pytest_mlperf.results import Metrics, RunResult, case_dirname
 from pytest_mlperf.rules import LATENCY_PERCENTILE
@@ -309,6 +310,22 @@ class Harness:
             stacklevel=2,
         )
 
+    def conf_record(self, case: Case, spec: loadgen.SettingsSpec) -> dict[str, Any]:
+        """What configured LoadGen for this run: the mlperf.conf it used (built into LoadGen: its version names it),
+        the user's user.conf as read, and the user.conf that reproduces every setting applied after mlperf.conf."""
+        user: dict[str, Any] | None = None
+        if spec.user_conf is not None:
+            text = spec.user_conf.read_text(encoding="utf-8")
+            user = {"path": str(spec.user_conf), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    "text": text}
+        return {
+            "mlperf_conf": {"source": "built-in" if spec.official_conf else None, "loadgen": loadgen.version(),
+                            "model_name": spec.model_name},
+            "user_conf": user,
+            "applied_user_conf": applied_user_conf(user["text"] if user else None, spec.model_name, case.scenario,
+                                                   dict(spec.values)),
+        }
+
     def run(self, case: Case, record: Callable[[RunResult], None]) -> RunResult:
         """Run *case*; *record* receives the result before any failure is raised, so nothing is lost."""
         cfg = self.config
@@ -397,6 +414,7 @@ class Harness:
             synthetic_inputs=case.dataset.synthetic_inputs,
             settings=dict(detail.settings),
             overrides=values,
+            conf=self.conf_record(case, spec),
             metrics=Metrics(
                 qps=detail.qps if measured else None,
                 latency_ns=latency if measured and latency else None,
