@@ -247,7 +247,7 @@ def problems(
         for benchmark in sorted({e.benchmark for e in items}):
             missing = [s for s in required.get(benchmark, ()) if (benchmark, s) not in present]
             if missing:
-                found.append(f"{benchmark}: a {system_type} system must submit {', '.join(required[benchmark])}; "
+                found.append(f"{benchmark}: system_type {system_type} requires {', '.join(required[benchmark])}; "
                              f"missing {', '.join(missing)} (run --mlperf-scenarios with them)")
     return found
 
