@@ -64,6 +64,8 @@ class RunResult:
     #: What configured LoadGen: ``{"mlperf_conf": {source, loadgen, model_name}, "user_conf": {path, sha256, text}
     #: or None, "applied_user_conf": text}`` (the user.conf reproducing every setting applied after mlperf.conf).
     conf: dict[str, Any] | None = None
+    #: --mlperf-compliance: ``{"TEST01": {"passed", "reasons", "log_dir"}, ...}`` (log_dir relative to the run's).
+    compliance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
