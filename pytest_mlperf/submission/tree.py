@@ -149,7 +149,10 @@ def plan(request: Request, document: Mapping[str, Any]) -> Plan:
                     problems.append(f"{entry.performance.get('id')}: the {test} folder {folder} is missing")
                     continue
                 for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in _LEFT_OUT):
-                    plan.files[f"{base}/{test}/{path.relative_to(folder).as_posix()}"] = path
+                    rel = path.relative_to(folder).as_posix()
+                    if rel.startswith("performance/") and path.name not in PERFORMANCE_FILES:
+                        continue  # as the official scripts copy them: the two logs of the run
+                    plan.files[f"{base}/{test}/{rel}"] = path
         if entry.accuracy is not None:
             logs = _log_dir(entry.accuracy, request.results)
             for name in ACCURACY_FILES:

@@ -82,12 +82,20 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         sys.executable, "-m", "pytest", SUITE.name, "-p", "no:cacheprovider", "--mlperf-profile", "official",
         "--mlperf-user-conf", "user.conf", f"--mlperf-scenarios={','.join(EDGE)}",
         f"--mlperf-cache-dir={project / 'cache'}", "--mlperf-latency-bound-ms=1000", "--mlperf-min-qps=0",
+        "--mlperf-compliance",
     ]
     done = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     results = project / "mlperf-results" / "results.json"
-    yield Session(project, results, json.loads(results.read_text()), project / "edge-cpu.yaml")
+    assert results.is_file(), done.stdout[-4000:] + done.stderr[-2000:]
+    document = json.loads(results.read_text())
+    # 10 ms runs are noisy: the compliance runs' performance bands may fail under load (the open division does
+    # not need compliance). Nothing else may fail.
+    for run in document["runs"]:
+        assert all(reason.startswith(("TEST01 performance", "TEST04 performance")) for reason in run["reasons"]), \
+            run["reasons"]
+        assert run["mode"] == "accuracy" or run["valid"] is True
+    yield Session(project, results, document, project / "edge-cpu.yaml")
 
 
 def build(session: Session, out: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
@@ -111,11 +119,18 @@ def test_the_tree_has_the_checkers_layout_and_its_files_are_the_logs(
     code, out, err = build(session, tmp_path, capsys, "--allow-short-runs")
     assert code == 0, err
     root = tmp_path / "open" / "Acme"
-    assert f"wrote 30 files to {root}" in out
+    assert f"wrote {3 + 3 * 17} files to {root}" in out
     files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     expected = {"systems/edge-cpu.json", "src/resnet/README.md", "model_mapping.json"}
     for scenario in EDGE:
         base = f"results/edge-cpu/resnet/{scenario}"
+        expected |= {f"{base}/{name}" for name in ("TEST01/verify_accuracy.txt", "TEST01/verify_performance.txt",
+                                                   "TEST01/accuracy/mlperf_log_accuracy.json",
+                                                   "TEST01/performance/run_1/mlperf_log_detail.txt",
+                                                   "TEST01/performance/run_1/mlperf_log_summary.txt",
+                                                   "TEST04/verify_performance.txt",
+                                                   "TEST04/performance/run_1/mlperf_log_detail.txt",
+                                                   "TEST04/performance/run_1/mlperf_log_summary.txt")}
         expected |= {f"{base}/{name}" for name in ("user.conf", "measurements.json", "README.md",
                                                    "performance/run_1/mlperf_log_detail.txt",
                                                    "performance/run_1/mlperf_log_summary.txt",
@@ -140,6 +155,10 @@ def test_the_tree_has_the_checkers_layout_and_its_files_are_the_logs(
         assert (base / "accuracy" / "accuracy.txt").read_text() == (
             (acc / "accuracy.txt").read_text() + f"\nhash={hashlib.sha256(whole).hexdigest()}\n")
         assert (base / "user.conf").read_text() == USER_CONF
+        for test in ("TEST01", "TEST04"):
+            for name in ("verify_performance.txt", "performance/run_1/mlperf_log_detail.txt"):
+                assert (base / test / name).read_bytes() == (perf / test / name).read_bytes()
+        assert (base / "TEST01" / "verify_accuracy.txt").read_text().splitlines()[-1] == "TEST PASS"
         measurements = json.loads((base / "measurements.json").read_text())
         assert set(measurements) == set(MEASUREMENT_FIELDS) and measurements["retraining"] == "No"
         readme = (base / "README.md").read_text()
@@ -224,11 +243,18 @@ def test_each_problem_the_checker_refuses_is_named(session: Session) -> None:
     # The closed division needs the model to be the benchmark's own: the same runs under resnet50's name.
     for run in missing["runs"]:
         run["model"] = "resnet50"
+        if run["mode"] == "performance" and run["scenario"] == "Offline":
+            del run["compliance"]["TEST04"]
+        elif run["mode"] == "performance":
+            run["compliance"]["TEST01"] = {"passed": False, "reasons": ["TEST01 accuracy: 3 of 9 differ"],
+                                           "log_dir": "TEST01"}
     closed = refusals(missing, "closed", mapping={}, allow_short=True)
     assert any("system_type edge requires SingleStream, MultiStream, Offline; missing MultiStream" in p
                for p in closed)
-    assert any("compliance test TEST01 is missing" in p for p in closed)
-    assert any("compliance test TEST04 is missing" in p for p in closed)
+    assert any("[Offline-performance] (Offline performance): compliance test TEST04 is missing; run the session "
+               "with --mlperf-compliance" in p for p in closed)
+    assert any("[SingleStream-performance] (SingleStream performance): compliance test TEST01 failed (TEST01 "
+               "accuracy: 3 of 9 differ)" in p for p in closed)
     assert any("`digits-cnn.*.min_duration = 10` changes a setting mlperf.conf fixes" in p for p in closed)
     assert not any(".target_qps = " in p for p in closed), closed  # a performance hint is allowed
     low = copy.deepcopy(missing)
