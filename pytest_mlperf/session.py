@@ -309,9 +309,12 @@ class MLPerfSession:
 def invocation(config: pytest.Config) -> dict[str, Any]:
     """How pytest was started: the command-line arguments, the directory and the ini file (what
     ``pytest-mlperf reproduce`` rebuilds a command line from)."""
+    from pytest_mlperf.redact import redact
+
     params = config.invocation_params
     inipath = config.inipath
-    return {"args": [str(arg) for arg in params.args], "dir": str(params.dir),
+    # A mirror or server URL on the command line may carry credentials; the results file is shared.
+    return {"args": [redact(str(arg)) for arg in params.args], "dir": str(params.dir),
             "rootdir": str(config.rootpath), "inifile": str(inipath) if inipath is not None else None}
 
 
