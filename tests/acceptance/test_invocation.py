@@ -6,8 +6,6 @@ import json
 
 import pytest
 
-from tests.conftest import FAST
-
 
 def test_the_invocation_is_recorded_without_credentials(project: pytest.Pytester) -> None:
     project.makepyfile(
@@ -16,7 +14,7 @@ def test_the_invocation_is_recorded_without_credentials(project: pytest.Pytester
             mlperf.run(tiny_model, tiny_dataset)
         """
     )
-    result = project.runpytest(*FAST, "--mlperf-scenarios=Offline", "--mlperf-mode=accuracy",
+    result = project.runpytest("-p", "no:cacheprovider", "--mlperf-scenarios=Offline", "--mlperf-mode=accuracy",
                                "--mlperf-mirror=https://user:s3cret@127.0.0.1:9/m?token=t0k")
     result.assert_outcomes(passed=1)
     doc = json.loads((project.path / "mlperf-results" / "results.json").read_text())
