@@ -1,4 +1,5 @@
-"""The ``pytest-mlperf`` console command: ``compare`` two sets of results, ``export`` results to other tools.
+"""The ``pytest-mlperf`` console command: ``compare`` two sets of results, ``export`` them to other tools, show how
+to ``reproduce`` a run, and build an MLPerf ``submission`` tree.
 
 Exit codes: 0 no regression, 1 regression, 2 refused comparison or bad input (the message names the file).
 """
@@ -60,7 +61,9 @@ def _assignment(text: str) -> tuple[str, float]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pytest-mlperf", description="Compare and export pytest-mlperf results.")
+    parser = argparse.ArgumentParser(
+        prog="pytest-mlperf", description="Compare, export and reproduce pytest-mlperf results; build submissions."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     comp = sub.add_parser(
@@ -125,6 +128,13 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=FORMATS, required=True, help="target format")
     exp.add_argument("results", type=Path, metavar="RESULTS.json")
     exp.add_argument("-o", "--output", type=Path, metavar="OUT", help="write to OUT instead of stdout")
+    rep = sub.add_parser("reproduce", help="print the pip line, user.conf and pytest command that rerun a run")
+    rep.add_argument("results", type=Path, metavar="RESULTS.json")
+    rep.add_argument("--case", metavar="ID", help="only this case (its node id, or the part after ::)")
+
+    from pytest_mlperf.submission.cli import add_parser as add_submission
+
+    add_submission(sub)
     return parser
 
 
@@ -215,6 +225,20 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _reproduce(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_mlperf.submission.reproduce import reproduce, select_runs
+
+    source = _load(args.results)
+    runs = select_runs(source.document, args.case)
+    if not runs:
+        raise _InputError(f"{args.results}: the file has no runs to reproduce")
+    for number, run in enumerate(runs):
+        head = f"# {run.get('id')} (repeat {run.get('repeat', 0)}): {run.get('scenario')} {run.get('mode')}"
+        out.write(("\n" if number else "") + head + "\n")
+        out.write(reproduce(source.document, run, str(args.results)).render())
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code instead of exiting (so tests and ``python -m`` can call it)."""
     parser = _parser()
@@ -225,6 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "compare":
             return _compare(args, sys.stdout)
+        if args.command == "reproduce":
+            return _reproduce(args, sys.stdout)
+        if args.command == "submission":
+            from pytest_mlperf.submission.cli import run as submission
+
+            return submission(args, sys.stdout, _load(args.results).document)
         return _export(args, sys.stdout)
     except (_InputError, ComparisonInputError, ValueError) as exc:
         print(f"pytest-mlperf {args.command}: error: {redact(str(exc))}", file=sys.stderr)
