@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
 import warnings
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mlperf import calibrate
-from pytest_mlperf.backends import create_backend
+from pytest_mlperf.backends import URL_ENGINES, create_backend, engine_for
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import RunConfig, Thresholds, options_for
 from pytest_mlperf.datasets.base import Dataset, dataset_digest
@@ -19,7 +20,7 @@ from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfError, MLPe
 from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.loadgen import logs, trace
 from pytest_mlperf.loadgen import run as loadgen
-from pytest_mlperf.loadgen.userconf import parse_user_conf
+from pytest_mlperf.loadgen.userconf import applied_user_conf, parse_user_conf
 from pytest_mlperf.provenance import usable_cpus
 from pytest_mlperf.results import FAILED_REASON, Metrics, RunResult, case_dirname
 from pytest_mlperf.rules import LATENCY_PERCENTILE
@@ -91,10 +92,12 @@ class Harness:
         self._targets: dict[tuple[str, str], float] = {}
         self._calibrations: dict[tuple[str, str, str, int], calibrate.Calibration] = {}
         self._user_conf: dict[Path, list[tuple[str, str, str, str]]] = {}
+        #: This session's accuracy logs per (engine, model, dataset, scenario): TEST01's baseline when present.
+        self._accuracy_logs: dict[tuple[str, str, str, str], Path] = {}
 
     def backend_options(self, engine: str | None = None) -> BackendOptions:
         cfg = self.config
-        engines = cfg.backends or (cfg.backend,)
+        engines = (*(cfg.backends or (cfg.backend,)), *URL_ENGINES)
         return BackendOptions(
             providers=cfg.providers,
             intra_op_threads=cfg.threads,
@@ -106,7 +109,7 @@ class Harness:
     def backends_for(self, model: Path | str, count: int = 1, engine: str | None = None) -> list[Backend]:
         """*count* instances for *model* when its engine is not thread-safe (one per inference thread), else one
         shared instance; made once per session, engine and model, closed by :meth:`close`."""
-        name = engine or self.config.backend
+        name = engine_for(model, engine or self.config.backend)
         key = (name, str(model))
         made = self._backends.setdefault(key, [])
         while not made or (not getattr(made[0], "thread_safe", True) and len(made) < count):
@@ -192,7 +195,7 @@ class Harness:
     def prepare(self, case: Case, backend: Backend, kinds: tuple[str, ...]) -> calibrate.Calibration:
         """Warm the backend up once, and measure the smoke-profile timings *kinds* not yet known for this
         model and dataset; the first timed query then never pays for lazy initialisation."""
-        key = (case.backend or self.config.backend, str(case.model), case.dataset.name, case.dataset.total_count)
+        key = (self.engine(case), str(case.model), case.dataset.name, case.dataset.total_count)
         cal = self._calibrations.get(key)
         fresh = cal is None
         cal = cal or calibrate.Calibration()
@@ -210,6 +213,10 @@ class Harness:
             )
         finally:
             case.dataset.unload(warm)
+
+    def engine(self, case: Case) -> str:
+        """The engine *case* runs on: its own, else --mlperf-backend; a server URL always runs on ``remote``."""
+        return engine_for(case.model, case.backend or self.config.backend)
 
     def baseline_target(self, case: Case) -> float | None:
         """The effective target QPS (Server load, Offline expected QPS) *case* ran with in --mlperf-reuse-load's
@@ -327,7 +334,7 @@ class Harness:
             "id": case.id,
             "repeat": case.repeat,
             "model": case.model_name or model_stem(case.model),
-            "model_sha256": self.model_digest(case.model),
+            "model_sha256": None if getattr(backend, "model_is_remote", False) else self.model_digest(case.model),
             "model_identity": getattr(backend, "model_identity", None),
             "dataset": {"name": case.dataset.name, "count": case.dataset.total_count,
                         "digest": dataset_digest(case.dataset)},
@@ -366,6 +373,86 @@ class Harness:
             error=error,
         )
 
+    def conf_record(self, case: Case, spec: loadgen.SettingsSpec) -> dict[str, Any]:
+        """What configured LoadGen for this run: the mlperf.conf it used (built into LoadGen: its version names it),
+        the user's user.conf as read, and the user.conf that reproduces every setting applied after mlperf.conf."""
+        user: dict[str, Any] | None = None
+        if spec.user_conf is not None:
+            text = spec.user_conf.read_text(encoding="utf-8")
+            user = {"path": str(spec.user_conf), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    "text": text}
+        return {
+            "mlperf_conf": {"source": "built-in" if spec.official_conf else None, "loadgen": loadgen.version(),
+                            "model_name": spec.model_name},
+            "user_conf": user,
+            "applied_user_conf": applied_user_conf(user["text"] if user else None, spec.model_name, case.scenario,
+                                                   dict(spec.values)),
+        }
+
+    def run_compliance(self, case: Case, spec: loadgen.SettingsSpec, make: Callable[[Any], Any], log_dir: Path,
+                       reference: logs.DetailLog, result: RunResult) -> None:
+        """The compliance tests the case's benchmark requires, each in ``log_dir/TEST0x`` with its audit.config
+        (given to LoadGen by path: nothing is ever written to the working directory), verified against this
+        performance run (and, for TEST01, an accuracy-mode run of the same SUT); verdicts land in the result."""
+        from pytest_mlperf import compliance
+        from pytest_mlperf.fileio import atomic_write
+
+        verdicts: dict[str, Any] = {}
+        for test in compliance.tests_for(case.model_name):
+            folder = log_dir / test
+            run_dir = folder / "performance" / "run_1"
+            folder.mkdir(parents=True, exist_ok=True)
+            audit = folder / compliance.AUDIT_CONFIG
+            atomic_write(audit, compliance.audit_config(test, case.model_name).encode("utf-8"))
+            outcome = loadgen.run_test(make, case.dataset, spec, run_dir, audit_config=audit,
+                                       stall_timeout_s=self.config.stall_timeout_s)
+            texts: dict[str, str] = {}
+            reasons: list[str] = []
+            if outcome.error is not None:
+                reasons.append(f"{test}: inference raised: {type(outcome.error).__name__}: {outcome.error}")
+            else:
+                candidate = logs.read_detail(run_dir / "mlperf_log_detail.txt")
+                _, texts["verify_performance.txt"], found = compliance.verify_performance(
+                    test, case.scenario, reference, candidate)
+                reasons += found
+                if test == "TEST01":
+                    reasons += self._verify_test01_accuracy(case, spec, make, log_dir, folder, texts)
+            for name, text in texts.items():
+                atomic_write(folder / name, text.encode("utf-8"))
+            verdicts[test] = {"passed": not reasons, "reasons": reasons, "log_dir": test}
+            result.reasons.extend(reasons)
+        result.compliance = verdicts
+        result.passed = not result.reasons
+
+    def _verify_test01_accuracy(self, case: Case, spec: loadgen.SettingsSpec, make: Callable[[Any], Any],
+                                log_dir: Path, folder: Path, texts: dict[str, str]) -> list[str]:
+        """TEST01's sampled responses against an accuracy-mode run of the same SUT (``log_dir/TEST01-baseline``)."""
+        from pytest_mlperf import compliance
+
+        sampled_log = folder / "accuracy" / "mlperf_log_accuracy.json"
+        sampled_log.parent.mkdir(parents=True, exist_ok=True)
+        (folder / "performance" / "run_1" / "mlperf_log_accuracy.json").replace(sampled_log)
+        baseline_log = self._accuracy_logs.get(self._sut_key(case))
+        if baseline_log is None or not baseline_log.is_file():
+            # No accuracy run of this SUT yet in this session (performance cases run first): make one.
+            baseline_dir = log_dir / "TEST01-baseline"
+            outcome = loadgen.run_test(make, case.dataset, replace(spec, mode="accuracy"), baseline_dir,
+                                       stall_timeout_s=self.config.stall_timeout_s)
+            if outcome.error is not None:
+                return [f"TEST01 accuracy baseline: inference raised: {type(outcome.error).__name__}: {outcome.error}"]
+            baseline_log = baseline_dir / "mlperf_log_accuracy.json"
+        try:
+            baseline = logs.read_accuracy_log(baseline_log)
+            sampled = logs.read_accuracy_log(sampled_log)
+        except logs.LogParseError as exc:
+            texts["verify_accuracy.txt"] = f"Verifying accuracy.\nTEST FAIL: {exc}\n"
+            return [f"TEST01 accuracy: {exc}"]
+        _, texts["verify_accuracy.txt"], reasons = compliance.verify_accuracy(baseline, sampled)
+        return reasons
+
+    def _sut_key(self, case: Case) -> tuple[str, str, str, str]:
+        return (case.backend or self.config.backend, str(case.model), case.dataset.name, case.scenario)
+
     def run(self, case: Case, record: Callable[[RunResult], None]) -> RunResult:
         """Run *case*; *record* receives the result before any failure is raised, so nothing is lost."""
         cfg = self.config
@@ -374,6 +461,9 @@ class Harness:
         workers = cfg.workers if case.scenario in ("Server", "Offline") else 1
         backends = self.backends_for(case.model, workers, case.backend)
         backend = backends[0]
+        if case.scenario in ("Server", "Offline"):
+            # A backend whose work happens elsewhere (a model server) asks for as many threads as requests in flight.
+            workers = max(cfg.workers, int(getattr(backend, "concurrency", 1)))
         batch_size = self.batch_size(backend)
         self.check_user_conf(case)
         log_dir = self.log_dir_for(case)
@@ -395,18 +485,18 @@ class Harness:
         options = SutOptions(
             batch_size=server.batch_size if server else batch_size,
             server_max_wait_us=cfg.server_max_wait_us,
-            workers=cfg.workers,
+            workers=workers,
             check_finite=case.mode == "accuracy",
         )
         suts: list[BaseSUT] = []
 
-        def build(complete: Complete) -> BaseSUT:
+        def make(complete: Complete) -> BaseSUT:
             suts.append(make_sut(case.scenario, backends, case.dataset, task, complete, options))
             return suts[-1]
 
         try:
             outcome = loadgen.run_test(
-                build, case.dataset, spec, log_dir, enable_trace=self.traced(case),
+                make, case.dataset, spec, log_dir, enable_trace=self.traced(case),
                 stall_timeout_s=cfg.stall_timeout_s,
             )
             try:
@@ -433,6 +523,7 @@ class Harness:
                 scoring_error = str(exc)
             if accuracy is not None:
                 write_accuracy_txt(log_dir, task.accuracy_line(accuracy))
+                self._accuracy_logs[self._sut_key(case)] = log_dir / "mlperf_log_accuracy.json"
         failed = outcome.error is not None
         percentile, bound_ms = self.latency_rule(case, detail.settings)
         thresholds = replace(case.thresholds, latency_ms=bound_ms)
@@ -472,6 +563,7 @@ class Harness:
             backend_options=description | {"cpu_affinity": usable_cpus()},
             settings=dict(detail.settings),
             overrides=values,
+            conf=self.conf_record(case, spec),
             metrics=Metrics(
                 qps=detail.qps if measured else None,
                 latency_ns=latency if measured and latency else None,
@@ -498,6 +590,8 @@ class Harness:
             duration_s=round(time.perf_counter() - started, 3),
             error=f"{type(outcome.error).__name__}: {outcome.error}" if outcome.error is not None else None,
         )
+        if cfg.compliance and measured:
+            self.run_compliance(case, spec, make, log_dir, detail, result)
         record(result)
         if outcome.error is not None:
             raise InferenceError(

@@ -72,6 +72,8 @@ class BaseSUT:
         self.issued_samples = 0
         self.answered_samples = 0
         self._progress_at = time.monotonic()
+        # A task whose responses name their sample (detection: [qsl_idx, box, score, class]) gets the indices too.
+        self._indexed = bool(getattr(task, "indexed_responses", False))
         self._setup()
 
     def _setup(self) -> None:
@@ -130,7 +132,11 @@ class BaseSUT:
                 if bad:
                     with self._count_lock:
                         self.nonfinite_samples += bad
-            rows = self.task.postprocess(outputs)
+            rows = (
+                self.task.postprocess(outputs, indices)  # type: ignore[call-arg]
+                if self._indexed
+                else self.task.postprocess(outputs)
+            )
             if len(rows) != len(ids):
                 raise RuntimeError(
                     f"backend {backend.name} with task {self.task.name} gave {len(rows)} responses for a batch "

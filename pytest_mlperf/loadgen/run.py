@@ -116,11 +116,15 @@ def run_test(
     *,
     enable_trace: bool = False,
     stall_timeout_s: float = 600.0,
+    audit_config: Path | None = None,
 ) -> RunOutcome:
     """Run one LoadGen test writing its logs to *log_dir*.
 
     SIGINT or SIGTERM during the run drains LoadGen (the SUT answers at once), releases it and raises
-    KeyboardInterrupt; the run's log folder is renamed to ``<name>.interrupted``.
+    KeyboardInterrupt; the run's log folder is renamed to ``<name>.interrupted``. A SUT that answers nothing for
+    *stall_timeout_s* while samples wait fails the run the same way (LoadGenStalled when LoadGen cannot end).
+    *audit_config* (a compliance test's) is read by path; without one LoadGen is given no name, so it never
+    looks for an ``audit.config`` in the working directory.
     """
     settings = build_settings(spec)
     log_settings = lg.LogSettings()
@@ -152,7 +156,8 @@ def run_test(
 
     def target() -> None:
         try:
-            lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings, "")
+            lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings,
+                                        str(audit_config.resolve()) if audit_config is not None else "")
         except BaseException as exc:
             failure.append(exc)
         finally:
