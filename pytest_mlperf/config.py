@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mlperf.errors import ConfigError
-from pytest_mlperf.loadgen.userconf import parse_user_conf
+from pytest_mlperf.loadgen.limits import (
+    MAX_DURATION_MS,
+    MAX_LATENCY_MS,
+    MAX_QPS,
+    MAX_QUERY_COUNT,
+    MIN_QPS,
+    Bound,
+)
+from pytest_mlperf.loadgen.userconf import check_user_conf
 from pytest_mlperf.provisioning.cache import ENV_CACHE, default_cache_dir
 from pytest_mlperf.provisioning.inputs import (
     ENV_ASSET_PREFIX,
@@ -35,6 +43,13 @@ from pytest_mlperf.rules import (
 #: Marker kwargs accepted by ``@pytest.mark.mlperf(...)``.
 MARKER_KWARGS = frozenset({"accuracy", "latency_ms", "min_qps", "model_name"})
 
+#: Upper limits of the engine options (each OptionSpec says why).
+MAX_THREADS = 1024
+MAX_BATCH_SIZE = 4096
+MAX_WORKERS = 256
+#: Runs per performance case: more would take days without changing what the gate decides.
+MAX_REPEAT = 1000
+
 
 class UsageProblem(ValueError):
     """A bad option value; the plugin turns it into ``pytest.UsageError``."""
@@ -55,12 +70,17 @@ class OptionSpec:
     kind: str = "string"  # string | int | float | bool | list (repeatable flag; ini: one value per line)
     metavar: str | None = None
     default_help: str | None = None
+    #: The accepted values of a numeric option, and why the limits are where they are (said when refusing).
+    bound: Bound | None = None
+    why: str = ""
 
     def __post_init__(self) -> None:
         if "Default:" in self.about:
             raise ValueError(f"{self.flag}: declare the default with default= or default_help=, not in the text")
         if (self.default is None) == (self.default_help is None):
             raise ValueError(f"{self.flag}: give exactly one of default= (a value) and default_help= (words)")
+        if self.kind in ("int", "float") and self.bound is None:
+            raise ValueError(f"{self.flag}: a numeric option declares its accepted range with bound=")
 
     @property
     def flag(self) -> str:
@@ -85,7 +105,17 @@ class OptionSpec:
 
     @property
     def help(self) -> str:
-        return f"{self.about} Default: {self.default_text}."
+        accepted = f" Accepted: {self.bound.text()}." if self.bound is not None else ""
+        return f"{self.about}{accepted} Default: {self.default_text}."
+
+    def check(self, value: Any, source: str | None = None) -> Any:
+        """*value* if it lies in the declared range (None passes); UsageProblem naming the option otherwise."""
+        if value is None or self.bound is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not self.bound.contains(float(value)):
+            why = f" ({self.why})" if self.why else ""
+            raise UsageProblem(f"{source or self.flag}: {value} is not valid; it must be {self.bound.text()}{why}")
+        return value
 
 
 # Help rule: one sentence saying what the option sets, then the accepted values; the default is appended.
@@ -96,13 +126,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("profile", "Run rules: smoke (short runs with declared overrides and calibrated targets) or "
                "official (mlperf.conf unchanged).", "smoke", metavar="NAME"),
     OptionSpec("min-duration-ms", "Override LoadGen's min_duration for every case, in ms.", kind="int",
-               metavar="MS", default_help=f"{SMOKE_MIN_DURATION_MS} in smoke, mlperf.conf in official"),
+               metavar="MS", default_help=f"{SMOKE_MIN_DURATION_MS} in smoke, mlperf.conf in official",
+               bound=Bound(0, MAX_DURATION_MS, "ms"), why="a week; an official run lasts 10 minutes"),
     OptionSpec("min-query-count", "Override LoadGen's min_query_count for every case.", kind="int", metavar="N",
-               default_help="per scenario in smoke, mlperf.conf in official"),
+               default_help="per scenario in smoke, mlperf.conf in official", bound=Bound(1, MAX_QUERY_COUNT),
+               why="LoadGen builds every query in memory before the run starts"),
     OptionSpec("target-qps", "Set Server target QPS and Offline expected QPS.", kind="float", metavar="QPS",
-               default_help="calibrated by a short warm-up in smoke"),
+               default_help="calibrated by a short warm-up in smoke", bound=Bound(MIN_QPS, MAX_QPS, "QPS"),
+               why="a Server run below it would take days to issue its queries"),
     OptionSpec("target-latency-ms", "Set Server's target latency (its p99 bound), in ms.", kind="float",
-               metavar="MS", default_help="the case's latency bound, else mlperf.conf"),
+               metavar="MS", default_help="the case's latency bound, else mlperf.conf",
+               bound=Bound(0, MAX_LATENCY_MS, "ms", low_open=True), why="an hour at most"),
     OptionSpec("user-conf", "A LoadGen user.conf applied after mlperf.conf (lines `model.scenario.key = "
                "value`).", metavar="PATH", default_help="none"),
     OptionSpec("results", "Where to write the session's results JSON.", "mlperf-results/results.json",
@@ -110,11 +144,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("log-dir", "Directory for each case's LoadGen logs (one sub-directory per case).",
                "mlperf-results/logs", metavar="DIR"),
     OptionSpec("accuracy-target", "Minimum top-1 accuracy for accuracy cases, as a fraction (0.97) or "
-               "percent (97).", kind="float", metavar="X", default_help="the case's marker"),
+               "percent (97).", kind="float", metavar="X", default_help="the case's marker", bound=Bound(0, 100)),
     OptionSpec("latency-bound-ms", "Latency bound at the scenario's percentile (SingleStream p90, "
-               "MultiStream and Server p99), in ms.", kind="float", metavar="MS", default_help="the case's marker"),
+               "MultiStream and Server p99), in ms.", kind="float", metavar="MS", default_help="the case's marker",
+               bound=Bound(0, MAX_LATENCY_MS, "ms", low_open=True), why="an hour at most"),
     OptionSpec("min-qps", "Throughput floor in samples/s for Offline, Server and SingleStream.", kind="float",
-               metavar="QPS", default_help="the case's marker"),
+               metavar="QPS", default_help="the case's marker", bound=Bound(0, MAX_QPS, "QPS")),
     OptionSpec("backend-option", "An engine-specific setting for the backend, as KEY=VALUE (e.g. outputs=ArgMax:0 "
                "for onnxruntime); repeatable, the last value of a key wins (ini: one per line).", kind="list",
                metavar="KEY=VALUE", default_help="none"),
@@ -128,23 +163,28 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("providers", "ONNX Runtime execution providers in priority order, comma-separated, e.g. "
                "CUDAExecutionProvider,CPUExecutionProvider.", "CPUExecutionProvider", metavar="LIST"),
     OptionSpec("threads", "Intra-op threads per inference session; 0 means one per usable core.", 0, kind="int",
-               metavar="N"),
-    OptionSpec("batch-size", "Largest batch for Offline and Server.", 32, kind="int", metavar="N"),
+               metavar="N", bound=Bound(0, MAX_THREADS),
+               why="more threads than cores only oversubscribe them, and engines fail to start tens of thousands"),
+    OptionSpec("batch-size", "Largest batch for Offline and Server.", 32, kind="int", metavar="N",
+               bound=Bound(1, MAX_BATCH_SIZE),
+               why="a batch is one tensor in memory; larger ones exhaust it, and no MLPerf submission uses them"),
     OptionSpec("server-batch", "Server batch cap: auto (the largest batch whose measured samples/s pays for its "
                "latency, never above --mlperf-batch-size) or a number that forces it.", "auto",
                metavar="auto|N"),
     OptionSpec("server-max-wait-us", "How long the Server batcher may hold a query to fill a batch, in "
-               "microseconds; 0 batches only what is already queued.", 0, kind="int", metavar="US"),
+               "microseconds; 0 batches only what is already queued.", 0, kind="int", metavar="US",
+               bound=Bound(0, 60_000_000, "us"), why="a minute; every Server latency bound is far shorter"),
     OptionSpec("cache-dir", "Where models, datasets and built artefacts are cached.", metavar="DIR",
                default_help=f"${ENV_CACHE}, else the user cache dir (~/.cache/pytest-mlperf)"),
-    OptionSpec("workers", "Inference threads for Offline and Server.", 1, kind="int", metavar="N"),
+    OptionSpec("workers", "Inference threads for Offline and Server.", 1, kind="int", metavar="N",
+               bound=Bound(1, MAX_WORKERS), why="each worker holds its own copy of the model"),
     OptionSpec("baseline", "A results JSON to gate against: each case is compared with its runs there, and a "
                "significant regression beyond the floor fails it.", metavar="PATH", default_help="no comparison"),
     OptionSpec("repeat", "How many times each performance case runs (repeats 0..N-1), pooled for the gate; "
                f"auto runs {AUTO_ROUNDS[0]} to {AUTO_ROUNDS[1]}, stopping once the comparison with "
                f"--mlperf-baseline is decided ({AUTO_ROUNDS[0]} without a baseline).", "1", metavar="N|auto"),
     OptionSpec("alpha", "Significance level of the baseline comparison, between 0 and 1.", DEFAULT_ALPHA,
-               kind="float", metavar="X"),
+               kind="float", metavar="X", bound=Bound(0, 1, low_open=True, high_open=True)),
     OptionSpec("floor", "Smallest relative change the gate acts on, as a fraction (0.05) or percent (5%).",
                DEFAULT_FLOOR, metavar="X"),
     OptionSpec("reuse-load", "A results JSON whose Server target QPS and Offline expected QPS each case reuses "
@@ -304,12 +344,33 @@ def parse_accuracy(value: float, source: str) -> float:
     return value / 100.0 if value > 1 else value
 
 
-def _positive(value: float | None, source: str, allow_zero: bool = False) -> None:
-    if value is None:
+def check_providers(providers: Sequence[str]) -> None:
+    """``--mlperf-providers``: every name an execution provider of the installed onnxruntime build.
+
+    The default (the CPU provider, in every build) is not checked, so a run that keeps it never imports
+    onnxruntime at configure time.
+    """
+    if not providers:
+        raise UsageProblem("--mlperf-providers: no provider given; e.g. --mlperf-providers CPUExecutionProvider")
+    if tuple(providers) == tuple(_split_list(_default("providers"))):
         return
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        need = "zero or more" if allow_zero else "greater than zero"
-        raise UsageProblem(f"{source}: {value} is not valid; it must be {need}")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return  # the backend names the package to install when a case needs it
+    known, available = ort.get_all_providers(), ort.get_available_providers()
+    build = f"onnxruntime {ort.__version__}"
+    for name in providers:
+        if name not in known:
+            raise UsageProblem(
+                f"--mlperf-providers: unknown execution provider {name!r}; {build} here has "
+                f"{', '.join(available)} (names are case-sensitive, e.g. CUDAExecutionProvider)"
+            )
+        if name not in available:
+            raise UsageProblem(
+                f"--mlperf-providers: {name} is not in this {build} build (it has {', '.join(available)}); install "
+                "the matching package (onnxruntime-gpu, onnxruntime-openvino) or drop it from --mlperf-providers"
+            )
 
 
 def parse_repeat(raw: Any) -> tuple[bool, int]:
@@ -324,8 +385,11 @@ def parse_repeat(raw: Any) -> tuple[bool, int]:
             f"--mlperf-repeat: {raw!r} is not a whole number or auto; write e.g. --mlperf-repeat 3 or "
             "--mlperf-repeat auto"
         ) from None
-    if repeat < 1:
-        raise UsageProblem(f"--mlperf-repeat: {repeat} is not valid; it must be 1 or more (runs per performance case)")
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise UsageProblem(
+            f"--mlperf-repeat: {repeat} is not valid; it must be from 1 to {MAX_REPEAT} (runs per performance case), "
+            "or auto"
+        )
     return False, repeat
 
 
@@ -337,8 +401,9 @@ def build_run_config(
     Relative paths from the ini file are taken from *rootdir*, those from flags from the cwd."""
 
     def val(name: str) -> Any:
-        value = get(_SPECS[name])
-        return _SPECS[name].default if value is None or value == "" else value
+        spec = _SPECS[name]
+        value = get(spec)
+        return spec.check(spec.default if value is None or value == "" else value)
 
     scenarios = parse_scenarios(val("scenarios"))
     modes = parse_mode(val("mode"))
@@ -351,26 +416,18 @@ def build_run_config(
         target_qps=val("target-qps"),
         target_latency_ms=val("target-latency-ms"),
     )
-    _positive(overrides.min_duration_ms, "--mlperf-min-duration-ms", allow_zero=True)
-    _positive(overrides.min_query_count, "--mlperf-min-query-count")
-    _positive(overrides.target_qps, "--mlperf-target-qps")
-    _positive(overrides.target_latency_ms, "--mlperf-target-latency-ms")
     user_conf = Path(val("user-conf")) if val("user-conf") else None
     if user_conf is not None:
-        if not user_conf.is_file():
-            raise UsageProblem(f"--mlperf-user-conf: file not found: {user_conf}")
         try:
-            parse_user_conf(user_conf.read_text(encoding="utf-8"), str(user_conf))
+            check_user_conf(user_conf)
         except ConfigError as exc:
-            raise UsageProblem(str(exc)) from exc
+            raise UsageProblem(str(exc)) from None
     accuracy = val("accuracy-target")
     thresholds = Thresholds(
         accuracy=parse_accuracy(accuracy, "--mlperf-accuracy-target") if accuracy is not None else None,
         latency_ms=val("latency-bound-ms"),
         min_qps=val("min-qps"),
     )
-    _positive(thresholds.latency_ms, "--mlperf-latency-bound-ms")
-    _positive(thresholds.min_qps, "--mlperf-min-qps", allow_zero=True)
     if backend_names is None:  # outside pytest (benchmarks, tests of this function): the built-in engines
         from pytest_mlperf.backends import BACKENDS
 
@@ -385,11 +442,9 @@ def build_run_config(
     backend_options = parse_backend_options(val("backend-option"))
     backends = parse_backends(val("backends"), known) if val("backends") else None
     providers = tuple(_split_list(val("providers")))
+    if backend == "onnxruntime" or "onnxruntime" in (backends or ()):
+        check_providers(providers)
     threads, batch_size, wait, workers = val("threads"), val("batch-size"), val("server-max-wait-us"), val("workers")
-    _positive(threads, "--mlperf-threads", allow_zero=True)
-    _positive(batch_size, "--mlperf-batch-size")
-    _positive(wait, "--mlperf-server-max-wait-us", allow_zero=True)
-    _positive(workers, "--mlperf-workers")
     server_batch = parse_server_batch(val("server-batch"), int(batch_size))
     if modes == ("accuracy",) and (overrides.min_duration_ms is not None or overrides.min_query_count is not None):
         raise UsageProblem(
@@ -442,6 +497,46 @@ def build_run_config(
         workers=int(workers),
         cache_dir=Path(val("cache-dir")).expanduser() if val("cache-dir") else default_cache_dir(),
     )
+
+
+def writable_problem(path: Path, directory: bool) -> str | None:
+    """Why nothing can be written at *path* (a file, or a *directory* to fill), or None: probed, not guessed.
+
+    Creates nothing that stays: a probe file in the nearest existing ancestor is made and removed, so a read-only
+    mount, a missing permission (also for root on such a mount) or a file in the way is found before any case runs.
+    """
+    import os
+    import tempfile
+
+    if path.is_dir() and not directory:
+        return f"{path} is a directory; give a file path inside it, e.g. {path / 'results.json'}"
+    if path.exists() and not directory and not path.is_file():
+        return f"{path} is not a regular file"
+    ancestor = path if directory else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, so nothing can be created under it"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mlperf-write-check-", dir=ancestor)
+    except OSError as exc:
+        return f"{ancestor} is not writable ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def check_outputs(cfg: RunConfig, rootdir: Path, results: bool = True, log_dir: bool = True) -> None:
+    """--mlperf-results and --mlperf-log-dir (those asked for) can be written: UsageProblem naming the fix if not."""
+    checks = []
+    if results:
+        checks.append(("--mlperf-results", cfg.results_path, False, "a file path in a writable directory"))
+    if log_dir:
+        checks.append(("--mlperf-log-dir", cfg.log_dir, True, "a directory you can write, e.g. --mlperf-log-dir logs"))
+    for option, path, directory, fix in checks:
+        problem = writable_problem(path if path.is_absolute() else rootdir / path, directory)
+        if problem is not None:
+            raise UsageProblem(f"{option}: cannot write {path}: {problem}; give {fix}")
 
 
 def parse_backends(raw: str, known: Sequence[str]) -> tuple[str, ...]:
@@ -630,7 +725,8 @@ def convert_ini(spec: OptionSpec, raw: str) -> Any:
                 return text.lower() in _TRUE
             raise ValueError(text)
     except ValueError:
-        raise UsageProblem(f"ini option {spec.ini} = {raw!r} is not a valid {spec.kind}") from None
+        accepted = f" ({spec.bound.text()})" if spec.bound is not None else ""
+        raise UsageProblem(f"ini option {spec.ini} = {raw!r} is not a valid {spec.kind}{accepted}") from None
     return text
 
 

@@ -19,7 +19,7 @@ from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfWarning, Mo
 from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.loadgen import logs, trace
 from pytest_mlperf.loadgen import run as loadgen
-from pytest_mlperf.loadgen.userconf import parse_user_conf
+from pytest_mlperf.loadgen.userconf import check_user_conf
 from pytest_mlperf.provenance import usable_cpus
 from pytest_mlperf.results import Metrics, RunResult, case_dirname
 from pytest_mlperf.rules import LATENCY_PERCENTILE
@@ -291,7 +291,7 @@ class Harness:
         if path is None:
             return
         if path not in self._user_conf:
-            self._user_conf[path] = parse_user_conf(path.read_text(encoding="utf-8"), str(path))
+            self._user_conf[path] = check_user_conf(path)
         entries = self._user_conf[path]
         model = case.model_name or "*"
         if not entries or any(m in (model, "*") and s in (case.scenario, "*") for m, s, _, _ in entries):

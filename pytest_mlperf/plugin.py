@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_mlperf.config import OPTIONS, ListValue, OptionSpec, UsageProblem, build_run_config, convert_ini
+from pytest_mlperf.config import (
+    OPTIONS,
+    ListValue,
+    OptionSpec,
+    UsageProblem,
+    build_run_config,
+    check_outputs,
+    convert_ini,
+)
 from pytest_mlperf.session import COMPARISON_PROPERTY, RUN_PROPERTY, MLPerfSession, gate_reasons
 
 if TYPE_CHECKING:  # the harness pulls in numpy and LoadGen: imported only when a benchmark asks for it
@@ -59,6 +67,11 @@ def _option_getter(config: pytest.Config) -> Any:
     return get
 
 
+def _given(config: pytest.Config, name: str) -> bool:
+    spec = next(spec for spec in OPTIONS if spec.name == name)
+    return config.getoption(spec.dest) is not None or bool(config.getini(spec.ini))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -71,11 +84,17 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.is_registered(backends):
         config.pluginmanager.register(backends, "mlperf-backends")
     names = [name for names in config.hook.pytest_mlperf_backend_names(config=config) for name in names]
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     try:
         run_config = build_run_config(_option_getter(config), Path(str(config.rootpath)), backend_names=names)
+        if not (config.option.help or config.option.version):
+            # Paths given on purpose are checked now; the defaults once a benchmark is collected (below), so a
+            # project without benchmarks never probes them.
+            given = {name for name in ("results", "log-dir") if _given(config, name)}
+            check_outputs(run_config, Path(str(config.rootpath)), workerinput is None and "results" in given,
+                          "log-dir" in given)
     except UsageProblem as exc:
         raise pytest.UsageError(str(exc)) from None
-    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     numprocesses = getattr(config.option, "numprocesses", None)
     if "performance" in run_config.modes and workerinput is None and isinstance(numprocesses, int) and numprocesses > 1:
         from pytest_mlperf.provenance import usable_cpus
@@ -98,6 +117,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     if session.writes_results:
         config.pluginmanager.register(session, "mlperf-session")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    if config.option.collectonly or not any("mlperf" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    try:
+        check_outputs(config.stash[SESSION_KEY].config, Path(str(config.rootpath)),
+                      getattr(config, "workerinput", None) is None)
+    except UsageProblem as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl(tryfirst=True)  # release GPU memory before other plugins' teardown runs

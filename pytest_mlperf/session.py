@@ -71,6 +71,8 @@ class MLPerfSession:
         self.comparisons: list[dict[str, Any]] = []
         #: Makes backends; the plugin sets it to the pytest_mlperf_make_backend hook.
         self.make_backend: Callable[[str, Any, Any], Any] | None = None
+        #: Output files that could not be written, path -> why: the summary says so and the session fails.
+        self.write_failures: dict[Path, str] = {}
 
     @property
     def harness(self) -> Harness:
@@ -175,34 +177,32 @@ class MLPerfSession:
             self._results_file = JournaledDocument(self.results_path, runs_journal(self.results_path))
         self._append(self._results_file, run, self.environment(), "results")
 
-    @staticmethod
-    def _append(file: JournaledDocument, item: dict[str, Any], envelope: dict[str, Any] | None, what: str) -> None:
-        """Best effort: a failed write warns and the session goes on (the runs stay in memory for the end)."""
+    def _failed(self, path: Path, message: str) -> None:
+        self.write_failures.setdefault(path, message)
+        warnings.warn(MLPerfWarning(message), stacklevel=2)
+
+    def _append(
+        self, file: JournaledDocument, item: dict[str, Any], envelope: dict[str, Any] | None, what: str
+    ) -> None:
+        """A failed write warns and the session goes on (the runs stay in memory for the end), but it will fail."""
         try:
             if not file.started:
                 file.start(envelope)
             file.append(item)
         except OSError as exc:
-            warnings.warn(
-                MLPerfWarning(f"could not write {what} to {file.path}: {exc}; check --mlperf-results"), stacklevel=1
-            )
+            self._failed(file.path, f"could not write {what} to {file.path}: {exc}; check --mlperf-results")
 
-    @staticmethod
-    def _finish(file: JournaledDocument, document: dict[str, Any], what: str) -> None:
-        """Best effort too: on failure the partial file and its journal stay, and readers still get every run."""
+    def _finish(self, file: JournaledDocument, document: dict[str, Any], what: str) -> None:
+        """On failure the partial file and its journal stay (readers still get every run), and the session fails."""
         try:
             file.finish(document)
         except OSError as exc:
-            warnings.warn(
-                MLPerfWarning(f"could not write {what} to {file.path}: {exc}; check --mlperf-results"), stacklevel=1
-            )
+            self._failed(file.path, f"could not write {what} to {file.path}: {exc}; check --mlperf-results")
         except (TypeError, ValueError) as exc:  # serialised before writing, so nothing was written
-            warnings.warn(
-                MLPerfWarning(
-                    f"could not write {what} to {file.path}: {exc}; a pytest_mlperf_update_results_json hook "
-                    "added a value JSON cannot hold. The partial file and its runs file keep every run"
-                ),
-                stacklevel=1,
+            self._failed(
+                file.path,
+                f"could not write {what} to {file.path}: {exc}; a pytest_mlperf_update_results_json hook "
+                "added a value JSON cannot hold. The partial file and its runs file keep every run",
             )
 
     def finish(self, status: str) -> None:
@@ -232,6 +232,9 @@ class MLPerfSession:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.finish("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "complete")
+        if self.write_failures and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            # Not 1, the gate's "regression": the measurements may be fine, their record is what is missing.
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.runs:
@@ -241,7 +244,7 @@ class MLPerfSession:
         terminalreporter.write_sep("-", "mlperf results")
         for line in runs_table(self.runs):
             terminalreporter.write_line(line)
-        terminalreporter.write_line(f"results JSON: {self.results_path}")
+        self._write_outputs(terminalreporter, "results JSON", self.results_path)
         terminalreporter.write_line(f"LoadGen logs: {self.harness.log_root}")
         if self.gating:
             from pytest_mlperf.gate.render import render_text
@@ -252,7 +255,16 @@ class MLPerfSession:
                 return
             for line in render_text(self.comparison()).splitlines():
                 terminalreporter.write_line(line)
-            terminalreporter.write_line(f"comparison JSON: {self.comparison_path}")
+            self._write_outputs(terminalreporter, "comparison JSON", self.comparison_path)
+
+    def _write_outputs(self, terminalreporter: Any, what: str, path: Path) -> None:
+        """Name an output file only if it was written; otherwise say why not, in red."""
+        failure = self.write_failures.get(path)
+        if failure is None and path.is_file():
+            terminalreporter.write_line(f"{what}: {path}")
+            return
+        reason = failure or "it does not exist after the session"
+        terminalreporter.write_line(f"{what}: NOT written: {reason}; the session fails", red=True)
 
 
 def pin_worker(worker_index: int, worker_count: int) -> list[int]:

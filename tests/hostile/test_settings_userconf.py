@@ -1,0 +1,120 @@
+"""Hostile user.conf files: every value LoadGen would misread, crash on or refuse late is a usage error naming
+the file, the line, the key and the accepted range, before any case runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+USER_TEST = """
+def test_tiny(mlperf, tiny_model, tiny_dataset):
+    assert mlperf.run(tiny_model, tiny_dataset, scenario="Offline", mode="performance").valid
+"""
+
+
+def assert_usage_error(result: pytest.RunResult, *patterns: str) -> None:
+    text = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert "Traceback" not in text and "INTERNALERROR" not in text, text
+    result.stderr.fnmatch_lines(list(patterns))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        # std::bad_alloc or a segfault: LoadGen wraps -5 to 2**64 - 5 queries.
+        ("*.Offline.min_query_count = -5", "min_query_count = -5 is read by LoadGen as 18446744073709551611*"
+         "from 1 to 100000000"),
+        # A wrapped duration turned an official run into a 14 ms run reported VALID.
+        ("*.Offline.min_duration = -1", "min_duration = -1 is read by LoadGen as 18446744073709551615*"
+         "from 0 to 604800000 ms"),
+        ("*.Server.target_qps = nan", "target_qps = nan is not a finite number; use from 0.001 to 1000000000 QPS"),
+        ("*.Offline.target_qps = inf", "target_qps = inf is not a finite number*"),
+        ("*.Offline.target_qps = -3", "target_qps = -3 is negative; use from 0.001 to 1000000000 QPS"),
+        ("*.Server.target_qps = 1e-9", "target_qps = 1e-9 is out of range; use from 0.001 to 1000000000 QPS"),
+        ("*.Offline.min_duration = 2e3", "min_duration = 2e3 is read by LoadGen as 2 (whole numbers only); "
+         "write one, e.g. 2000*"),
+        ("*.Offline.min_query_count = 1.5", "min_query_count = 1.5 is read by LoadGen as 1*"),
+        ("*.Offline.min_query_count = 010", "min_query_count = 010 is read by LoadGen as octal (8); write 10*"),
+        ("*.Offline.min_query_count = 0x10", "min_query_count = 0x10 is not a plain decimal whole number*"),
+        ("*.Server.target_latency = 2.5", "target_latency = 2.5 is read by LoadGen as 2 ms for Server*"),
+        ("*.Server.target_latency_percentile = 100", "target_latency_percentile = 100 is out of range; use more "
+         "than 1 and at most 99.999 %"),
+        ("*.Offline.min_duration = 1000 # one second", "*has a comment after the value, which LoadGen refuses*"),
+        ("#tuned for CI", "*comment '#tuned for CI': LoadGen reads '#tuned' as a key*put a space after '#'*"),
+        ("*.Offline.mode = 2", "*`mode` is refused*--mlperf-mode*"),
+        ("*.Offline.qsl_rng_seed = 3", "*qsl_rng_seed is read by LoadGen only from its own mlperf.conf*"),
+        ("*.Offline.enable_trace = 1", "*unknown key 'enable_trace'; LoadGen ignores it*"),
+        ("*.Offline.print_timestamps = 2", "*print_timestamps = 2 is out of range; use 0 or 1"),
+    ],
+)
+def test_a_bad_value_is_a_usage_error_naming_file_line_key_and_range(
+    project: pytest.Pytester, line: str, message: str
+) -> None:
+    conf = project.path / "user.conf"
+    conf.write_text(f"# tuned\n{line}\n")
+    project.makepyfile(test_user=USER_TEST)
+    result = project.runpytest(f"--mlperf-user-conf={conf}", "--mlperf-profile=official", "-p", "no:cacheprovider")
+    assert_usage_error(result, f"*{conf}:2: {message}*")
+
+
+def test_the_session_survives_what_crashed_loadgen_in_a_subprocess(project: pytest.Pytester) -> None:
+    """The crash itself (a signal, not an exit status) is only visible from outside the process."""
+    conf = project.path / "user.conf"
+    conf.write_text("*.Offline.min_query_count = -5\n")
+    project.makepyfile(test_user=USER_TEST)
+    result = project.runpytest_subprocess(f"--mlperf-user-conf={conf}", "-p", "no:cacheprovider")
+    assert_usage_error(result, f"*{conf}:1: min_query_count = -5 is read by LoadGen as 18446744073709551611*")
+
+
+def test_values_accepted_here_are_read_by_loadgen_exactly_as_written(tmp_path: Path) -> None:
+    """The grammar accepted here is a subset of LoadGen's on which LoadGen reads what the file says."""
+    from pytest_mlperf.loadgen.run import SettingsSpec, build_settings
+    from pytest_mlperf.loadgen.userconf import check_user_conf
+
+    conf = tmp_path / "user.conf"
+    conf.write_text(
+        "# a comment\n#\n\n"
+        "*.Offline.min_duration = 2000\n*.Offline.target_qps = 2.5e3\n"
+        "*.SingleStream.target_latency = 2.5\n*.Server.target_latency = 7\n"
+        "*.Server.target_latency_percentile = 99.9\n\t*.Offline.min_query_count   =   12\t\n"
+    )
+    assert len(check_user_conf(conf)) == 6
+    offline = build_settings(SettingsSpec("Offline", "performance", user_conf=conf))
+    assert (offline.min_duration_ms, offline.offline_expected_qps, offline.min_query_count) == (2000, 2500.0, 12)
+    single = build_settings(SettingsSpec("SingleStream", "performance", user_conf=conf))
+    assert single.single_stream_expected_latency_ns == 2.5e6
+    server = build_settings(SettingsSpec("Server", "performance", user_conf=conf))
+    assert server.server_target_latency_ns == 7_000_000
+    assert server.server_target_latency_percentile == pytest.approx(0.999)
+
+
+def test_a_directory_is_named_as_one(project: pytest.Pytester) -> None:
+    (project.path / "confs").mkdir()
+    result = project.runpytest("--mlperf-user-conf=confs")
+    assert_usage_error(result, "*--mlperf-user-conf: confs is a directory; give the path of the user.conf file*")
+
+
+def test_a_missing_file_is_named(project: pytest.Pytester) -> None:
+    result = project.runpytest("--mlperf-user-conf=nowhere.conf")
+    assert_usage_error(result, "*--mlperf-user-conf: file not found: nowhere.conf*")
+
+
+def test_a_device_is_not_read(project: pytest.Pytester) -> None:
+    result = project.runpytest("--mlperf-user-conf=/dev/zero")
+    assert_usage_error(result, "*--mlperf-user-conf: /dev/zero is not a regular file*")
+
+
+def test_non_utf8_text_names_the_line(project: pytest.Pytester) -> None:
+    conf = project.path / "user.conf"
+    conf.write_bytes(b"*.Offline.min_duration = 1000\n# caf\xe9\n")
+    result = project.runpytest(f"--mlperf-user-conf={conf}")
+    assert_usage_error(result, f"*{conf}:2: byte 0xe9 is not UTF-8 text*")
+
+
+def test_a_huge_file_is_refused_unread(project: pytest.Pytester) -> None:
+    conf = project.path / "user.conf"
+    conf.write_text("# padding\n" * 200_000)
+    result = project.runpytest(f"--mlperf-user-conf={conf}")
+    assert_usage_error(result, f"*--mlperf-user-conf: {conf} is larger than 1024 KiB*")
