@@ -695,16 +695,42 @@ def parse_alpha(raw: Any, source: str | None = None) -> float:
 
 
 def load_baseline(path: Path, option: str = "--mlperf-baseline", role: str = "a baseline") -> Mapping[str, Any]:
-    """Read and check a results JSON given to *option*; UsageProblem naming the file when it cannot serve."""
-    from pytest_mlperf.gate.compare import ComparisonInputError, check_document
+    """Read and check a results JSON given to *option*; UsageProblem naming the file when it cannot serve.
+
+    The document is compared with itself once, so a field of the wrong type fails here, naming the file, not in
+    every case; its load targets must be ones LoadGen can run. Whatever the reader raises becomes a usage error.
+    """
+    from pytest_mlperf.gate.compare import Source, check_document, compare_documents
     from pytest_mlperf.results import read_document
 
+    fix = "pass the results JSON of an earlier run (--mlperf-results), unedited"
+    if not path.exists():
+        raise UsageProblem(f"{option}: file not found: {path}; {fix}")
+    if path.is_dir():
+        raise UsageProblem(f"{option}: {path} is a directory; {fix} (e.g. {path / 'results.json'})")
     if not path.is_file():
-        raise UsageProblem(f"{option}: file not found: {path}; pass a results JSON of an earlier run")
+        raise UsageProblem(f"{option}: {path} is not a regular file (a device or pipe); {fix}")
     try:
-        return check_document(str(path), read_document(path))
-    except (ValueError, ComparisonInputError) as exc:
-        raise UsageProblem(f"{option}: {path} cannot be used as {role}: {exc}") from None
+        document = check_document(str(path), read_document(path))
+        compare_documents([Source(str(path), document)], [Source(str(path), document)])
+    except RecursionError:
+        raise UsageProblem(f"{option}: {path} cannot be used as {role}: its JSON is nested too deeply; {fix}") from None
+    except Exception as exc:  # the reader's own errors, and any a hostile document provokes in the comparison
+        if isinstance(exc, ValueError) or type(exc).__module__.startswith("pytest_mlperf"):
+            raise UsageProblem(f"{option}: {path} cannot be used as {role}: {exc}") from None  # names the fix
+        raise UsageProblem(
+            f"{option}: {path} cannot be used as {role}: a field has the wrong type ({type(exc).__name__}: {exc}); "
+            f"{fix}"
+        ) from None
+    for index, run in enumerate(document["runs"]):
+        target = (run.get("settings") or {}).get("target_qps") if run.get("mode") == "performance" else None
+        if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)
+                                   or not Bound(MIN_QPS, MAX_QPS).contains(float(target))):
+            raise UsageProblem(
+                f"{option}: {path}: runs[{index}] ({run['id']}): settings.target_qps = {target!r} is not a load "
+                f"LoadGen can run (it must be {Bound(MIN_QPS, MAX_QPS, 'QPS').text()}); {fix}"
+            )
+    return document
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import shutil
 import time
 import warnings
@@ -313,6 +314,12 @@ class Harness:
         """Run *case*; *record* receives the result before any failure is raised, so nothing is lost."""
         cfg = self.config
         started = time.perf_counter()
+        counts = (case.dataset.total_count, case.dataset.performance_count)
+        if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in counts):
+            raise ValueError(
+                f"dataset {case.dataset.name!r}: total_count {counts[0]!r} and performance_count {counts[1]!r} must "
+                "both be whole numbers of 1 or more; LoadGen cannot run on an empty dataset"
+            )
         task = case.resolved_task()
         workers = cfg.workers if case.scenario in ("Server", "Offline") else 1
         backends = self.backends_for(case.model, workers, case.backend)

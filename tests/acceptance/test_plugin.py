@@ -102,8 +102,8 @@ def test_ini_twins_are_read(project: pytest.Pytester) -> None:
         (["--mlperf-mode=fast"], "*unknown mode 'fast'; valid modes are performance, accuracy, both*"),
         (["--mlperf-profile=quick"], "*unknown profile 'quick'; valid profiles are smoke, official*"),
         (["--mlperf-mode=accuracy", "--mlperf-min-duration-ms=10"], "*only affect performance runs*"),
-        (["--mlperf-batch-size=0"], "*--mlperf-batch-size: 0 is not valid; it must be greater than zero*"),
-        (["--mlperf-accuracy-target=150"], "*accuracy target 150.0 is not a fraction*"),
+        (["--mlperf-batch-size=0"], "*--mlperf-batch-size: 0 is not valid; it must be from 1 to 4096*"),
+        (["--mlperf-accuracy-target=150"], "*--mlperf-accuracy-target: 150.0 is not valid; it must be from 0 to 100*"),
         (["--mlperf-backend=jax"], "*unknown backend 'jax'; valid backends are onnxruntime, openvino, litert, *noop*"),
     ],
 )

@@ -118,3 +118,24 @@ def test_a_huge_file_is_refused_unread(project: pytest.Pytester) -> None:
     conf.write_text("# padding\n" * 200_000)
     result = project.runpytest(f"--mlperf-user-conf={conf}")
     assert_usage_error(result, f"*--mlperf-user-conf: {conf} is larger than 1024 KiB*")
+
+
+@pytest.mark.parametrize(
+    ("line", "rc", "read"),
+    [
+        ("*.Offline.min_duration = 1000 # one second", -22, None),  # refused, with no line number
+        ("*.Offline.min_duration = 2e3", 0, 2),  # misread
+        ("*.Offline.min_duration = 010", 0, 8),  # octal
+        ("#tuned for CI", -22, None),
+    ],
+)
+def test_loadgen_itself_refuses_or_misreads_what_is_refused_here(tmp_path: Path, line: str, rc: int, read) -> None:
+    """The premise of the refusals above, checked on the installed LoadGen (conf_type 2, as the plugin loads it)."""
+    import mlperf_loadgen as lg
+
+    conf = tmp_path / "user.conf"
+    conf.write_text(line + "\n")
+    settings = lg.TestSettings()
+    assert settings.FromConfig(str(conf), "*", "Offline", 2) == rc
+    if read is not None:
+        assert settings.min_duration_ms == read
