@@ -607,6 +607,14 @@ def parse_backend_options(raw: ListValue | None) -> tuple[tuple[str, str], ...]:
                 f"{flag}: {item!r} is not KEY=VALUE; e.g. --mlperf-backend-option outputs=ArgMax:0 (KEY is a "
                 "setting of the chosen backend; ENGINE.KEY=VALUE, e.g. openvino.device=CPU, reaches one engine only)"
             )
+        name = key.strip().rpartition(".")[2]
+        if name in ("threads", "inter_op_threads") and not (
+            re.fullmatch(r"[0-9]+", value.strip()) and int(value) <= MAX_THREADS
+        ):
+            raise UsageProblem(
+                f"{flag}: {key.strip()}={value.strip()} is not valid; a thread count must be a whole number from 0 "
+                f"to {MAX_THREADS} ({_SPECS['threads'].why})"
+            )
         pairs.append((key.strip(), value.strip()))
     return tuple(pairs)
 
@@ -782,8 +790,11 @@ def thresholds_from_marker(kwargs: Mapping[str, Any], scenario: str | None, wher
         return float(value)
 
     accuracy = pick("accuracy")
+    # The same ranges as the options that override them (--mlperf-latency-bound-ms, --mlperf-min-qps).
+    latency_ms = _SPECS["latency-bound-ms"].check(pick("latency_ms"), f"{where}: mlperf marker latency_ms")
+    min_qps = _SPECS["min-qps"].check(pick("min_qps"), f"{where}: mlperf marker min_qps")
     return Thresholds(
         accuracy=parse_accuracy(accuracy, f"{where}: mlperf marker accuracy") if accuracy is not None else None,
-        latency_ms=pick("latency_ms"),
-        min_qps=pick("min_qps"),
+        latency_ms=latency_ms,
+        min_qps=min_qps,
     )

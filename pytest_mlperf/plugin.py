@@ -16,7 +16,9 @@ from pytest_mlperf.config import (
     build_run_config,
     check_outputs,
     convert_ini,
+    thresholds_from_marker,
 )
+from pytest_mlperf.rules import SCENARIOS
 from pytest_mlperf.session import COMPARISON_PROPERTY, RUN_PROPERTY, MLPerfSession, gate_reasons
 
 if TYPE_CHECKING:  # the harness pulls in numpy and LoadGen: imported only when a benchmark asks for it
@@ -119,13 +121,26 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(session, "mlperf-session")
 
 
+def _marker_kwargs(item: pytest.Item) -> dict[str, Any]:
+    """Suite-level defaults (a module's or class's ``pytestmark``) merged with the test's own marker, key by key,
+    the closest marker winning."""
+    merged: dict[str, Any] = {}
+    for marker in reversed(list(item.iter_markers("mlperf"))):
+        merged.update(marker.kwargs)
+    return merged
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
-    if config.option.collectonly or not any("mlperf" in getattr(item, "fixturenames", ()) for item in session.items):
-        return
+    benchmarks = [item for item in session.items if "mlperf" in getattr(item, "fixturenames", ())]
     try:
-        check_outputs(config.stash[SESSION_KEY].config, Path(str(config.rootpath)),
-                      getattr(config, "workerinput", None) is None)
+        # Marker thresholds are checked for every scenario now, so a bad one stops the session before any case.
+        for item in benchmarks:
+            for scenario in SCENARIOS:
+                thresholds_from_marker(_marker_kwargs(item), scenario, item.nodeid)
+        if benchmarks and not config.option.collectonly:
+            check_outputs(config.stash[SESSION_KEY].config, Path(str(config.rootpath)),
+                          getattr(config, "workerinput", None) is None)
     except UsageProblem as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -184,11 +199,7 @@ def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> CaseRunner:
 
     session = request.config.stash[SESSION_KEY]
     item = request.node
-    # Suite-level defaults (a module's or class's ``pytestmark``) merge with the test's own marker, key by key,
-    # the closest marker winning.
-    marker_kwargs: dict[str, Any] = {}
-    for marker in reversed(list(item.iter_markers("mlperf"))):
-        marker_kwargs.update(marker.kwargs)
+    marker_kwargs = _marker_kwargs(item)
     params = getattr(getattr(item, "callspec", None), "params", {})
 
     def record(run: dict[str, Any]) -> None:

@@ -153,7 +153,8 @@ def test_unknown_marker_argument_is_refused(project: pytest.Pytester) -> None:
         """
     )
     result = project.runpytest(*FAST)
-    result.stdout.fnmatch_lines(
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # at collection, before any case runs
+    result.stderr.fnmatch_lines(
         ["*unknown mlperf marker argument(s) latency; allowed: accuracy, latency_ms, min_qps, model_name*"]
     )
 

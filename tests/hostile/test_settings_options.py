@@ -107,3 +107,43 @@ def test_a_settings_combination_loadgen_cannot_build_fails_the_case_before_loadg
     assert result.ret == pytest.ExitCode.TESTS_FAILED, text
     assert "INTERNALERROR" not in text
     result.stdout.fnmatch_lines(["*LoadGen was not started: LoadGen would build 6.6e+11 samples before the run*"])
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("threads=100000", "*--mlperf-backend-option: threads=100000 is not valid; a thread count must be a whole "
+         "number from 0 to 1024*"),
+        ("litert.threads=-1", "*--mlperf-backend-option: litert.threads=-1 is not valid*"),
+        ("tensorflow.inter_op_threads=²", "*--mlperf-backend-option: tensorflow.inter_op_threads=² is not valid*"),
+    ],
+)
+def test_engine_thread_counts_are_bounded_at_configure_time(project: pytest.Pytester, value: str, message: str) -> None:
+    project.makepyfile(test_user=USER_TEST)
+    assert_usage_error(project.runpytest(f"--mlperf-backend-option={value}", "-p", "no:cacheprovider"), message)
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("latency_ms=float('nan')", "*test_user.py::test_tiny: mlperf marker latency_ms: nan is not valid; it must be "
+         "more than 0 and at most 3600000 ms*"),
+        ("min_qps=-1", "*mlperf marker min_qps: -1.0 is not valid; it must be from 0 to 1000000000 QPS*"),
+        ("latency_ms={'Offline': float('inf')}", "*mlperf marker latency_ms: inf is not valid*"),
+    ],
+)
+def test_marker_thresholds_have_the_options_ranges(project: pytest.Pytester, marker: str, message: str) -> None:
+    project.makepyfile(
+        test_user=f"""
+import pytest
+
+@pytest.mark.mlperf({marker})
+def test_tiny(mlperf, tiny_model, tiny_dataset):
+    mlperf.run(tiny_model, tiny_dataset, scenario="Offline", mode="performance")
+"""
+    )
+    result = project.runpytest("-p", "no:cacheprovider")
+    text = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert "INTERNALERROR" not in text and "Traceback" not in text
+    result.stderr.fnmatch_lines([message])
