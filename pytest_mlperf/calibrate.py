@@ -195,3 +195,35 @@ def official_values(scenario: str, mode: str, overrides: Overrides) -> dict[str,
         elif scenario == "Server":
             values["server_target_qps"] = overrides.target_qps
     return values
+
+
+#: LoadGen's reasons (loadgen/logs.py) that mean the run was too short for the rules, not too slow.
+_TOO_SHORT = ("min duration not met", "min query count not met", "min sample count not met")
+
+
+def official_hint(
+    scenario: str, model_name: str | None, qps: float | None, latency_ns: dict[str, int], invalid: tuple[str, ...]
+) -> str | None:
+    """What to do when an official-profile run was too short: mlperf.conf's defaults suit only its own
+    benchmarks, so a user's model needs its speed in a user.conf (the lines, from this run's figures) or a known
+    ``model_name``. None when the run was long enough or its figures say nothing."""
+    if not any(reason.startswith(_TOO_SHORT) for reason in invalid):
+        return None
+    model = model_name or "*"
+    if scenario in ("SingleStream", "MultiStream"):
+        measured = latency_ns.get("p90" if scenario == "SingleStream" else "p99")
+        if not measured:
+            return None
+        line = f"{model}.{scenario}.target_latency = {max(1, int(measured * (1 - LATENCY_HEADROOM) / 1e6))}"
+    elif qps:
+        factor = OFFLINE_HEADROOM if scenario == "Offline" else 1.0
+        line = f"{model}.{scenario}.target_qps = {qps * factor:.6g}"
+    else:
+        return None
+    return (
+        "--mlperf-profile official runs mlperf.conf unchanged (at least 600 s per performance case), whose speed "
+        f"settings fit only MLPerf's own benchmarks, so LoadGen ran out of queries. Tell LoadGen this model's "
+        f"speed in a user.conf given with --mlperf-user-conf (from this run: `{line}`), or give "
+        "@pytest.mark.mlperf(model_name=...) the name of the MLPerf benchmark it is (e.g. resnet50); "
+        "--mlperf-profile smoke measures and sets these itself"
+    )

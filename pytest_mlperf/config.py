@@ -17,10 +17,13 @@ from pytest_mlperf.loadgen.limits import (
     MAX_QUERY_COUNT,
     MIN_QPS,
     Bound,
+    fmt_number,
 )
 from pytest_mlperf.loadgen.userconf import check_user_conf
 from pytest_mlperf.provisioning.cache import ENV_CACHE, default_cache_dir
 from pytest_mlperf.provisioning.inputs import (
+    DEFAULT_DOWNLOAD_MIN_RATE,
+    DEFAULT_DOWNLOAD_TIMEOUT_S,
     ENV_ASSET_PREFIX,
     ENV_MIRROR,
     ENV_OFFLINE,
@@ -39,6 +42,10 @@ from pytest_mlperf.rules import (
     SCENARIOS,
     SMOKE_MIN_DURATION_MS,
 )
+
+#: Upper ends of the download bounds' ranges: a week, and 1 TB/s.
+MAX_DOWNLOAD_TIMEOUT_S = 7 * 24 * 3600.0
+MAX_DOWNLOAD_MIN_RATE = 1e12
 
 #: Marker kwargs accepted by ``@pytest.mark.mlperf(...)``.
 MARKER_KWARGS = frozenset({"accuracy", "latency_ms", "min_qps", "model_name"})
@@ -114,7 +121,8 @@ class OptionSpec:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float) or not self.bound.contains(float(value)):
             why = f" ({self.why})" if self.why else ""
-            raise UsageProblem(f"{source or self.flag}: {value} is not valid; it must be {self.bound.text()}{why}")
+            shown = fmt_number(value) if isinstance(value, int | float) and not isinstance(value, bool) else repr(value)
+            raise UsageProblem(f"{source or self.flag}: {shown} is not valid; it must be {self.bound.text()}{why}")
         return value
 
 
@@ -208,6 +216,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
                metavar="PATH", default_help="none"),
     OptionSpec("strict-assets", "Fail, instead of skip, the cases whose model or dataset cannot be had here "
                "(for CI that must not skip silently).", False, kind="bool"),
+    OptionSpec("download-timeout", "The most seconds one URL's download may take, all its attempts together.",
+               DEFAULT_DOWNLOAD_TIMEOUT_S, kind="float", metavar="S",
+               bound=Bound(0, MAX_DOWNLOAD_TIMEOUT_S, "seconds", low_open=True), why="a week at most"),
+    OptionSpec("download-min-rate", "The slowest download kept going, in bytes/s averaged over 30 s (0 turns the "
+               "check off).", DEFAULT_DOWNLOAD_MIN_RATE, kind="float", metavar="BYTES_PER_S",
+               bound=Bound(0, MAX_DOWNLOAD_MIN_RATE, "bytes/s"), why="1 TB/s at most"),
+    OptionSpec("verify-cache", "Re-hash cached files and extracted archives instead of trusting their stamps, and "
+               "fetch or extract again what no longer matches (slower; for nightly jobs and suspicious caches).",
+               False, kind="bool"),
 )
 
 _SPECS = {spec.name: spec for spec in OPTIONS}
@@ -304,6 +321,9 @@ class RunConfig:
     #: Extra manifests, absolute, in the order they apply (after the packaged ones).
     manifests: tuple[Path, ...] = ()
     strict_assets: bool = _default("strict-assets")
+    download_timeout_s: float = _default("download-timeout")
+    download_min_rate: float = _default("download-min-rate")
+    verify_cache: bool = _default("verify-cache")
     #: The manifest catalog, loaded and checked at configure time when extra manifests or overrides are given.
     catalog: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
@@ -457,7 +477,12 @@ def build_run_config(
     baseline = Path(val("baseline")).expanduser() if val("baseline") else None
     baseline_document = load_baseline(baseline) if baseline is not None else None
     provisioning = provisioning_options(val("mirror"), val("asset"), val("manifest"), rootdir or Path.cwd())
+    download_timeout = float(val("download-timeout"))
+    download_min_rate = float(val("download-min-rate"))
     return RunConfig(
+        download_timeout_s=download_timeout,
+        download_min_rate=download_min_rate,
+        verify_cache=bool(val("verify-cache")),
         mirror=provisioning["mirror"],
         offline=val("offline"),
         assets=provisioning["assets"],
@@ -744,8 +769,31 @@ def load_baseline(path: Path, option: str = "--mlperf-baseline", role: str = "a 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
-def convert_ini(spec: OptionSpec, raw: str) -> Any:
-    """Convert an ini string to the option's type, naming the ini key on failure."""
+def convert_ini(spec: OptionSpec, raw: Any) -> Any:
+    """Convert an ini value to the option's type, naming the ini key on failure.
+
+    An ini file gives strings; ``pyproject.toml`` may give TOML lists, numbers and booleans, which are taken
+    where they mean the same (a list for a comma-separated option) and refused, with the fix, where they do not.
+    """
+    if isinstance(raw, list):
+        if spec.metavar == "LIST" and all(isinstance(item, str) for item in raw):
+            return ",".join(item.strip() for item in raw) or None
+        example = ", ".join(f'"{item}"' for item in raw[:2]) if spec.metavar == "LIST" else ""
+        fix = (f"write each value as a string: {spec.ini} = [{example}]" if spec.metavar == "LIST"
+               else f"{spec.flag} takes one value: write {spec.ini} = <value>")
+        raise UsageProblem(f"ini option {spec.ini} = {raw!r} is a list; {fix}")
+    if isinstance(raw, bool):
+        if spec.kind != "bool":
+            raise UsageProblem(f"ini option {spec.ini} = {raw!r} is a boolean but {spec.flag} takes a {spec.kind}")
+        return raw
+    if isinstance(raw, (int, float)):
+        if spec.kind == "int" and isinstance(raw, int):
+            return raw
+        if spec.kind == "float":
+            return float(raw)
+        raw = str(raw)
+    if not isinstance(raw, str):
+        raise UsageProblem(f"ini option {spec.ini} = {raw!r} is a {type(raw).__name__}; give a {spec.kind}")
     text = raw.strip()
     if text == "":
         return None

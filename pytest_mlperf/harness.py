@@ -15,7 +15,7 @@ from pytest_mlperf import calibrate
 from pytest_mlperf.backends import create_backend
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import RunConfig, Thresholds, options_for
-from pytest_mlperf.datasets.base import Dataset
+from pytest_mlperf.datasets.base import Dataset, dataset_digest
 from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfWarning, ModelError
 from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.loadgen import logs, trace
@@ -372,6 +372,10 @@ class Harness:
             loadgen_errors=detail.errors,
         )
         reasons = list(verdict.reasons)
+        hint = calibrate.official_hint(case.scenario, case.model_name, detail.qps, detail.latency_ns,
+                                       detail.invalid_reasons) if cfg.profile == "official" else None
+        if hint is not None and case.mode == "performance" and detail.valid is False:
+            reasons.append(hint)
         if scoring_error:
             reasons.insert(0, f"accuracy log could not be scored: {scoring_error}")
         if outcome.error is not None:
@@ -389,7 +393,8 @@ class Harness:
             model=case.model_name or model_stem(case.model),
             model_sha256=self.model_digest(case.model),
             model_identity=getattr(backend, "model_identity", None),
-            dataset={"name": case.dataset.name, "count": case.dataset.total_count},
+            dataset={"name": case.dataset.name, "count": case.dataset.total_count,
+                     "digest": dataset_digest(case.dataset)},
             task=describe_task(task),
             backend=backend.name,
             backend_options=description | {"cpu_affinity": usable_cpus()},

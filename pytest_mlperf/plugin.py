@@ -19,7 +19,14 @@ from pytest_mlperf.config import (
     thresholds_from_marker,
 )
 from pytest_mlperf.rules import SCENARIOS
-from pytest_mlperf.session import COMPARISON_PROPERTY, RUN_PROPERTY, MLPerfSession, gate_reasons
+from pytest_mlperf.session import (
+    COMPARISON_PROPERTY,
+    RUN_PROPERTY,
+    SKIPPED_PROPERTY,
+    MLPerfSession,
+    gate_reasons,
+    reported_properties,
+)
 
 if TYPE_CHECKING:  # the harness pulls in numpy and LoadGen: imported only when a benchmark asks for it
     from pytest_mlperf.provisioning.assets import MLPerfAssets
@@ -63,8 +70,14 @@ def _option_getter(config: pytest.Config) -> Any:
         value = config.getoption(spec.dest)
         if value is not None:
             return value
-        raw = config.getini(spec.ini)
-        return convert_ini(spec, raw) if isinstance(raw, str) else None
+        try:
+            raw = config.getini(spec.ini)
+        except (TypeError, ValueError) as exc:  # pytest's native [tool.pytest] table checks types itself
+            raise UsageProblem(
+                f"{exc}; pytest-mlperf's ini options are strings there: write {spec.ini} = \"...\" (a list "
+                "option as one comma-separated string), or put it under [tool.pytest.ini_options]"
+            ) from None
+        return None if raw is None else convert_ini(spec, raw)
 
     return get
 
@@ -150,6 +163,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
         session.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.skipped and "mlperf" in getattr(item, "fixturenames", ()):
+        report.user_properties.append((SKIPPED_PROPERTY, True))  # read by the summary, also across xdist
+    # The call report carries whole runs to the results writer (also across xdist); --junitxml reads teardown's.
+    if call.when == "teardown" and report.user_properties:
+        report.user_properties = reported_properties(report.user_properties)
+    return report
 
 
 def _parametrized_by_test(metafunc: pytest.Metafunc, name: str) -> bool:
@@ -245,6 +269,9 @@ def mlperf_assets(pytestconfig: pytest.Config) -> Iterator[MLPerfAssets]:
             manifests=cfg.catalog if cfg.catalog is not None else load_catalog(),
             stream=stream,  # type: ignore[arg-type]  # a write/flush/isatty stream is all it uses
             tty=stream.isatty(),
+            deadline_s=cfg.download_timeout_s,
+            min_rate=cfg.download_min_rate,
+            verify=cfg.verify_cache,
         )
     except ConfigError as exc:
         pytest.fail(f"pytest-mlperf cannot provision assets: {exc}", pytrace=False)

@@ -63,9 +63,43 @@ def _gpus() -> list[dict[str, Any]]:
     return gpus
 
 
-def machine_info() -> dict[str, Any]:
-    """The hardware a run measured; part of the baseline fingerprint."""
+def _read_khz(path: Path) -> float | None:
+    try:
+        return int(path.read_text(encoding="ascii").strip()) / 1000
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_frequency() -> dict[str, Any]:
+    """The first usable CPU's clock in MHz (current, and the cpufreq limits and governor where Linux exposes
+    them): a lowered maximum or a powersave governor explains a slow run. Values the OS does not give are None."""
+    cpu = usable_cpus()[0]
+    base = Path(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq")
+    try:
+        governor: str | None = (base / "scaling_governor").read_text(encoding="ascii").strip() or None
+    except OSError:
+        governor = None
+    current = _read_khz(base / "scaling_cur_freq")
+    if current is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+                mhz = [line.split(":", 1)[1] for line in fh if line.startswith("cpu MHz")]
+            current = float(mhz[min(cpu, len(mhz) - 1)]) if mhz else None
+        except (OSError, ValueError):
+            current = None
     return {
+        "current_mhz": current,
+        "max_mhz": _read_khz(base / "scaling_max_freq"),
+        "min_mhz": _read_khz(base / "scaling_min_freq"),
+        "governor": governor,
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    """The hardware a run measured; cpu, cores and gpus are the baseline fingerprint's, the rest is for people."""
+    return {
+        "hostname": platform.node(),
+        "cpu_frequency": cpu_frequency(),
         "cpu": _cpu_model(),
         "cores": len(usable_cpus()),
         "logical_cpus": os.cpu_count() or 1,
@@ -113,3 +147,15 @@ def versions() -> dict[str, str]:
         "numpy": v("numpy"),
         "python": platform.python_version(),
     }
+
+
+def installed_packages() -> dict[str, str]:
+    """Every installed distribution's name and version, sorted: what the environment held when it measured."""
+    from importlib.metadata import distributions
+
+    found: dict[str, str] = {}
+    for dist in distributions():
+        name = dist.metadata["Name"] if dist.metadata else None
+        if name:
+            found.setdefault(re.sub(r"[-_.]+", "-", name).lower(), dist.version)
+    return dict(sorted(found.items()))

@@ -94,7 +94,7 @@ def new_document(
     cwd: Path, update_machine: Callable[[dict[str, Any]], None] | None = None
 ) -> dict[str, Any]:
     """The envelope of a session's results, without runs; *update_machine* may add to the machine section."""
-    from pytest_mlperf.provenance import commit_info, machine_info, versions
+    from pytest_mlperf.provenance import commit_info, installed_packages, machine_info, versions
 
     machine = machine_info()
     if update_machine is not None:
@@ -104,6 +104,7 @@ def new_document(
         "datetime": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": "partial",
         "versions": versions(),
+        "packages": installed_packages(),
         "machine": machine,
         "commit": commit_info(cwd),
         "runs": [],
@@ -307,6 +308,58 @@ def higher_is_better(run: Mapping[str, Any]) -> bool:
     """Whether a larger value of the run's primary accuracy metric is better (True unless its task says not)."""
     task = run.get("task")
     return not (isinstance(task, Mapping) and task.get("higher_is_better") is False)
+
+
+def portable_log_dir(run: Mapping[str, Any], results_dir: Path) -> dict[str, Any]:
+    """The run with its ``log_dir`` relative to the results file's folder, so the results and logs move
+    together as one artifact; unchanged when no relative path exists (another drive)."""
+    import os
+
+    log_dir = run.get("log_dir")
+    if not isinstance(log_dir, str) or not os.path.isabs(log_dir):
+        return dict(run)
+    try:
+        relative = os.path.relpath(log_dir, results_dir.resolve())
+    except ValueError:
+        return dict(run)
+    return {**run, "log_dir": Path(relative).as_posix()}
+
+
+def junit_properties(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """A case's figures as short, machine-readable ``--junitxml`` properties (never the latency samples).
+
+    Names carry their unit (``_ms``, ``_percent``, ``samples_per_s``); with several runs (``--mlperf-repeat``)
+    each name is prefixed ``mlperf.repeatN.``, otherwise ``mlperf.``.
+    """
+    from pytest_mlperf.rules import QPS_SCENARIOS
+
+    props: list[tuple[str, str]] = []
+    for run in runs:
+        prefix = f"mlperf.repeat{run.get('repeat', 0)}." if len(runs) > 1 else "mlperf."
+        metrics = run.get("metrics") or {}
+        valid = run.get("valid")
+        props += [
+            (prefix + "scenario", str(run.get("scenario"))),
+            (prefix + "mode", str(run.get("mode"))),
+            (prefix + "backend", str(run.get("backend"))),
+            (prefix + "valid", "none" if valid is None else str(bool(valid)).lower()),
+            (prefix + "verdict", "pass" if run.get("passed") else "fail"),
+        ]
+        qps = metrics.get("qps")
+        if isinstance(qps, (int, float)) and run.get("scenario") in QPS_SCENARIOS:
+            props.append((prefix + "samples_per_s", f"{qps:.6g}"))
+        latency = metrics.get("latency_ns") or {}
+        for name, value in latency.items() if isinstance(latency, Mapping) else ():
+            if isinstance(value, (int, float)):
+                props.append((f"{prefix}latency_{name}_ms", f"{value / 1e6:.6g}"))
+        accuracy = metrics.get("accuracy")
+        if isinstance(accuracy, Mapping):
+            for name, value in accuracy.items():
+                if isinstance(value, (int, float)):
+                    props.append((f"{prefix}accuracy_{name}_percent", f"{value * 100:.6g}"))
+        if run.get("synthetic_inputs"):
+            props.append((prefix + "synthetic_inputs", "true"))
+    return props
 
 
 def case_dirname(nodeid: str, repeat: int = 0) -> str:

@@ -148,7 +148,16 @@ class CaseRunner:
         result.passed = bool(records[-1]["passed"])
         result.reasons = list(records[-1]["reasons"])
         if check and reasons:
-            runs = "run" if len(results) == 1 else f"{len(results)} runs"
-            lines = "\n".join(f"  - {reason}" for reason in reasons)
-            pytest.fail(f"{self.nodeid}: {scenario} {mode} {runs} failed:\n{lines}", pytrace=False)
+            pytest.fail(failure_message(self.nodeid, scenario, mode, len(results), reasons), pytrace=False)
         return result
+
+
+def failure_message(nodeid: str, scenario: str, mode: str, runs: int, reasons: list[str]) -> str:
+    """The case's failure: pytest's short summary shows only the first line, so it carries the first reason and
+    how many others follow; every reason is listed below it."""
+    first = reasons[0].splitlines()[0] if reasons[0] else "failed"
+    others = len(reasons) - 1
+    more = f" (+{others} more reason{'s' if others > 1 else ''})" if others else ""
+    what = "run" if runs == 1 else f"{runs} runs"
+    lines = "\n".join(f"  - {reason}" for reason in reasons)
+    return f"{scenario} {mode}: {first}{more}\n{nodeid}: {scenario} {mode} {what} failed:\n{lines}"

@@ -12,7 +12,7 @@ import pytest
 
 from pytest_mlperf.config import RunConfig
 from pytest_mlperf.errors import MLPerfWarning
-from pytest_mlperf.results import JournaledDocument, new_document, runs_journal
+from pytest_mlperf.results import JournaledDocument, new_document, portable_log_dir, runs_journal
 from pytest_mlperf.rules import AUTO_ROUNDS
 
 if TYPE_CHECKING:
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 RUN_PROPERTY = "mlperf_run"
 #: user_properties key of a case's baseline comparison (the comparison JSON restricted to that case).
 COMPARISON_PROPERTY = "mlperf_comparison"
+#: user_properties key marking a skipped benchmark case, so the summary can say which suites did not run.
+SKIPPED_PROPERTY = "mlperf_skipped"
 
 
 def comparison_path(results_path: Path) -> Path:
@@ -42,6 +44,43 @@ def gate_reasons(comparison: Mapping[str, Any]) -> list[str]:
     if comparison.get("verdict") == "refused":
         return [f"baseline comparison refused: {comparison.get('refused_reason')}"]
     return [str(case["message"]) for case in comparison.get("cases", []) if case.get("verdict") == "regression"]
+
+
+def reported_properties(properties: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """What a case shows to reporters such as ``--junitxml``: its runs' figures as short properties instead of
+    the whole run (latency samples included) and the comparison document; a test's own properties are kept."""
+    from pytest_mlperf.results import junit_properties
+
+    runs = [value for name, value in properties if name == RUN_PROPERTY and isinstance(value, dict)]
+    kept: list[tuple[str, object]] = [
+        (name, value) for name, value in properties
+        if name not in (RUN_PROPERTY, COMPARISON_PROPERTY, SKIPPED_PROPERTY)
+    ]
+    for name, value in properties:
+        if name == COMPARISON_PROPERTY and isinstance(value, dict):
+            kept.append(("mlperf.gate", str(value.get("verdict"))))
+    return kept + list(junit_properties(runs))
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    """The reason pytest recorded for a skipped case, without its ``Skipped: `` prefix."""
+    longrepr = report.longrepr
+    text = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return str(text).removeprefix("Skipped: ").strip()
+
+
+def skipped_summary(skips: Mapping[tuple[str, str], int], width: int = 160) -> list[str]:
+    """One line per suite file and reason: how many benchmark cases it skipped, and the reason's first line."""
+    lines = []
+    for (path, reason), count in sorted(skips.items()):
+        first = reason.splitlines()[0] if reason else "no reason given"
+        more = len(reason.splitlines()) > 1
+        if len(first) > width:
+            first, more = first[: width - 1] + "…", True
+        cases = "case" if count == 1 else "cases"
+        tail = " (-rs shows the whole reason)" if more else ""
+        lines.append(f"{path}: {count} benchmark {cases} skipped: {first}{tail}")
+    return lines
 
 
 class MLPerfSession:
@@ -69,6 +108,8 @@ class MLPerfSession:
         self.affinity: list[int] | None = None  # this xdist worker's cores, once pinned
         self.worker: tuple[int, int] | None = None  # (index, count) under pytest-xdist
         self.comparisons: list[dict[str, Any]] = []
+        #: Skipped benchmark cases by (suite file, reason).
+        self.skips: dict[tuple[str, str], int] = {}
         #: Makes backends; the plugin sets it to the pytest_mlperf_make_backend hook.
         self.make_backend: Callable[[str, Any, Any], Any] | None = None
         #: Output files that could not be written, path -> why: the summary says so and the session fails.
@@ -172,6 +213,7 @@ class MLPerfSession:
         """
         if not self.writes_results:
             return
+        run = portable_log_dir(run, self.results_path.parent)
         self._runs.append(run)
         if self._results_file is None:
             self._results_file = JournaledDocument(self.results_path, runs_journal(self.results_path))
@@ -217,6 +259,9 @@ class MLPerfSession:
 
     # Hooks: registered as a plugin only in the process that writes results.
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.skipped and any(name == SKIPPED_PROPERTY for name, _ in report.user_properties):
+            key = (report.nodeid.split("::", 1)[0], skip_reason(report))
+            self.skips[key] = self.skips.get(key, 0) + 1
         if report.when != "call":
             return
         for name, value in report.user_properties:
@@ -237,6 +282,10 @@ class MLPerfSession:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.skips:
+            terminalreporter.write_sep("-", "mlperf skipped suites")
+            for line in skipped_summary(self.skips):
+                terminalreporter.write_line(line)
         if not self.runs:
             return
         from pytest_mlperf.results import runs_table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -15,7 +16,10 @@ from pytest_mlperf.tasks.classification import Classification
 if TYPE_CHECKING:
     from pytest_mlperf.tasks.base import Task
 
-__all__ = ["AccuracyCoverageError", "ArrayDataset", "Classification", "Dataset", "Inputs", "PreloadedSamples"]
+__all__ = [
+    "AccuracyCoverageError", "ArrayDataset", "Classification", "Dataset", "Inputs", "PreloadedSamples",
+    "dataset_digest",
+]
 
 #: A batch as the backend takes it: one array for a one-input model (the fast path), else tensors by input name.
 Inputs = np.ndarray | Mapping[str, np.ndarray]
@@ -45,6 +49,28 @@ class Dataset(Protocol):
     def one(self, index: int) -> Inputs:
         """One loaded sample with a batch axis of 1, as a view (no copy)."""
         ...
+
+
+def dataset_digest(dataset: Any) -> str | None:
+    """The ``sha256:`` digest a dataset reports of the data it feeds (its ``digest`` attribute), recorded with
+    each run so that two results files say whether they measured the same data; None when it cannot say."""
+    digest = getattr(dataset, "digest", None)
+    return digest if isinstance(digest, str) else None
+
+
+def array_digest(arrays: Mapping[str, np.ndarray | None]) -> str:
+    """sha256 over each named array's dtype, shape and bytes, in name order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        value = arrays[key]
+        if value is None:
+            continue
+        array = np.ascontiguousarray(value)
+        h.update(f"{key}\0{array.dtype.str}\0{array.shape}\0".encode())
+        h.update(array.data if array.dtype != object else repr(array.tolist()).encode())
+    return "sha256:" + h.hexdigest()
 
 
 class PreloadedSamples:
@@ -159,6 +185,12 @@ class ArrayDataset(PreloadedSamples):
             self._init_block({k: v.shape[1:] for k, v in inputs.items()}, {k: v.dtype for k, v in inputs.items()})
         else:
             self._init_block(inputs.shape[1:], inputs.dtype)
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the inputs and labels (computed once: large arrays take a moment)."""
+        arrays = dict(self.inputs) if isinstance(self.inputs, Mapping) else {"": self.inputs}
+        return array_digest({f"input:{k}": v for k, v in arrays.items()} | {"labels": self.labels})
 
     def load(self, indices: Sequence[int]) -> None:
         idx = np.asarray(indices, dtype=np.int64)

@@ -50,17 +50,16 @@ class Bound:
         return above and below
 
     def text(self) -> str:
-        """``from 1 to 4096``, ``more than 0 and at most 3600000 ms``: what the messages say."""
+        """``from 1 to 4096``, ``above 0 to 3600000 ms``, ``above 0 to below 1``: what the messages say."""
         unit = f" {self.unit}" if self.unit else ""
-        low = f"more than {_num(self.low)}" if self.low_open else f"from {_num(self.low)}"
-        high = f"below {_num(self.high)}" if self.high_open else f"at most {_num(self.high)}"
-        if not self.low_open and not self.high_open:
-            return f"{low} to {_num(self.high)}{unit}"
-        return f"{low} and {high}{unit}"
+        low = f"above {fmt_number(self.low)}" if self.low_open else f"from {fmt_number(self.low)}"
+        high = f"below {fmt_number(self.high)}" if self.high_open else fmt_number(self.high)
+        return f"{low} to {high}{unit}"
 
 
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
+def fmt_number(value: float) -> str:
+    """A number as a person writes it: 4096, 0.001, 1e-06, nan (never 4096.0 or 3.6e+06 for 3600000)."""
+    return str(int(value)) if math.isfinite(value) and float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
 
 
 def estimate(scenario: str, fields: Mapping[str, Any]) -> tuple[float, float]:

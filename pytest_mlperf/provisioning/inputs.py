@@ -11,12 +11,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pytest_mlperf.errors import ConfigError
+from pytest_mlperf.redact import redact
 
 __all__ = [
+    "DEFAULT_DOWNLOAD_MIN_RATE",
+    "DEFAULT_DOWNLOAD_TIMEOUT_S",
     "ENV_ASSET_PREFIX",
     "ENV_MIRROR",
     "ENV_OFFLINE",
     "HTTP_URL",
+    "RATE_WINDOW_S",
     "absolute_path",
     "asset_env_var",
     "check_override_names",
@@ -30,6 +34,13 @@ ENV_MIRROR = "PYTEST_MLPERF_MIRROR"
 ENV_OFFLINE = "PYTEST_MLPERF_OFFLINE"
 ENV_ASSET_PREFIX = "PYTEST_MLPERF_ASSET_"
 
+#: The most seconds one URL's download may take, all its attempts together (a 6 GB dataset at 2 MB/s fits).
+DEFAULT_DOWNLOAD_TIMEOUT_S = 3600.0
+#: The slowest transfer kept going, in bytes/s averaged over RATE_WINDOW_S: below it a download is a stall.
+DEFAULT_DOWNLOAD_MIN_RATE = 1000.0
+#: How long a transfer is watched before its rate is judged, in seconds.
+RATE_WINDOW_S = 30.0
+
 #: What every URL pytest-mlperf downloads from must look like (manifest URLs and mirrors alike).
 HTTP_URL = re.compile(r"^https?://[^\s/]+")
 
@@ -41,7 +52,7 @@ def parse_mirror(raw: str, source: str = "--mlperf-mirror") -> str:
     mirror = raw.strip()
     if not HTTP_URL.match(mirror):
         raise ConfigError(
-            f"{source}: {raw!r} is not an http:// or https:// base URL; e.g. --mlperf-mirror="
+            f"{source}: {redact(raw)!r} is not an http:// or https:// base URL; e.g. --mlperf-mirror="
             f"https://mirror.example.org/mlperf or {ENV_MIRROR}=https://mirror.example.org/mlperf "
             "(files are fetched as URL/<filename>)"
         )

@@ -14,6 +14,7 @@ import yaml
 
 from pytest_mlperf.errors import ConfigError
 from pytest_mlperf.provisioning.inputs import HTTP_URL
+from pytest_mlperf.redact import redact
 
 __all__ = [
     "ARCHIVE_FORMATS",
@@ -35,6 +36,10 @@ KINDS: tuple[Kind, ...] = ("model", "dataset")
 SOURCES: tuple[Source, ...] = ("url", "python-package", "user")
 ARCHIVE_FORMATS: tuple[ArchiveFormat, ...] = ("none", "tar", "tar.gz", "zip")
 SCHEMA_VERSION = 1
+#: A manifest is a few kB of YAML; these bounds refuse a hostile or mistaken file before YAML's recursive
+#: composer or the memory of the process can be exhausted by it.
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_MANIFEST_DEPTH = 64
 
 # Names and file names become path components in the cache and under a mirror URL, so they are kept to a
 # conservative character set: nothing can escape the cache or need URL quoting.
@@ -56,6 +61,8 @@ _ENTRY_FIELDS = frozenset(
         "size",
         "license",
         "archive",
+        "expanded_size",
+        "entries",
         "extract_root",
         "required_files",
         "expected_layout",
@@ -93,6 +100,9 @@ class Asset:
     size: int | None = None
     license: str | None = None
     archive: ArchiveFormat = "none"
+    #: Declared total bytes and member count of the extracted archive; extraction is capped a margin above them.
+    expanded_size: int | None = None
+    entries: int | None = None
     extract_root: str | None = None
     required_files: tuple[str, ...] = ()
     expected_layout: str = ""
@@ -185,21 +195,7 @@ def load_catalog(extra: Sequence[Path] = (), *, packaged: bool = True) -> Catalo
 def load_manifest(path: Path) -> list[Asset]:
     """Parse one manifest file; any malformed part raises ConfigError naming the file, the entry and the field."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"manifest {path}: cannot be read ({exc.strerror or exc}); check the path given to --mlperf-manifest"
-        ) from exc
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"manifest {path}: invalid YAML{where}: {problem}; fix the YAML syntax") from exc
+    doc = _read_yaml(path)
     if not isinstance(doc, dict):
         raise ConfigError(
             f"manifest {path}: expected a mapping with 'schema_version: 1' and an 'assets:' list, "
@@ -229,6 +225,110 @@ def load_manifest(path: Path) -> list[Asset]:
         seen.add(asset.name)
         assets.append(asset)
     return assets
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """SafeLoader that bounds nesting depth and refuses a key given twice in one mapping (YAML keeps the last)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_MANIFEST_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _ManifestTooDeep(mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is None:
+                continue
+            if key in seen:
+                raise _DuplicateKey(key, seen[key], key_node.start_mark.line + 1, _entry_label(node))
+            seen[key] = key_node.start_mark.line + 1
+        return cast("dict[Any, Any]", super().construct_mapping(node, deep=deep))
+
+
+class _ManifestTooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, first: int, second: int, entry: str | None) -> None:
+        super().__init__(key)
+        self.key, self.first, self.second, self.entry = key, first, second, entry
+
+
+def _entry_label(node: yaml.MappingNode) -> str | None:
+    """The ``name:`` of the mapping being built, when it has a plain one (the entry a duplicate key sits in)."""
+    for key_node, value_node in node.value:
+        if getattr(key_node, "value", None) == "name" and isinstance(value_node, yaml.ScalarNode):
+            return repr(value_node.value)
+    return None
+
+
+def _read_yaml(path: Path) -> Any:
+    """The parsed manifest; ConfigError naming the file for unreadable, binary, oversized, too deep or bad YAML."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(
+            f"manifest {path}: cannot be read ({exc.strerror or exc}); check the path given to --mlperf-manifest"
+        ) from exc
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ConfigError(
+            f"manifest {path}: larger than {MAX_MANIFEST_BYTES >> 20} MiB, which no manifest of models and datasets "
+            "needs; check that --mlperf-manifest points at the YAML manifest, not at a data file"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"manifest {path}: not UTF-8 text (byte {exc.start} is {raw[exc.start]:#04x}); a manifest is a YAML "
+            "text file: check that --mlperf-manifest points at it and not at a binary file"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(
+            f"manifest {path}: contains NUL bytes, so it is a binary file, not a YAML manifest; check the path given "
+            "to --mlperf-manifest"
+        )
+    loader = _ManifestLoader(text)
+    try:
+        return loader.get_single_data()
+    except _ManifestTooDeep as exc:
+        raise ConfigError(
+            f"manifest {path}: nested deeper than {MAX_MANIFEST_DEPTH} levels at line {exc.line}; a manifest is a list "
+            "of flat entries: remove the nesting"
+        ) from None
+    except _DuplicateKey as exc:
+        where = f"entry {exc.entry}" if exc.entry else "a mapping"
+        raise ConfigError(
+            f"manifest {path}, {where}: key {exc.key!r} is given twice (lines {exc.first} and {exc.second}); "
+            "YAML would silently keep the last one: remove one of them"
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            f"manifest {path}: nested too deeply to parse; a manifest is a list of flat entries: remove the nesting"
+        ) from None
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"manifest {path}: invalid YAML{where}: {problem}; fix the YAML syntax") from exc
+    finally:
+        loader.dispose()
 
 
 class _Entry:
@@ -262,7 +362,8 @@ class _Entry:
 
     def url(self, fld: str, value: Any) -> str:
         if not isinstance(value, str) or not HTTP_URL.match(value):
-            raise self.error(fld, f"must be an http:// or https:// URL, got {value!r}")
+            shown = redact(value) if isinstance(value, str) else value
+            raise self.error(fld, f"must be an http:// or https:// URL, got {shown!r}")
         return value
 
     def digest(self, fld: str, pattern: re.Pattern[str]) -> str | None:
@@ -273,6 +374,12 @@ class _Entry:
             width = 64 if fld == "sha256" else 32
             raise self.error(fld, f"must be {width} hex digits, got {value!r}")
         return value.strip().lower()
+
+    def count(self, fld: str, unit: str) -> int | None:
+        value = self.raw.get(fld)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise self.error(fld, f"must be a positive integer number of {unit}, got {value!r}")
+        return value
 
     def relpath(self, fld: str, value: Any) -> str:
         if not isinstance(value, str) or not value:
@@ -320,9 +427,12 @@ def _parse_entry(path: Path, index: int, raw: Any) -> Asset:
     if unverified is not None and (sha256 or md5):
         raise e.error("unverified", "must not be set together with a checksum; remove it")
 
-    size = raw.get("size")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
-        raise e.error("size", f"must be a positive integer number of bytes, got {size!r}")
+    size = e.count("size", "bytes")
+    expanded_size = e.count("expanded_size", "bytes")
+    entries = e.count("entries", "archive members (files, directories and links)")
+    for fld, value in (("expanded_size", expanded_size), ("entries", entries)):
+        if value is not None and archive == "none":
+            raise e.error(fld, "needs an 'archive' format (tar, tar.gz or zip): it bounds the extraction")
 
     package: PackageSource | None = None
     if source == "url" and url is None and not mirrors:
@@ -388,6 +498,8 @@ def _parse_entry(path: Path, index: int, raw: Any) -> Asset:
         size=size,
         license=e.text("license"),
         archive=archive,
+        expanded_size=expanded_size,
+        entries=entries,
         extract_root=extract_root,
         required_files=required,
         expected_layout=e.text("expected_layout") or "",

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import time
 import warnings
@@ -43,7 +44,7 @@ import requests
 import urllib3
 
 from pytest_mlperf.errors import MLPerfWarning, ProvisioningError
-from pytest_mlperf.provisioning.archive import extract_archive
+from pytest_mlperf.provisioning.archive import DamagedArchiveError, ExtractLimits, extract_archive
 from pytest_mlperf.provisioning.cache import (
     ENV_CACHE,
     cache_file,
@@ -52,6 +53,8 @@ from pytest_mlperf.provisioning.cache import (
     ensure_cache_dir,
 )
 from pytest_mlperf.provisioning.inputs import (
+    DEFAULT_DOWNLOAD_MIN_RATE,
+    DEFAULT_DOWNLOAD_TIMEOUT_S,
     ENV_MIRROR,
     ENV_OFFLINE,
     asset_env_var,
@@ -61,7 +64,9 @@ from pytest_mlperf.provisioning.inputs import (
     parse_asset_spec,
     parse_mirror,
 )
+from pytest_mlperf.provisioning.inputs import RATE_WINDOW_S as _RATE_WINDOW_S
 from pytest_mlperf.provisioning.manifest import Asset, Catalog, load_catalog, user_entry_manifest
+from pytest_mlperf.redact import redact, redact_url
 
 __all__ = [
     "AssetUnavailable",
@@ -70,13 +75,20 @@ __all__ = [
     "Provisioner",
     "SourceFailure",
     "file_digests",
+    "tree_digests",
 ]
 
 _CHUNK = 1 << 20
 _STAMP_VERSION = 1
 _USER_AGENT = "pytest-mlperf (+https://pypi.org/project/pytest-mlperf/)"
 Origin = Literal["cache", "download", "override", "package"]
-FailureKind = Literal["unreachable", "timeout", "http", "interrupted", "checksum", "size"]
+FailureKind = Literal["unreachable", "timeout", "http", "interrupted", "checksum", "size", "slow"]
+#: Without a declared ``size:``, no download writes more than this (the largest packaged asset is about 1 GB).
+MAX_UNDECLARED_BYTES = 16 << 30
+#: Besides the download deadline: how long a waiter gives another process that provisions the same asset.
+_LOCK_GRACE_S = 600.0
+#: 4xx statuses that are not "this request is refused": not found (its own advice) and "come back later".
+_NOT_REFUSALS = (404, 408, 410, 429)
 
 
 class AssetUnavailable(ProvisioningError):
@@ -100,6 +112,8 @@ class SourceFailure:
     kind: FailureKind
     detail: str
     attempts: int
+    status: int | None = None  # the HTTP status, for kind "http"
+    explain: str = ""  # what the failure means, e.g. "the mirror has no x.onnx at that path"
 
 
 class DownloadFailed(ProvisioningError):
@@ -120,14 +134,23 @@ class Provisioned:
     sha256: str | None
     md5: str | None
     origin: Origin
+    #: For extracted archives: sha256 of the tree's file listing (relative path, size, sha256 per file).
+    tree_sha256: str | None = None
+    #: Whether the digests were computed from the bytes in this call (a download, --mlperf-verify-cache, a changed
+    #: file) rather than read from the stamp written when the file was verified.
+    rehashed: bool = False
 
 
 class _AttemptFailed(Exception):
-    def __init__(self, kind: FailureKind, detail: str, retry: bool) -> None:
+    def __init__(
+        self, kind: FailureKind, detail: str, retry: bool, status: int | None = None, explain: str = ""
+    ) -> None:
         super().__init__(detail)
         self.kind: FailureKind = kind
         self.detail = detail
         self.retry = retry
+        self.status = status
+        self.explain = explain
         self.attempts = 1
 
 
@@ -142,6 +165,42 @@ def file_digests(path: Path) -> tuple[str, str]:
             sha.update(view[:n])
             md5.update(view[:n])
     return sha.hexdigest(), md5.hexdigest()
+
+
+def tree_digests(root: Path) -> dict[str, Any]:
+    """Every file and symlink under *root*: ``{"files": {relpath: [size, sha256]}, "links": {relpath: target}}``.
+
+    Written when an archive is extracted, so that ``--mlperf-verify-cache`` can tell a changed, added or removed
+    file in the extracted tree from the tree the archive produced.
+    """
+    files: dict[str, list[Any]] = {}
+    links: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        base = Path(dirpath)
+        for name in sorted(filenames) + [d for d in dirnames if (base / d).is_symlink()]:
+            path = base / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                links[rel] = os.readlink(path)
+            elif path.is_file():
+                files[rel] = [path.stat().st_size, file_digests(path)[0]]
+    return {"files": files, "links": links}
+
+
+def _listing_sha256(tree: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()
+
+
+def _tree_changes(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """What differs between two :func:`tree_digests` results, one phrase per path, sorted."""
+    out: list[str] = []
+    for key, what in (("files", "file"), ("links", "symlink")):
+        old, new = recorded.get(key, {}), now.get(key, {})
+        out += [f"{what} {p!r} is missing" for p in sorted(set(old) - set(new))]
+        out += [f"{what} {p!r} was added" for p in sorted(set(new) - set(old))]
+        out += [f"{what} {p!r} changed" for p in sorted(set(old) & set(new)) if list(old[p]) != list(new[p])]
+    return out
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -212,6 +271,11 @@ class Provisioner:
     ``None`` for ``cache_dir``, ``mirror`` or ``offline`` means: take it from the environment
     (``PYTEST_MLPERF_CACHE``, ``PYTEST_MLPERF_MIRROR``, ``PYTEST_MLPERF_OFFLINE``), else the default. Explicit
     ``overrides`` win over ``PYTEST_MLPERF_ASSET_<NAME>`` variables.
+
+    Every download is bounded: ``deadline_s`` for one URL, all its attempts together; a transfer slower than
+    ``min_rate`` bytes/s over ``rate_window_s`` is abandoned; no more than an entry's declared ``size`` is written.
+    ``verify`` (``--mlperf-verify-cache``) re-hashes cached files and extracted trees instead of trusting stamps,
+    and fetches or extracts again what no longer matches.
     """
 
     def __init__(
@@ -228,6 +292,12 @@ class Provisioner:
         backoff_s: float = 0.5,
         stream: TextIO | None = None,
         tty: bool | None = None,
+        deadline_s: float = DEFAULT_DOWNLOAD_TIMEOUT_S,
+        min_rate: float = DEFAULT_DOWNLOAD_MIN_RATE,
+        rate_window_s: float = _RATE_WINDOW_S,
+        verify: bool = False,
+        lock_timeout_s: float | None = None,
+        max_undeclared_bytes: int = MAX_UNDECLARED_BYTES,
     ) -> None:
         env = os.environ if env is None else env
         self.catalog: Mapping[str, Asset] = load_catalog() if manifests is None else manifests
@@ -239,6 +309,12 @@ class Provisioner:
         self.timeout = timeout
         self.retries = max(1, retries)
         self.backoff_s = backoff_s
+        self.deadline_s = deadline_s
+        self.min_rate = min_rate
+        self.rate_window_s = rate_window_s
+        self.verify = verify
+        self.max_undeclared_bytes = max_undeclared_bytes
+        self.lock_timeout_s = lock_timeout_s if lock_timeout_s is not None else deadline_s + _LOCK_GRACE_S
         self._stream = stream
         self._tty = tty
         self._session: requests.Session | None = None
@@ -264,8 +340,12 @@ class Provisioner:
         env: Mapping[str, str] | None = None,
         stream: TextIO | None = None,
         tty: bool | None = None,
+        **bounds: Any,
     ) -> Provisioner:
-        """Build from raw option values: ``NAME=PATH`` specs and extra manifest files on top of the packaged ones."""
+        """Build from raw option values: ``NAME=PATH`` specs and extra manifest files on top of the packaged ones.
+
+        *bounds* are passed on: ``deadline_s``, ``min_rate``, ``verify``, ...
+        """
         overrides = dict(parse_asset_spec(spec) for spec in asset_specs)
         return cls(
             cache_dir=Path(cache_dir) if cache_dir else None,
@@ -276,6 +356,7 @@ class Provisioner:
             env=env,
             stream=stream,
             tty=tty,
+            **bounds,
         )
 
     # -- public API -------------------------------------------------------------------------------------------
@@ -297,28 +378,42 @@ class Provisioner:
                 f"{asset.kind} {name!r} has no public download: it must be supplied as a local copy.",
                 self.how_to_provide(name),
             )
-        hit = self._cache_hit(asset)
-        if hit is not None:
-            return hit
-        if self.offline:
-            raise AssetUnavailable(
-                name,
-                f"{asset.kind} {name!r} is not in the cache {self.cache_dir} and offline mode is on "
-                f"({ENV_OFFLINE}=1 or --mlperf-offline), so it is not downloaded.",
-                self.how_to_provide(name),
-            )
-        ensure_cache_dir(self.cache_dir)
-        with self._lock(asset):
-            hit = self._cache_hit(asset, rehash=True)
+        # --mlperf-verify-cache checks under the lock: it may delete what it finds changed.
+        if not self.verify:
+            hit = self._cache_hit(asset)
             if hit is not None:
                 return hit
+            if self.offline:
+                raise self._offline_miss(asset)
+        ensure_cache_dir(self.cache_dir)
+        with self._lock(asset):
+            rejected: list[str] = []
+            hit = self._cache_hit(asset, rehash=True, rejected=rejected)
+            if hit is not None:
+                return hit
+            if self.offline:
+                if rejected:
+                    raise ProvisioningError(
+                        f"{asset.kind} {name!r}: --mlperf-verify-cache: {rejected[0]}; offline mode "
+                        f"({ENV_OFFLINE}=1 or --mlperf-offline) forbids fetching it again: run once online, or "
+                        f"give a local copy with --mlperf-asset {name}=PATH"
+                    )
+                raise self._offline_miss(asset)
             # An archive that was downloaded but not extracted (interrupted run) is reused, not fetched again.
-            kept = self._file_hit(asset, rehash=True) if asset.archive != "none" else None
+            kept = self._file_hit(asset, rehash=True, rejected=rejected) if asset.archive != "none" else None
             sha, md5 = (str(kept.sha256), str(kept.md5)) if kept is not None else self._download(asset)
             if asset.archive == "none":
-                return Provisioned(name, self._file_path(asset), sha, md5, "download")
-            path = self._extract(asset, self._file_path(asset), sha, md5, delete_archive=True)
-            return Provisioned(name, path, sha, md5, "download")
+                return Provisioned(name, self._file_path(asset), sha, md5, "download", rehashed=True)
+            path, tree_sha = self._extract(asset, self._file_path(asset), sha, md5, delete_archive=True)
+            return Provisioned(name, path, sha, md5, "download", tree_sha, rehashed=True)
+
+    def _offline_miss(self, asset: Asset) -> AssetUnavailable:
+        return AssetUnavailable(
+            asset.name,
+            f"{asset.kind} {asset.name!r} is not in the cache {self.cache_dir} and offline mode is on "
+            f"({ENV_OFFLINE}=1 or --mlperf-offline), so it is not downloaded.",
+            self.how_to_provide(asset.name),
+        )
 
     def close(self) -> None:
         """Release the HTTP connection pool (call at session end)."""
@@ -346,7 +441,9 @@ class Provisioner:
         elif asset.source == "url":
             lines.append(f"  - a mirror: --mlperf-mirror URL or {ENV_MIRROR}=URL, serving URL/{asset.filename}")
         if asset.url:
-            lines.append(f"  - the network: it downloads from {asset.url} unless offline mode ({ENV_OFFLINE}) is on")
+            lines.append(
+                f"  - the network: it downloads from {redact_url(asset.url)} unless offline mode ({ENV_OFFLINE}) is on"
+            )
         return "\n".join(lines)
 
     # -- local sources -------------------------------------------------------------------------------------
@@ -373,15 +470,23 @@ class Provisioner:
             root = path
             self._check_required(asset, root, f"the directory {path} (from {origin})")
             return Provisioned(asset.name, root, None, None, "override")
+        if not stat.S_ISREG(path.stat().st_mode):
+            # A FIFO or /dev/zero would be read (hashed) forever.
+            raise ProvisioningError(
+                f"{asset.kind} {asset.name!r}: the local path {path} (from {origin}) is not a regular file or a "
+                f"directory (a FIFO, socket or device), which cannot be checked or used; point it at the file. "
+                f"Expected: {self._expected(asset)}"
+            )
         sha, md5 = self._verified_local(asset, path, f"the local file {path} (from {origin})")
         if asset.archive == "none":
-            return Provisioned(asset.name, path, sha, md5, "override")
+            return Provisioned(asset.name, path, sha, md5, "override", rehashed=self.verify)
         ensure_cache_dir(self.cache_dir)
         with self._lock(asset):
             extracted = self._extracted_hit(asset, sha, md5)
             if extracted is None:
-                extracted = self._extract(asset, path, sha, md5, delete_archive=False)
-        return Provisioned(asset.name, extracted, sha, md5, "override")
+                fix = f"replace the local file {path} (from {origin}) with an intact copy"
+                extracted = self._extract(asset, path, sha, md5, delete_archive=False, fix=fix)
+        return Provisioned(asset.name, extracted[0], sha, md5, "override", extracted[1], rehashed=self.verify)
 
     def _from_package(self, asset: Asset) -> Provisioned:
         pkg = asset.package
@@ -414,7 +519,8 @@ class Provisioner:
         st = path.stat()
         stamp = _read_json(stamp_path)
         if (
-            stamp is not None
+            not self.verify
+            and stamp is not None
             and stamp.get("path") == str(path.resolve())
             and stamp.get("size") == st.st_size
             and stamp.get("mtime_ns") == st.st_mtime_ns
@@ -496,21 +602,58 @@ class Provisioner:
             return False
         return not self._mismatch(asset, sha, md5) and stamp.get("identity") == self._identity(asset)
 
-    def _cache_hit(self, asset: Asset, *, rehash: bool = False) -> Provisioned | None:
-        """The asset in its final form (file or extracted tree), if the cache holds it verified."""
+    def _cache_hit(
+        self, asset: Asset, *, rehash: bool = False, rejected: list[str] | None = None
+    ) -> Provisioned | None:
+        """The asset in its final form (file or extracted tree), if the cache holds it verified.
+
+        With ``verify`` the bytes are hashed again, and what no longer matches is reported, appended to
+        *rejected* and dropped (so the caller fetches or extracts it again).
+        """
         if asset.archive == "none":
-            return self._file_hit(asset, rehash=rehash)
+            return self._file_hit(asset, rehash=rehash, rejected=rejected)
         stamp = _read_json(self._extract_stamp(asset))
         root = self._extract_dir(asset)
         if self._stamp_matches(asset, stamp) and root.is_dir():
             assert stamp is not None
             path = root / asset.extract_root if asset.extract_root else root
             if all((path / r).exists() for r in asset.required_files):
-                return Provisioned(asset.name, path, stamp["sha256"], stamp["md5"], "cache")
+                if not self.verify:
+                    tree = stamp.get("tree_sha256")
+                    tree = tree if isinstance(tree, str) else None
+                    return Provisioned(asset.name, path, stamp["sha256"], stamp["md5"], "cache", tree)
+                tree_sha, problem = self._check_tree(asset)
+                if problem is None:
+                    return Provisioned(asset.name, path, stamp["sha256"], stamp["md5"], "cache", tree_sha, True)
+                self._reject(asset, problem, rejected)
+                with contextlib.suppress(OSError):
+                    self._extract_stamp(asset).unlink()
         return None
 
-    def _file_hit(self, asset: Asset, *, rehash: bool = False) -> Provisioned | None:
-        """A verified cached file, from the stamp alone when size and mtime agree (no re-hash)."""
+    def _reject(self, asset: Asset, problem: str, rejected: list[str] | None) -> None:
+        self._say(f"pytest-mlperf: {asset.name}: --mlperf-verify-cache: {problem}; it is provisioned again")
+        if rejected is not None:
+            rejected.append(problem)
+
+    def _check_tree(self, asset: Asset) -> tuple[str, str | None]:
+        """(sha256 of the tree as it is now, what differs from the listing written at extraction or None)."""
+        root = self._extract_dir(asset)
+        now = tree_digests(root)
+        tree_sha = _listing_sha256(now)
+        recorded = _read_json(self._tree_listing(asset))
+        if recorded is None:
+            return tree_sha, f"the extracted tree {root} has no listing of its files ({self._tree_listing(asset).name})"
+        changes = _tree_changes(recorded, now)
+        if not changes:
+            return tree_sha, None
+        more = f" and {len(changes) - 5} more" if len(changes) > 5 else ""
+        listed = "; ".join(changes[:5]) + more
+        return tree_sha, f"the extracted tree {root} differs from what its archive produced: {listed}"
+
+    def _file_hit(
+        self, asset: Asset, *, rehash: bool = False, rejected: list[str] | None = None
+    ) -> Provisioned | None:
+        """A verified cached file, from the stamp alone when size and mtime agree (no re-hash) unless ``verify``."""
         path = self._file_path(asset)
         stamp_path = path.with_name(path.name + ".stamp.json")
         stamp = _read_json(stamp_path)
@@ -518,20 +661,29 @@ class Provisioner:
             st = path.stat()
         except OSError:
             return None
-        if self._stamp_matches(asset, stamp):
+        stamped = self._stamp_matches(asset, stamp)
+        if stamped and not self.verify:
             assert stamp is not None
             if stamp.get("size") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns:
                 return Provisioned(asset.name, path, stamp["sha256"], stamp["md5"], "cache")
         if not rehash:
             return None
-        # The file is there but its stamp is missing or stale (touched, copied in): trust it only after hashing.
+        # The stamp is missing or stale (touched, copied in), or verify mode: trust the file only after hashing.
         sha, md5 = file_digests(path)
-        if self._mismatch(asset, sha, md5) or not asset.has_checksum:
+        problem = self._mismatch(asset, sha, md5)
+        if not problem and not asset.has_checksum:
+            # Without a checksum only the digest recorded at download time can vouch for the file.
+            recorded = stamp.get("sha256") if stamped and stamp is not None else None
+            if recorded != sha:
+                problem = f"expected the sha256 recorded at download, {recorded}, got {sha}"
+        if problem:
+            if self.verify:
+                self._reject(asset, f"the cached file {path} does not match: {problem}", rejected)
             with contextlib.suppress(OSError):
                 path.unlink()
             return None
         self._write_stamp(asset, stamp_path, path, sha, md5)
-        return Provisioned(asset.name, path, sha, md5, "cache")
+        return Provisioned(asset.name, path, sha, md5, "cache", rehashed=True)
 
     def _write_stamp(self, asset: Asset, stamp_path: Path, path: Path, sha: str, md5: str) -> None:
         st = path.stat()
@@ -547,16 +699,28 @@ class Provisioner:
             },
         )
 
-    def _extracted_hit(self, asset: Asset, sha: str, md5: str) -> Path | None:
+    def _extracted_hit(self, asset: Asset, sha: str, md5: str) -> tuple[Path, str | None] | None:
         stamp = _read_json(self._extract_stamp(asset))
         if stamp is not None and stamp.get("sha256") == sha and stamp.get("md5") == md5:
             root = self._extract_dir(asset)
             path = root / asset.extract_root if asset.extract_root else root
             if path.is_dir() and all((path / r).exists() for r in asset.required_files):
-                return path
+                if not self.verify:
+                    tree = stamp.get("tree_sha256")
+                    return path, tree if isinstance(tree, str) else None
+                tree_sha, problem = self._check_tree(asset)
+                if problem is None:
+                    return path, tree_sha
+                self._reject(asset, problem, None)
         return None
 
-    def _extract(self, asset: Asset, archive: Path, sha: str, md5: str, *, delete_archive: bool) -> Path:
+    def _tree_listing(self, asset: Asset) -> Path:
+        return self._asset_dir(asset) / f"{asset.filename}.d.files.json"
+
+    def _extract(
+        self, asset: Asset, archive: Path, sha: str, md5: str, *, delete_archive: bool, fix: str | None = None
+    ) -> tuple[Path, str]:
+        """Extract into the cache; return the asset's path and the sha256 of the tree's file listing."""
         dest = self._extract_dir(asset)
         stamp_path = self._extract_stamp(asset)
         with contextlib.suppress(OSError):
@@ -566,8 +730,23 @@ class Provisioner:
             trash = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             os.replace(dest, trash)
             shutil.rmtree(trash, ignore_errors=True)
+        limits = ExtractLimits.for_archive(
+            archive.stat().st_size, asset.expanded_size, asset.entries, str(asset.manifest)
+        )
+        if fix is None:
+            fix = (
+                f"the damaged download {archive} was deleted, so the next run downloads it again; if the damage "
+                f"comes back, the file at the source is damaged (or 'archive' in {asset.manifest} names the wrong "
+                f"format): use another mirror ({ENV_MIRROR}) or a local copy (--mlperf-asset {asset.name}=PATH)"
+            )
         try:
-            extract_archive(archive, dest, asset.archive)
+            extract_archive(archive, dest, asset.archive, limits, fix=fix)
+        except DamagedArchiveError:
+            if delete_archive:
+                with contextlib.suppress(OSError):
+                    archive.unlink()
+                    archive.with_name(archive.name + ".stamp.json").unlink()
+            raise
         except OSError as exc:
             raise self._disk_error(asset, dest, exc) from exc
         path = dest / asset.extract_root if asset.extract_root else dest
@@ -577,16 +756,25 @@ class Provisioner:
                 f"fix 'extract_root' in {asset.manifest}"
             )
         self._check_required(asset, path, f"the archive {archive}")
+        tree = tree_digests(dest)
+        tree_sha = _listing_sha256(tree)
+        _write_json(self._tree_listing(asset), tree)
         _write_json(
             stamp_path,
-            {"v": _STAMP_VERSION, "identity": self._identity(asset), "sha256": sha, "md5": md5},
+            {
+                "v": _STAMP_VERSION,
+                "identity": self._identity(asset),
+                "sha256": sha,
+                "md5": md5,
+                "tree_sha256": tree_sha,
+            },
         )
         if delete_archive:
             # The extracted tree is what later runs use; keeping multi-GB archives too would double the cache.
             with contextlib.suppress(OSError):
                 archive.unlink()
                 archive.with_name(archive.name + ".stamp.json").unlink()
-        return path
+        return path, tree_sha
 
     @contextlib.contextmanager
     def _lock(self, asset: Asset) -> Iterator[None]:
@@ -595,8 +783,18 @@ class Provisioner:
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
-            self._say(f"pytest-mlperf: waiting for another process to provision {asset.name!r} (lock {lock_path})")
-            lock.acquire()
+            self._say(
+                f"pytest-mlperf: waiting for another process to provision {asset.name!r} (lock {lock_path}; "
+                f"at most {self.lock_timeout_s:.0f} s)"
+            )
+            try:
+                lock.acquire(timeout=self.lock_timeout_s)
+            except filelock.Timeout:
+                raise ProvisioningError(
+                    f"{asset.kind} {asset.name!r}: another process still holds {lock_path} after "
+                    f"{self.lock_timeout_s:.0f} s of waiting (its download deadline plus {_LOCK_GRACE_S:.0f} s); "
+                    "it is stuck or the download is very slow: stop it, or raise --mlperf-download-timeout"
+                ) from None
         try:
             yield
         finally:
@@ -629,6 +827,9 @@ class Provisioner:
         urls = [f"{self.mirror}/{asset.filename}"] if self.mirror else []
         return urls + [u for u in asset.urls if u not in urls]
 
+    def _is_mirror(self, url: str) -> bool:
+        return self.mirror is not None and url.startswith(self.mirror + "/")
+
     def _download(self, asset: Asset) -> tuple[str, str]:
         """Fetch from the mirror, then the URL, then the manifest's mirrors; place the verified file in the cache."""
         cache_subdir(self.cache_dir, "assets", asset.name)
@@ -637,59 +838,87 @@ class Provisioner:
             try:
                 return self._fetch(asset, url)
             except _AttemptFailed as exc:
-                failures.append(SourceFailure(url, exc.kind, exc.detail, exc.attempts))
+                failures.append(
+                    SourceFailure(url, exc.kind, redact(exc.detail), exc.attempts, exc.status, exc.explain)
+                )
         if all(f.kind == "unreachable" for f in failures):
             raise AssetUnavailable(
                 asset.name,
                 f"{asset.kind} {asset.name!r} could not be downloaded: no source was reachable "
-                f"({'; '.join(f'{f.url}: {f.detail}' for f in failures)}).",
+                f"({'; '.join(f'{redact_url(f.url)}: {f.detail}' for f in failures)}).",
                 self.how_to_provide(asset.name),
             )
         lines = [f"pytest-mlperf could not download {asset.kind} {asset.name!r} (declared in {asset.manifest}):"]
         for f in failures:
             tries = f" ({f.attempts} attempts)" if f.attempts > 1 else ""
-            lines.append(f"  - {f.url}: {f.detail}{tries}")
+            role = " (the mirror)" if self._is_mirror(f.url) else ""
+            explain = f": {f.explain}" if f.explain else ""
+            lines.append(f"  - {redact_url(f.url)}{role}: {f.detail}{tries}{explain}")
         lines.append("How to fix: " + self._remedy(asset, failures))
         raise DownloadFailed(asset.name, "\n".join(lines), tuple(failures))
 
     def _remedy(self, asset: Asset, failures: list[SourceFailure]) -> str:
-        kinds = {f.kind for f in failures}
+        """One piece of advice per kind of failure that happened, most specific first, then the local copy."""
         local = f"--mlperf-asset {asset.name}=PATH (or {asset_env_var(asset.name)}=PATH)"
+        kinds = {f.kind for f in failures}
+        advice: list[str] = []
         if "checksum" in kinds:
             actual = next(f.detail for f in failures if f.kind == "checksum")
             sha = re.search(r"sha256 of the download is ([0-9a-f]{64})", actual)
             record = f"'sha256: {sha.group(1)}'" if sha else "its sha256"
-            return (
+            advice.append(
                 "the server sent other bytes than the manifest declares. If you trust the new file, record "
                 f"{record} in your own manifest (--mlperf-manifest PATH, entry name {asset.name!r}); otherwise use "
-                f"another mirror ({ENV_MIRROR}) or a local copy: {local}"
-            )
-        if kinds == {"http"} and all(re.match(r"HTTP (404|410)", f.detail) for f in failures):
-            return (
-                f"the file is not at that URL: fix 'url' in {asset.manifest} (or put {asset.filename} on the mirror), "
-                f"or give a local copy: {local}"
+                f"another mirror ({ENV_MIRROR})"
             )
         if "size" in kinds:
-            return f"the server and the manifest disagree on the size: check 'size' and 'url' in {asset.manifest}"
-        return (
-            f"the server or the network failed; retry later, use a mirror (--mlperf-mirror URL or {ENV_MIRROR}), "
-            f"or give a local copy: {local}"
-        )
+            advice.append(
+                f"the server and the manifest disagree on the size: check 'size' and 'url' in {asset.manifest}"
+            )
+        missing = [f for f in failures if f.status in (404, 410)]
+        if any(self._is_mirror(f.url) for f in missing):
+            advice.append(
+                f"the mirror has no {asset.filename}: put it at {redact_url(str(self.mirror))}/{asset.filename}, or "
+                f"fix the mirror's base URL (--mlperf-mirror or {ENV_MIRROR})"
+            )
+        if any(not self._is_mirror(f.url) for f in missing):
+            advice.append(
+                f"the file is not at that URL: fix 'url' in {asset.manifest} (or its 'mirrors'), or put "
+                f"{asset.filename} on a mirror"
+            )
+        if any(f.status is not None and 400 <= f.status < 500 and f.status not in _NOT_REFUSALS for f in failures):
+            advice.append("the server refuses the request: check the URL and its access rights (credentials, tokens)")
+        if "slow" in kinds:
+            advice.append(
+                "the transfer was too slow: use a closer mirror, or raise --mlperf-download-timeout / lower "
+                "--mlperf-download-min-rate if this link is known to be slow"
+            )
+        if kinds & {"timeout", "interrupted", "unreachable"} or any(
+            f.status is not None and (f.status >= 500 or f.status in (408, 429)) for f in failures
+        ):
+            advice.append(
+                "the server or the network failed (HTTP 5xx, timeouts or dropped connections); retry later or "
+                f"use a mirror (--mlperf-mirror URL or {ENV_MIRROR})"
+            )
+        advice.append(f"or give a local copy: {local}")
+        return "; ".join(advice)
 
     def _fetch(self, asset: Asset, url: str) -> tuple[str, str]:
         """Download one URL to the .part file with retries and resume, verify it and move it into place."""
         part = self._file_path(asset).with_name(asset.filename + ".part")
+        deadline = time.monotonic() + self.deadline_s
         resumed = False
         fresh_retry_done = False
         attempt = 0
         while True:
             attempt += 1
             try:
-                resumed |= self._transfer(asset, url, part)
+                resumed |= self._transfer(asset, url, part, deadline)
             except _AttemptFailed as exc:
-                if exc.retry and attempt < self.retries:
-                    delay = self.backoff_s * (2 ** (attempt - 1))
-                    self._say(f"pytest-mlperf: {asset.name}: {exc.detail}; retrying {url} in {delay:.1f} s")
+                delay = self.backoff_s * (2 ** (attempt - 1))
+                if exc.retry and attempt < self.retries and time.monotonic() + delay < deadline:
+                    again = f"retrying {redact_url(url)} in {delay:.1f} s"
+                    self._say(f"pytest-mlperf: {asset.name}: {redact(exc.detail)}; {again}")
                     time.sleep(delay)
                     continue
                 exc.attempts = attempt
@@ -697,13 +926,13 @@ class Provisioner:
             sha, md5 = file_digests(part)
             mismatch = self._mismatch(asset, sha, md5)
             if mismatch:
+                size = part.stat().st_size if part.exists() else None
                 self._reset_part(part)
                 if resumed and not fresh_retry_done:
                     # A resumed file can mix two versions of a changed upstream file; one clean download decides.
                     fresh_retry_done, resumed = True, False
                     self._say(f"pytest-mlperf: {asset.name}: checksum mismatch after resume; downloading afresh")
                     continue
-                size = part.stat().st_size if part.exists() else None
                 raise _AttemptFailed(
                     "checksum",
                     f"checksum mismatch: {mismatch} (sha256 of the download is {sha}"
@@ -721,7 +950,7 @@ class Provisioner:
             warnings.warn(
                 MLPerfWarning(
                     f"{asset.kind} {asset.name!r} has no checksum in {asset.manifest} ({asset.unverified}); "
-                    f"the download from {url} has sha256 {sha} and md5 {md5}: record them in the manifest"
+                    f"the download from {redact_url(url)} has sha256 {sha} and md5 {md5}: record them in the manifest"
                 ),
                 stacklevel=4,
             )
@@ -739,7 +968,7 @@ class Provisioner:
             self._session.headers.update({"User-Agent": _USER_AGENT})
         return self._session
 
-    def _transfer(self, asset: Asset, url: str, part: Path) -> bool:
+    def _transfer(self, asset: Asset, url: str, part: Path, deadline: float) -> bool:
         """One HTTP request; appends to ``part``. Returns whether it resumed. Raises _AttemptFailed."""
         assert not self.offline, "offline mode must never reach the network"
         meta_path = part.with_name(part.name + ".json")
@@ -760,13 +989,20 @@ class Provisioner:
             headers["Range"] = f"bytes={have}-"
             if meta.get("validator") and meta.get("url") == url:
                 headers["If-Range"] = str(meta["validator"])
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._too_late(have, asset.size)
+        # No single wait may outlast the deadline: a server that stops sending ends the attempt in time.
+        read_timeout = min(self.timeout[1], left)
         try:
-            resp = self._session_().get(url, headers=headers, stream=True, timeout=self.timeout)
+            resp = self._session_().get(
+                url, headers=headers, stream=True, timeout=(min(self.timeout[0], left), read_timeout)
+            )
         except requests.exceptions.ConnectTimeout as exc:
             raise _AttemptFailed("unreachable", f"connecting timed out after {self.timeout[0]:g} s", True) from exc
         except requests.exceptions.ReadTimeout as exc:
             raise _AttemptFailed(
-                "timeout", f"timed out after {self.timeout[1]:g} s waiting for the server to answer", True
+                "timeout", f"timed out after {read_timeout:g} s waiting for the server to answer", True
             ) from exc
         except requests.exceptions.ConnectionError as exc:
             kind, detail, retry = _classify_connection_error(exc)
@@ -783,14 +1019,13 @@ class Provisioner:
                 mode = "ab"
             elif status == 200:
                 if have:
-                    self._say(f"pytest-mlperf: {asset.name}: {url} ignored the Range request; restarting")
+                    self._say(f"pytest-mlperf: {asset.name}: {redact_url(url)} ignored the Range request; restarting")
                 have, mode = 0, "wb"
             elif status == 416 and have:
                 self._reset_part(part)
                 raise _AttemptFailed("interrupted", "server refused to resume (HTTP 416); restarting", True)
             else:
-                retry = status in (408, 429) or status >= 500
-                raise _AttemptFailed("http", f"HTTP {status} {resp.reason or ''}".strip(), retry)
+                raise _http_failure(status, resp.reason or "", self._is_mirror(url), asset.filename)
             length = resp.headers.get("Content-Length")
             total = have + int(length) if length and length.isdigit() else None
             if total is not None and asset.size is not None and total != asset.size:
@@ -803,34 +1038,108 @@ class Provisioner:
                 validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
                 _write_json(meta_path, {"url": url, "validator": validator})
             progress = _Progress(self._out(), self._is_tty(), f"pytest-mlperf: {asset.name}", total, have)
-            try:
-                fh = open(part, mode)  # noqa: SIM115 - closed in the finally below, errors are classified
-            except OSError as exc:
-                raise self._disk_error(asset, part, exc) from exc
-            try:
-                for chunk in resp.raw.stream(_CHUNK, decode_content=False):
-                    try:
-                        fh.write(chunk)
-                    except OSError as exc:
-                        raise self._disk_error(asset, part, exc) from exc
-                    progress.update(len(chunk))
-            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-                of = total if total is not None else "?"
-                raise _AttemptFailed(
-                    "interrupted",
-                    f"connection lost after {progress.done} of {of} bytes ({type(exc).__name__})",
-                    True,
-                ) from exc
-            finally:
-                try:
-                    fh.close()
-                except OSError as exc:  # pragma: no cover - a full disk can surface on close
-                    raise self._disk_error(asset, part, exc) from exc
+            self._stream_body(asset, resp, part, mode, progress, total, deadline, read_timeout)
             size = part.stat().st_size
             if total is not None and size != total:
                 raise _AttemptFailed("interrupted", f"connection closed after {size} of {total} bytes", True)
-            progress.finish(url)
+            if asset.size is not None and size < asset.size:
+                # No Content-Length: the end of the connection was the end of the body, short of the declared size.
+                raise _AttemptFailed("interrupted", f"connection closed after {size} of {asset.size} bytes", True)
+            progress.finish(redact_url(url))
         return have > 0
+
+    def _too_late(self, done: int, expected: int | None) -> _AttemptFailed:
+        of = f" of {expected}" if expected is not None else ""
+        return _AttemptFailed(
+            "slow",
+            f"abandoned at the download deadline of {self.deadline_s:g} s (--mlperf-download-timeout) with "
+            f"{done}{of} bytes received",
+            False,
+        )
+
+    def _stream_body(
+        self,
+        asset: Asset,
+        resp: requests.Response,
+        part: Path,
+        mode: str,
+        progress: _Progress,
+        total: int | None,
+        deadline: float,
+        read_timeout: float,
+    ) -> None:
+        """Copy the body to ``part`` as it arrives, within the declared size, the deadline and the minimum rate."""
+        expected = asset.size if asset.size is not None else total
+        of = expected if expected is not None else "?"
+        # read1 returns what has arrived: a trickling server cannot hold a 1 MiB read (and the deadline) hostage,
+        # and the bytes received before a stall are written, counted and kept for the resume.
+        read1 = getattr(resp.raw, "read1", None)
+        stopped = "bytes received when the transfer was stopped; the download was deleted"
+        if asset.size is not None:
+            limit, too_long = asset.size, f"the body is longer than the manifest's 'size: {asset.size}'"
+        else:
+            limit = self.max_undeclared_bytes
+            too_long = (
+                f"the body is longer than {limit} bytes, the most a download without 'size:' in {asset.manifest} "
+                "may write (declare the file's size there if it really is this large)"
+            )
+
+        def read() -> bytes:
+            if read1 is not None:
+                return bytes(read1(_CHUNK, decode_content=False))
+            return bytes(resp.raw.read(1 << 14, decode_content=False))  # pragma: no cover - urllib3 < 2
+
+        try:
+            fh = open(part, mode)  # noqa: SIM115 - closed in the finally below, errors are classified
+        except OSError as exc:
+            raise self._disk_error(asset, part, exc) from exc
+        window_start, window_bytes = time.monotonic(), progress.done
+        try:
+            while True:
+                try:
+                    chunk = read()
+                except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
+                    raise _AttemptFailed(
+                        "timeout",
+                        f"the server sent nothing for {read_timeout:g} s after {progress.done} of {of} bytes",
+                        True,
+                    ) from exc
+                except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                    raise _AttemptFailed(
+                        "interrupted",
+                        f"connection lost after {progress.done} of {of} bytes ({type(exc).__name__})",
+                        True,
+                    ) from exc
+                if not chunk:
+                    return
+                if progress.done + len(chunk) > limit:
+                    fh.close()
+                    self._reset_part(part)
+                    raise _AttemptFailed("size", f"{too_long}: {progress.done + len(chunk)} {stopped}", False)
+                try:
+                    fh.write(chunk)
+                except OSError as exc:
+                    raise self._disk_error(asset, part, exc) from exc
+                progress.update(len(chunk))
+                now = time.monotonic()
+                if now > deadline:
+                    raise self._too_late(progress.done, expected)
+                if now - window_start >= self.rate_window_s:
+                    rate = (progress.done - window_bytes) / (now - window_start)
+                    if rate < self.min_rate:
+                        raise _AttemptFailed(
+                            "slow",
+                            f"too slow: {progress.done - window_bytes} bytes in the last {now - window_start:.0f} s "
+                            f"({rate:.0f} B/s, below the minimum of {self.min_rate:g} B/s set by "
+                            f"--mlperf-download-min-rate); abandoned after {progress.done} of {of} bytes",
+                            False,
+                        )
+                    window_start, window_bytes = now, progress.done
+        finally:
+            try:
+                fh.close()
+            except OSError as exc:  # pragma: no cover - a full disk can surface on close
+                raise self._disk_error(asset, part, exc) from exc
 
     def _check_space(self, asset: Asset, part: Path, needed: int) -> None:
         if needed <= 0:
@@ -859,6 +1168,21 @@ class Provisioner:
 def _content_range_start(value: str) -> int | None:
     match = re.match(r"^\s*bytes\s+(\d+)-", value)
     return int(match.group(1)) if match else None
+
+
+def _http_failure(status: int, reason: str, mirror: bool, filename: str) -> _AttemptFailed:
+    """Say what an HTTP error status means here: 4xx is this URL's fault (no retry), 5xx the server's (retried)."""
+    head = f"HTTP {status} {reason}".strip()
+    if status in (404, 410):
+        where = f"the mirror has no {filename} at that path" if mirror else "the file is not at that URL"
+        return _AttemptFailed("http", head, False, status, where)
+    if status in (408, 429):
+        return _AttemptFailed("http", head, True, status, "the server asks to come back later")
+    if 400 <= status < 500:
+        return _AttemptFailed("http", head, False, status, "the server refuses this request (a client error)")
+    if status >= 500:
+        return _AttemptFailed("http", head, True, status, "the server failed (a server-side error)")
+    return _AttemptFailed("http", head, False, status, "not a file download")
 
 
 def _classify_connection_error(

@@ -78,7 +78,7 @@ def test_the_accuracy_log_scores_the_same_with_the_mlperf_convention(pytester: p
     result.assert_outcomes(passed=4)
     doc = json.loads((pytester.path / "mlperf-results" / "results.json").read_text())
     for run in doc["runs"]:
-        log_dir = Path(run["log_dir"])
+        log_dir = pytester.path / "mlperf-results" / run["log_dir"]
         expected = independent_accuracy(log_dir / "mlperf_log_accuracy.json", pytester.path / "val_map.txt")
         assert expected == "accuracy=80.000%, good=40, total=50"
         assert (log_dir / "accuracy.txt").read_text() == expected + "\n"
@@ -129,7 +129,7 @@ def test_one_user_conf_serves_every_case_of_a_session(project: pytest.Pytester, 
     doc = json.loads((project.path / "mlperf-results" / "results.json").read_text())
     assert len(doc["runs"]) == 16
     for run in doc["runs"]:
-        detail = (Path(run["log_dir"]) / "mlperf_log_detail.txt").read_text()
+        detail = (project.path / "mlperf-results" / run["log_dir"] / "mlperf_log_detail.txt").read_text()
         assert "Multiple conf files" not in detail
         assert run["settings"]["min_duration_ms"] == 200
         assert not re.search(r'"key": "error_invalid_config"', detail)

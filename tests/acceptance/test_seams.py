@@ -96,7 +96,7 @@ def test_a_conftest_backend_runs_every_scenario_through_the_hook(project: pytest
         assert run["task"] == {"name": "classification", "metric": "top1", "higher_is_better": True}
     accuracy = [r for r in doc["runs"] if r["mode"] == "accuracy"]
     assert {r["metrics"]["accuracy"]["top1"] for r in accuracy} == {1.0}
-    line = (Path(accuracy[0]["log_dir"]) / "accuracy.txt").read_text()
+    line = (project.path / "mlperf-results" / accuracy[0]["log_dir"] / "accuracy.txt").read_text()
     assert re.fullmatch(r"accuracy=100\.000%, good=64, total=64\n", line)
     # Not thread-safe: Offline's two inference threads got one instance each, and every instance was closed.
     assert (project.path / "closed.txt").read_text() == "2"
@@ -263,10 +263,11 @@ def test_ragged_responses_reach_the_accuracy_log_one_buffer_per_sample(pytester:
     doc = results_of(pytester)
     for run in doc["runs"]:
         assert run["task"] == {"name": "ragged", "metric": "exact", "higher_is_better": True}
-        entries = json.loads((Path(run["log_dir"]) / "mlperf_log_accuracy.json").read_text())
+        log_dir = pytester.path / "mlperf-results" / run["log_dir"]
+        entries = json.loads((log_dir / "mlperf_log_accuracy.json").read_text())
         sizes = {e["qsl_idx"]: len(e["data"]) // 2 for e in entries}  # hex: two characters a byte
         assert sizes == {i: 4 * (i % 5) for i in range(40)}
-        assert (Path(run["log_dir"]) / "accuracy.txt").read_text() == '{"exact": 100.0}\n'
+        assert (log_dir / "accuracy.txt").read_text() == '{"exact": 100.0}\n'
 
 
 def test_backends_parametrize_every_case_like_scenarios(project: pytest.Pytester) -> None:

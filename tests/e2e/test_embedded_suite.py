@@ -33,7 +33,7 @@ def test_digits_suite_passes_and_leaves_results_and_logs(pytester: pytest.Pytest
     # The suite's first write into the fresh cache (the built digits model) made the root, tagged.
     assert (tmp_path / "cache" / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
     for run in doc["runs"]:
-        log_dir = Path(run["log_dir"])
+        log_dir = results.parent / run["log_dir"]
         detail = read_detail(log_dir / "mlperf_log_detail.txt")
         assert detail.scenario == run["scenario"]
         assert len(run["model_sha256"]) == 64

@@ -97,7 +97,8 @@ def test_a_write_that_fails_later_is_said_and_fails_the_session(project: pytest.
 from pathlib import Path
 
 def test_tiny(mlperf, tiny_model, tiny_dataset):
-    assert mlperf.run(tiny_model, tiny_dataset, scenario="Offline", mode="performance").valid
+    # Accuracy mode: its outcome does not depend on how busy the machine is.
+    mlperf.run(tiny_model, tiny_dataset, scenario="Offline", mode="accuracy")
     Path("blocked").write_text("now a file")
 """
     )

@@ -39,8 +39,8 @@ def assert_usage_error(result: pytest.RunResult, *patterns: str) -> None:
         ("*.Offline.min_query_count = 010", "min_query_count = 010 is read by LoadGen as octal (8); write 10*"),
         ("*.Offline.min_query_count = 0x10", "min_query_count = 0x10 is not a plain decimal whole number*"),
         ("*.Server.target_latency = 2.5", "target_latency = 2.5 is read by LoadGen as 2 ms for Server*"),
-        ("*.Server.target_latency_percentile = 100", "target_latency_percentile = 100 is out of range; use more "
-         "than 1 and at most 99.999 %"),
+        ("*.Server.target_latency_percentile = 100", "target_latency_percentile = 100 is out of range; use above 1 "
+         "to 99.999 %"),
         ("*.Offline.min_duration = 1000 # one second", "*has a comment after the value, which LoadGen refuses*"),
         ("#tuned for CI", "*comment '#tuned for CI': LoadGen reads '#tuned' as a key*put a space after '#'*"),
         ("*.Offline.mode = 2", "*`mode` is refused*--mlperf-mode*"),
