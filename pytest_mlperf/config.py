@@ -157,7 +157,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "MultiStream and Server p99), in ms.", kind="float", metavar="MS", default_help="the case's marker",
                bound=Bound(0, MAX_LATENCY_MS, "ms", low_open=True), why="an hour at most"),
     OptionSpec("min-qps", "Throughput floor in samples/s for Offline, Server and SingleStream.", kind="float",
-               metavar="QPS", default_help="the case's marker", bound=Bound(0, MAX_QPS, "QPS")),
+               metavar="QPS", default_help="the case's marker", bound=Bound(0, math.inf, "QPS"),
+               why="a pass/fail limit: it never reaches LoadGen, so only finiteness matters"),
     OptionSpec("backend-option", "An engine-specific setting for the backend, as KEY=VALUE (e.g. outputs=ArgMax:0 "
                "for onnxruntime); repeatable, the last value of a key wins (ini: one per line).", kind="list",
                metavar="KEY=VALUE", default_help="none"),
@@ -837,6 +838,13 @@ def thresholds_from_marker(kwargs: Mapping[str, Any], scenario: str | None, wher
             raise UsageProblem(f"{where}: mlperf marker {key}={value!r} must be a number")
         return float(value)
 
+    name = kwargs.get("model_name")
+    if name is not None and not (isinstance(name, str) and re.fullmatch(r"[\w.-]+", name)):
+        # LoadGen matches mlperf.conf and user.conf keys token by token: such a name would match no line.
+        raise UsageProblem(
+            f"{where}: mlperf marker model_name={name!r} is not a model name LoadGen can match; use letters, "
+            "digits, '_', '-' and '.', e.g. model_name='resnet50'"
+        )
     accuracy = pick("accuracy")
     # The same ranges as the options that override them (--mlperf-latency-bound-ms, --mlperf-min-qps).
     latency_ms = _SPECS["latency-bound-ms"].check(pick("latency_ms"), f"{where}: mlperf marker latency_ms")

@@ -53,6 +53,8 @@ class Bound:
         """``from 1 to 4096``, ``above 0 to 3600000 ms``, ``above 0 to below 1``: what the messages say."""
         unit = f" {self.unit}" if self.unit else ""
         low = f"above {fmt_number(self.low)}" if self.low_open else f"from {fmt_number(self.low)}"
+        if math.isinf(self.high):  # any finite number above the low end
+            return f"a finite number {low.replace('from ', '')}{' or more' if not self.low_open else ''}{unit}"
         high = f"below {fmt_number(self.high)}" if self.high_open else fmt_number(self.high)
         return f"{low} to {high}{unit}"
 

@@ -139,3 +139,20 @@ def test_loadgen_itself_refuses_or_misreads_what_is_refused_here(tmp_path: Path,
     assert settings.FromConfig(str(conf), "*", "Offline", 2) == rc
     if read is not None:
         assert settings.min_duration_ms == read
+
+
+@pytest.mark.parametrize(
+    ("scenario", "qps", "latency"),
+    [("Offline", 1234567.891, {}), ("Server", 0.5, {}), ("SingleStream", None, {"p90": 2_500_000})],
+)
+def test_the_user_conf_line_the_official_hint_suggests_is_accepted(scenario: str, qps, latency) -> None:
+    import re
+
+    from pytest_mlperf.calibrate import official_hint
+    from pytest_mlperf.loadgen.userconf import parse_user_conf
+
+    hint = official_hint(scenario, "mymodel", qps, latency, ("min duration not met",))
+    assert hint is not None
+    line = re.search(r"`(mymodel\.[^`]+)`", hint)
+    assert line is not None
+    assert len(parse_user_conf(line.group(1) + "\n", "hint")) == 1
