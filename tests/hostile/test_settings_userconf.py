@@ -156,3 +156,17 @@ def test_the_user_conf_line_the_official_hint_suggests_is_accepted(scenario: str
     line = re.search(r"`(mymodel\.[^`]+)`", hint)
     assert line is not None
     assert len(parse_user_conf(line.group(1) + "\n", "hint")) == 1
+
+
+def test_the_applied_user_conf_the_results_record_passes_the_check() -> None:
+    """What a run records as the user.conf reproducing it must itself be a user.conf this plugin accepts."""
+    from pytest_mlperf.loadgen.userconf import applied_user_conf, parse_user_conf
+
+    for scenario, values in [
+        ("Offline", {"min_duration_ms": 1000, "min_query_count": 1, "offline_expected_qps": 1234.56789}),
+        ("Server", {"server_target_qps": 0.5, "server_target_latency_ns": 15_000_000}),
+        ("SingleStream", {"single_stream_expected_latency_ns": 1500, "min_query_count": 100}),
+        ("MultiStream", {"multi_stream_expected_latency_ns": 2.5e7, "performance_sample_count_override": 64}),
+    ]:
+        text = applied_user_conf("# mine\n*.Offline.min_duration = 600\n", "resnet50", scenario, values)
+        assert len(parse_user_conf(text, "applied")) == 1 + len(values), text
