@@ -19,9 +19,7 @@ import pytest_mlperf.gate.compare  # noqa: F401  # isort: skip
 def assert_usage_error(result: pytest.RunResult, *patterns: str) -> None:
     text = result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR, text
-    assert "Traceback" not in text and "INTERNALERROR" not in text and "AttributeError" not in text.split(
-        "wrong type"
-    )[0], text
+    assert "Traceback" not in text and "INTERNALERROR" not in text and "AttributeError" not in text, text
     assert "passed" not in text and "failed" not in text, "a case ran before the refusal"
     result.stderr.fnmatch_lines(list(patterns))
 
@@ -80,14 +78,17 @@ def _run(id_: str = "test_user.py::test_tiny", **fields: object) -> dict[str, ob
 BAD_BASELINES = {
     "not-json": ("hello", "*--mlperf-baseline: *base.json cannot be used as a baseline: *not valid JSON*"),
     "deep": ('{"schema_version": 2, "runs": ' + "[" * 100_000 + "]" * 100_000 + "}",
-             "*base.json cannot be used as a baseline: its JSON is nested too deeply*"),
+             "*base.json cannot be used as a baseline: *nested too deeply*"),
     "settings-a-string": (json.dumps({"schema_version": 2, "runs": [_run(settings="oops")]}),
-                          "*base.json cannot be used as a baseline: a field has the wrong type*unedited*"),
+                          "*base.json cannot be used as a baseline: *runs[[]0] (test_user.py::test_tiny): "
+                          "settings must be an object*"),
     "thresholds-a-string": (json.dumps({"schema_version": 2, "runs": [_run(thresholds="x")]}),
-                            "*base.json cannot be used as a baseline: a field has the wrong type*"),
+                            "*base.json cannot be used as a baseline: *thresholds must be an object*"),
     "dataset-a-number": (json.dumps({"schema_version": 2, "runs": [_run(dataset=5)]}),
-                         "*base.json cannot be used as a baseline: a field has the wrong type*"),
+                         "*base.json cannot be used as a baseline: *dataset must be an object*"),
     "no-runs": (json.dumps({"schema_version": 2}), "*base.json cannot be used as a baseline: *no 'runs' list*"),
+    "target-not-a-number": (json.dumps({"schema_version": 2, "runs": [_run(settings={"target_qps": "x"})]}),
+                            "*settings.target_qps = 'x' is not a load LoadGen can run*"),
     "target-1e-6": (json.dumps({"schema_version": 2, "runs": [_run(settings={"target_qps": 1e-6})]}),
                     "*base.json: runs[[]0] (test_user.py::test_tiny): settings.target_qps = 1e-06 is not a load "
                     "LoadGen can run (it must be from 0.001 to 1000000000 QPS)*"),

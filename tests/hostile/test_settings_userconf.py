@@ -130,15 +130,26 @@ def test_a_huge_file_is_refused_unread(project: pytest.Pytester) -> None:
     ],
 )
 def test_loadgen_itself_refuses_or_misreads_what_is_refused_here(tmp_path: Path, line: str, rc: int, read) -> None:
-    """The premise of the refusals above, checked on the installed LoadGen (conf_type 2, as the plugin loads it)."""
-    import mlperf_loadgen as lg
+    """The premise of the refusals above, checked on the installed LoadGen (conf_type 2, as the plugin loads it).
+
+    In a subprocess: LoadGen keeps the errors it logs outside a test and writes them into the next test's log,
+    which would fail whatever LoadGen run comes next in this process.
+    """
+    import subprocess
+    import sys
 
     conf = tmp_path / "user.conf"
     conf.write_text(line + "\n")
-    settings = lg.TestSettings()
-    assert settings.FromConfig(str(conf), "*", "Offline", 2) == rc
+    code = (
+        "import sys, mlperf_loadgen as lg\n"
+        "s = lg.TestSettings()\n"
+        "print(s.FromConfig(sys.argv[1], '*', 'Offline', 2), s.min_duration_ms)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(conf)], capture_output=True, text=True, check=True)
+    got_rc, got_read = (int(v) for v in out.stdout.split()[-2:])
+    assert got_rc == rc
     if read is not None:
-        assert settings.min_duration_ms == read
+        assert got_read == read
 
 
 @pytest.mark.parametrize(
