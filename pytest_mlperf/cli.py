@@ -1,4 +1,5 @@
-"""The ``pytest-mlperf`` console command: ``compare`` two sets of results, ``export`` results to other tools.
+"""The ``pytest-mlperf`` console command: ``compare`` two sets of results, ``export`` results to other tools,
+keep their ``history``.
 
 Exit codes: 0 no regression, 1 regression, 2 refused comparison or bad input (the message names the file).
 """
@@ -114,7 +115,31 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=FORMATS, required=True, help="target format")
     exp.add_argument("results", type=Path, metavar="RESULTS.json")
     exp.add_argument("-o", "--output", type=Path, metavar="OUT", help="write to OUT instead of stdout")
+
+    hist = sub.add_parser("history", help="keep results in an SQLite history and show each case's trend")
+    hist_sub = hist.add_subparsers(dest="history_command", required=True)
+    hist_add = hist_sub.add_parser(
+        "add", help="append results files to the history (the same session twice is added once)"
+    )
+    hist_add.add_argument("results", type=Path, nargs="+", metavar="RESULTS.json")
+    hist_add.add_argument("--db", type=Path, required=True, metavar="DB", help="the history database (created)")
+    hist_show = hist_sub.add_parser("show", help="list the cases in the history and their trend")
+    hist_show.add_argument("--db", type=Path, required=True, metavar="DB", help="the history database")
+    hist_show.add_argument("--case", metavar="TEXT", help="only cases whose id contains TEXT")
+    hist_show.add_argument(
+        "--last", type=_positive, default=20, metavar="N", help="sessions in the trend line (default 20)"
+    )
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
 
 
 def _load(path: Path) -> Source:
@@ -179,6 +204,23 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _history(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_mlperf import history
+
+    if args.history_command == "add":
+        for path in args.results:
+            source = _load(path)
+            added = history.add(args.db, source.document, str(path))
+            out.write(f"{path}: {added.action} ({added.cases} case(s), session {added.session_key[:12]})\n")
+        return EXIT_OK
+    data = history.series(args.db, args.case)
+    if not data:
+        out.write(f"{args.db}: no case{' matching ' + repr(args.case) if args.case else ''} in the history\n")
+        return EXIT_OK
+    out.write("\n".join(history.trend_table(data, args.last)) + "\n")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code instead of exiting (so tests and ``python -m`` can call it)."""
     parser = _parser()
@@ -189,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "compare":
             return _compare(args, sys.stdout)
+        if args.command == "history":
+            return _history(args, sys.stdout)
         return _export(args, sys.stdout)
     except (_InputError, ComparisonInputError, ValueError) as exc:
         print(f"pytest-mlperf {args.command}: error: {exc}", file=sys.stderr)
