@@ -38,6 +38,10 @@ from pytest_mlperf.rules import (
 MAX_DOWNLOAD_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_DOWNLOAD_MIN_RATE = 1e12
 
+#: Ranges of the find-peak options: the bracket's relative width, and the confirmation runs at the peak.
+MIN_PEAK_RESOLUTION, MAX_PEAK_RESOLUTION = 0.005, 0.5
+MAX_PEAK_CONFIRM = 10
+
 #: Marker kwargs accepted by ``@pytest.mark.mlperf(...)``.
 MARKER_KWARGS = frozenset({"accuracy", "latency_ms", "min_qps", "model_name"})
 
@@ -180,6 +184,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("download-min-rate", "The slowest download kept going, in bytes/s averaged over 30 s; 0 to "
                f"{MAX_DOWNLOAD_MIN_RATE:.0e} (0 turns the check off).", DEFAULT_DOWNLOAD_MIN_RATE, kind="float",
                metavar="BYTES_PER_S"),
+    OptionSpec("find-peak", "Search each Server case's highest target QPS that LoadGen reports VALID under its "
+               "latency bound, and each Offline case's highest VALID samples/s, recording every point tried.",
+               False, kind="bool"),
+    OptionSpec("find-peak-resolution", "How close find-peak brackets the Server peak: it stops once the lowest "
+               f"INVALID load is within this fraction of the highest VALID one, as 0.05 or 5% ({MIN_PEAK_RESOLUTION:g} "
+               f"to {MAX_PEAK_RESOLUTION:g}).", "0.05", metavar="X"),
+    OptionSpec("find-peak-confirm", "Extra runs at the peak that must all be VALID before find-peak accepts it; "
+               f"a failed one lowers the peak and the search goes on (0 to {MAX_PEAK_CONFIRM}).", 1, kind="int",
+               metavar="N"),
     OptionSpec("verify-cache", "Re-hash cached files and extracted archives instead of trusting their stamps, and "
                "fetch or extract again what no longer matches (slower; for nightly jobs and suspicious caches).",
                False, kind="bool"),
@@ -282,6 +295,9 @@ class RunConfig:
     download_timeout_s: float = _default("download-timeout")
     download_min_rate: float = _default("download-min-rate")
     verify_cache: bool = _default("verify-cache")
+    find_peak: bool = _default("find-peak")
+    find_peak_resolution: float = field(default_factory=lambda: parse_fraction(_default("find-peak-resolution")))
+    find_peak_confirm: int = _default("find-peak-confirm")
     #: The manifest catalog, loaded and checked at configure time when extra manifests or overrides are given.
     catalog: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
@@ -431,7 +447,14 @@ def build_run_config(
     download_min_rate = float(val("download-min-rate"))
     _in_range(download_timeout, "--mlperf-download-timeout", 0.0, MAX_DOWNLOAD_TIMEOUT_S, "seconds", low_open=True)
     _in_range(download_min_rate, "--mlperf-download-min-rate", 0.0, MAX_DOWNLOAD_MIN_RATE, "bytes/s")
+    resolution = parse_fraction(val("find-peak-resolution"), "--mlperf-find-peak-resolution")
+    _in_range(resolution, "--mlperf-find-peak-resolution", MIN_PEAK_RESOLUTION, MAX_PEAK_RESOLUTION, "(a fraction)")
+    confirm = int(val("find-peak-confirm"))
+    _in_range(confirm, "--mlperf-find-peak-confirm", 0, MAX_PEAK_CONFIRM, "runs")
     return RunConfig(
+        find_peak=bool(val("find-peak")),
+        find_peak_resolution=resolution,
+        find_peak_confirm=confirm,
         download_timeout_s=download_timeout,
         download_min_rate=download_min_rate,
         verify_cache=bool(val("verify-cache")),

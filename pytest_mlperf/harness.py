@@ -68,6 +68,10 @@ class Case:
     task: Task | None = None
     #: The engine; None: --mlperf-backend.
     backend: str | None = None
+    #: The Server target QPS / Offline expected QPS this run must use (a find-peak probe); None: as configured.
+    load: float | None = None
+    #: A find-peak probe's number: each probe keeps its own log directory.
+    probe: int | None = None
 
     def resolved_task(self) -> Task:
         task: Task | None = self.task or getattr(self.dataset, "task", None)
@@ -149,7 +153,8 @@ class Harness:
         return self.config.log_dir if self.config.log_dir.is_absolute() else self.rootdir / self.config.log_dir
 
     def log_dir_for(self, case: Case) -> Path:
-        return self.log_root / case_dirname(case.id, case.repeat)
+        name = case_dirname(case.id, case.repeat)
+        return self.log_root / (name if case.probe is None else f"{name}-peak{case.probe:02d}")
 
     def settings_for(self, case: Case, backend: Backend) -> tuple[loadgen.SettingsSpec, dict[str, Any]]:
         cfg = self.config
@@ -160,7 +165,9 @@ class Harness:
             self.prepare(case, backend, ())
             values = calibrate.official_values(case.scenario, case.mode, cfg.overrides)
         target_key = LOAD_TARGETS.get(case.scenario)
-        if target_key is not None and case.mode == "performance" and cfg.overrides.target_qps is None:
+        if target_key is not None and case.load is not None:
+            values[target_key] = case.load
+        elif target_key is not None and case.mode == "performance" and cfg.overrides.target_qps is None:
             reused = self._targets.get((case.id, case.scenario)) or self.baseline_target(case)
             if reused is not None:
                 values[target_key] = reused

@@ -61,6 +61,9 @@ class RunResult:
     recommendation: str | None = None
     #: How the SUT batched: Server's ``{"batch_size", "policy", "reason", "samples_per_s"}``; None otherwise.
     sut: dict[str, Any] | None = None
+    #: ``--mlperf-find-peak``: the peak found, the latency bound it held to and every point tried
+    #: (:mod:`pytest_mlperf.findpeak`); None otherwise.
+    find_peak: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -290,6 +290,13 @@ class MLPerfSession:
         terminalreporter.write_sep("-", "mlperf results")
         for line in runs_table(self.runs):
             terminalreporter.write_line(line)
+        from pytest_mlperf.findpeak import summary_lines
+
+        peaks = summary_lines(self.runs)
+        if peaks:
+            terminalreporter.write_sep("-", "mlperf find-peak")
+            for line in peaks:
+                terminalreporter.write_line(line)
         terminalreporter.write_line(f"results JSON: {self.results_path}")
         terminalreporter.write_line(f"LoadGen logs: {self.harness.log_root}")
         if self.gating:
