@@ -41,6 +41,8 @@ MAX_DOWNLOAD_MIN_RATE = 1e12
 #: Ranges of the find-peak options: the bracket's relative width, and the confirmation runs at the peak.
 MIN_PEAK_RESOLUTION, MAX_PEAK_RESOLUTION = 0.005, 0.5
 MAX_PEAK_CONFIRM = 10
+#: The most configurations one --mlperf-sweep may expand to: each multiplies every case.
+MAX_CONFIGURATIONS = 256
 
 #: Marker kwargs accepted by ``@pytest.mark.mlperf(...)``.
 MARKER_KWARGS = frozenset({"accuracy", "latency_ms", "min_qps", "model_name"})
@@ -184,6 +186,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("download-min-rate", "The slowest download kept going, in bytes/s averaged over 30 s; 0 to "
                f"{MAX_DOWNLOAD_MIN_RATE:.0e} (0 turns the check off).", DEFAULT_DOWNLOAD_MIN_RATE, kind="float",
                metavar="BYTES_PER_S"),
+    OptionSpec("sweep", "Run every case once per configuration of a design-space sweep, as KEY=V1,V2 (KEY: threads, "
+               "batch_size, workers, server_max_wait_us, or a backend option); repeatable, the product of all keys "
+               f"(at most {MAX_CONFIGURATIONS} configurations; ini: one per line); a Pareto report ends the session.",
+               kind="list", metavar="KEY=V1,V2", default_help="no sweep"),
     OptionSpec("find-peak", "Search each Server case's highest target QPS that LoadGen reports VALID under its "
                "latency bound, and each Offline case's highest VALID samples/s, recording every point tried.",
                False, kind="bool"),
@@ -295,6 +301,8 @@ class RunConfig:
     download_timeout_s: float = _default("download-timeout")
     download_min_rate: float = _default("download-min-rate")
     verify_cache: bool = _default("verify-cache")
+    #: ``--mlperf-sweep``: (key, values) axes, in the order given; every case runs once per configuration.
+    sweep: tuple[tuple[str, tuple[str, ...]], ...] = ()
     find_peak: bool = _default("find-peak")
     find_peak_resolution: float = field(default_factory=lambda: parse_fraction(_default("find-peak-resolution")))
     find_peak_confirm: int = _default("find-peak-confirm")
@@ -451,7 +459,10 @@ def build_run_config(
     _in_range(resolution, "--mlperf-find-peak-resolution", MIN_PEAK_RESOLUTION, MAX_PEAK_RESOLUTION, "(a fraction)")
     confirm = int(val("find-peak-confirm"))
     _in_range(confirm, "--mlperf-find-peak-confirm", 0, MAX_PEAK_CONFIRM, "runs")
-    return RunConfig(
+    from pytest_mlperf.sweep import apply, configurations, parse_sweep
+
+    run_config = RunConfig(
+        sweep=parse_sweep(val("sweep")),
         find_peak=bool(val("find-peak")),
         find_peak_resolution=resolution,
         find_peak_confirm=confirm,
@@ -497,6 +508,9 @@ def build_run_config(
         workers=int(workers),
         cache_dir=Path(val("cache-dir")).expanduser() if val("cache-dir") else default_cache_dir(),
     )
+    for configuration in configurations(run_config.sweep):
+        apply(run_config, configuration)  # refuses a configuration the session could not run, before it starts
+    return run_config
 
 
 def parse_backends(raw: str, known: Sequence[str]) -> tuple[str, ...]:

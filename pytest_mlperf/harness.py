@@ -85,8 +85,16 @@ BackendFactory = Callable[[str, "Path | str", BackendOptions], Backend]
 class Harness:
     """Per-session engine: caches backends and model digests so each case pays only for its own run."""
 
-    def __init__(self, config: RunConfig, rootdir: Path, make_backend: BackendFactory = create_backend) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        rootdir: Path,
+        make_backend: BackendFactory = create_backend,
+        sweep: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
+        #: The --mlperf-sweep configuration this harness runs (its settings are already in ``config``).
+        self.sweep = dict(sweep) if sweep else None
         self.rootdir = rootdir
         self._make_backend = make_backend
         self._backends: dict[tuple[str, str], list[Backend]] = {}
@@ -417,6 +425,7 @@ class Harness:
             },
             latency_samples_ns=self.latency_samples(case, log_dir) if not failed else None,
             sut=server.to_dict() if server else None,
+            sweep=self.sweep,
             valid=(False if failed else detail.valid) if case.mode == "performance" else None,
             validity_reasons=(
                 ["the SUT failed: LoadGen's own verdict does not count for a run whose inference raised"]

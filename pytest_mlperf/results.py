@@ -64,6 +64,8 @@ class RunResult:
     #: ``--mlperf-find-peak``: the peak found, the latency bound it held to and every point tried
     #: (:mod:`pytest_mlperf.findpeak`); None otherwise.
     find_peak: dict[str, Any] | None = None
+    #: ``--mlperf-sweep``: the configuration this run used, key -> value as given; None without a sweep.
+    sweep: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
