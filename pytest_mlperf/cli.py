@@ -1,5 +1,5 @@
 """The ``pytest-mlperf`` console command: ``compare`` two sets of results, ``export`` results to other tools,
-keep their ``history``.
+keep their ``history`` and draw it as a static ``report`` site.
 
 Exit codes: 0 no regression, 1 regression, 2 refused comparison or bad input (the message names the file).
 """
@@ -129,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     hist_show.add_argument(
         "--last", type=_positive, default=20, metavar="N", help="sessions in the trend line (default 20)"
     )
+
+    rep = sub.add_parser("report", help="write a static HTML dashboard (works from file://, no network)")
+    source = rep.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", type=Path, metavar="DB", help="a history database (pytest-mlperf history add)")
+    source.add_argument("--results", type=Path, nargs="+", metavar="RESULTS.json", help="results files")
+    rep.add_argument("--out", type=Path, required=True, metavar="DIR", help="the site's directory (created)")
     return parser
 
 
@@ -221,6 +227,19 @@ def _history(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _report(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_mlperf import history
+    from pytest_mlperf.report import write_site
+
+    documents = (
+        history.sessions(args.db) if args.db is not None else [_load(path).document for path in args.results]
+    )
+    written = write_site(documents, args.out)
+    out.write(f"{args.out / 'index.html'}: {len(documents)} session(s), {sum(p.stat().st_size for p in written):,} "
+              "bytes in all\n")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code instead of exiting (so tests and ``python -m`` can call it)."""
     parser = _parser()
@@ -233,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _compare(args, sys.stdout)
         if args.command == "history":
             return _history(args, sys.stdout)
+        if args.command == "report":
+            return _report(args, sys.stdout)
         return _export(args, sys.stdout)
     except (_InputError, ComparisonInputError, ValueError) as exc:
         print(f"pytest-mlperf {args.command}: error: {exc}", file=sys.stderr)
