@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from pytest_mlperf.config import Thresholds
     from pytest_mlperf.datasets.base import ArrayDataset, Dataset
     from pytest_mlperf.datasets.imagenet import ImageNetDataset, imagenet_from_dir
+    from pytest_mlperf.datasets.squad import SquadDataset
     from pytest_mlperf.errors import (
         ConfigError,
         InferenceError,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from pytest_mlperf.rules import SCENARIOS
     from pytest_mlperf.tasks.base import Task
     from pytest_mlperf.tasks.classification import Classification
+    from pytest_mlperf.tasks.squad import QuestionAnswering
 
 #: Where each public name lives. Resolved on first access: pytest imports this package for the plugin in every
 #: run, and the datasets pull in numpy, which a project that never benchmarks should not pay for.
@@ -45,6 +47,8 @@ _EXPORTS = {
     "ModelError": "pytest_mlperf.errors",
     "ProvisioningError": "pytest_mlperf.errors",
     "RunResult": "pytest_mlperf.results",
+    "QuestionAnswering": "pytest_mlperf.tasks.squad",
+    "SquadDataset": "pytest_mlperf.datasets.squad",
 }
 
 __all__ = [
@@ -62,7 +66,9 @@ __all__ = [
     "MLPerfWarning",
     "ModelError",
     "ProvisioningError",
+    "QuestionAnswering",
     "RunResult",
+    "SquadDataset",
     "Task",
     "Thresholds",
     "imagenet_from_dir",

@@ -26,3 +26,9 @@ QPS_SCENARIOS = frozenset({"Server", "Offline"})
 
 #: Rounds of ``--mlperf-repeat auto`` (``repeat: auto`` in the Action): at least the first, at most the second.
 AUTO_ROUNDS = (3, 10)
+
+#: BERT-Large on SQuAD v1.1 (MLPerf Inference rules): the mlperf.conf model key, the two benchmarks' F1 targets
+#: (99 % and 99.9 % of the FP32 reference's 90.874), and the Server p99 latency bound in milliseconds.
+BERT_MODEL_KEY = "bert"
+BERT_F1_TARGETS = {"bert-99": 89.965, "bert-99.9": 90.783}
+BERT_SERVER_LATENCY_MS = 130.0
