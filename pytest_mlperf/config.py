@@ -186,6 +186,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("download-min-rate", "The slowest download kept going, in bytes/s averaged over 30 s; 0 to "
                f"{MAX_DOWNLOAD_MIN_RATE:.0e} (0 turns the check off).", DEFAULT_DOWNLOAD_MIN_RATE, kind="float",
                metavar="BYTES_PER_S"),
+    OptionSpec("progress", "How often a running LoadGen test reports elapsed time, samples completed and the "
+               "current samples/s: auto (every 10 s on a terminal, every minute in a CI log), off, or seconds "
+               "(0.1 to 3600).", "auto", metavar="auto|off|S"),
     OptionSpec("sweep", "Run every case once per configuration of a design-space sweep, as KEY=V1,V2 (KEY: threads, "
                "batch_size, workers, server_max_wait_us, or a backend option); repeatable, the product of all keys "
                f"(at most {MAX_CONFIGURATIONS} configurations; ini: one per line); a Pareto report ends the session.",
@@ -301,6 +304,8 @@ class RunConfig:
     download_timeout_s: float = _default("download-timeout")
     download_min_rate: float = _default("download-min-rate")
     verify_cache: bool = _default("verify-cache")
+    #: ``--mlperf-progress``: seconds between progress lines; 0.0 (auto) lets the terminal decide, None is off.
+    progress_s: float | None = 0.0
     #: ``--mlperf-sweep``: (key, values) axes, in the order given; every case runs once per configuration.
     sweep: tuple[tuple[str, tuple[str, ...]], ...] = ()
     find_peak: bool = _default("find-peak")
@@ -459,10 +464,12 @@ def build_run_config(
     _in_range(resolution, "--mlperf-find-peak-resolution", MIN_PEAK_RESOLUTION, MAX_PEAK_RESOLUTION, "(a fraction)")
     confirm = int(val("find-peak-confirm"))
     _in_range(confirm, "--mlperf-find-peak-confirm", 0, MAX_PEAK_CONFIRM, "runs")
+    from pytest_mlperf.progress import parse_progress
     from pytest_mlperf.sweep import apply, configurations, parse_sweep
 
     run_config = RunConfig(
         sweep=parse_sweep(val("sweep")),
+        progress_s=parse_progress(val("progress")),
         find_peak=bool(val("find-peak")),
         find_peak_resolution=resolution,
         find_peak_confirm=confirm,

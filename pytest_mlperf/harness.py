@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import warnings
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_mlperf import calibrate
+from pytest_mlperf import calibrate, progress
 from pytest_mlperf.backends import create_backend
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import RunConfig, Thresholds, options_for
@@ -95,6 +96,9 @@ class Harness:
         self.config = config
         #: The --mlperf-sweep configuration this harness runs (its settings are already in ``config``).
         self.sweep = dict(sweep) if sweep else None
+        #: Where progress lines of long runs go (the session sets it), and whether that is a terminal.
+        self.progress_write: Callable[[str], None] | None = None
+        self.progress_tty = False
         self.rootdir = rootdir
         self._make_backend = make_backend
         self._backends: dict[tuple[str, str], list[Backend]] = {}
@@ -237,6 +241,19 @@ class Harness:
                     return float(value)
         return None
 
+    def progress_meter(self, case: Case) -> progress.Meter | None:
+        """A meter reporting *case*'s run as it goes (--mlperf-progress), or None when off or nowhere to write."""
+        interval = self.config.progress_s
+        if interval is None or self.progress_write is None:
+            return None
+        if interval == 0.0:
+            interval = progress.TTY_INTERVAL_S if self.progress_tty else progress.LOG_INTERVAL_S
+        name = case.id.split("::")[-1]
+        label = (name if case.mode in name else f"{name} {case.mode}") + (
+            f" (peak probe {case.probe})" if case.probe is not None else ""
+        )
+        return progress.Meter(label, interval, self.progress_write)
+
     def traced(self, case: Case) -> bool:
         """Whether this run writes LoadGen's trace: only when per-query latencies were asked for (it is not free)."""
         return self.config.record_latencies and case.mode == "performance" and case.scenario in TRACED_SCENARIOS
@@ -344,13 +361,17 @@ class Harness:
             server_max_wait_us=cfg.server_max_wait_us,
             workers=cfg.workers,
         )
-        outcome = loadgen.run_test(
-            lambda complete: make_sut(case.scenario, backends, case.dataset, task, complete, options),
-            case.dataset,
-            spec,
-            log_dir,
-            enable_trace=self.traced(case),
-        )
+        meter = self.progress_meter(case)
+        with meter or contextlib.nullcontext():
+            outcome = loadgen.run_test(
+                lambda complete: make_sut(
+                    case.scenario, backends, case.dataset, task, meter.wrap(complete) if meter else complete, options
+                ),
+                case.dataset,
+                spec,
+                log_dir,
+                enable_trace=self.traced(case),
+            )
         detail = logs.read_detail(log_dir / "mlperf_log_detail.txt")
         accuracy: dict[str, float] | None = None
         scoring_error: str | None = None

@@ -124,7 +124,23 @@ class MLPerfSession:
                 self._harness = Harness(self.config, self.rootdir, self.make_backend)
             else:
                 self._harness = Harness(self.config, self.rootdir)
+            self._attach_progress(self._harness)
         return self._harness
+
+    def _attach_progress(self, harness: Harness) -> None:
+        """Progress lines go past pytest's capture onto the terminal (the main process's only: xdist workers
+        have none that anyone sees)."""
+        if self.pytestconfig is None or self.worker is not None or self.config.progress_s is None:
+            return
+        from pytest_mlperf.provisioning.assets import TerminalStream
+
+        stream = TerminalStream(self.pytestconfig)
+
+        def write(line: str) -> None:
+            stream.write(line + "\n")
+
+        harness.progress_write = write
+        harness.progress_tty = stream.isatty()
 
     def harness_for(self, configuration: tuple[tuple[str, str], ...]) -> Harness:
         """The harness of a --mlperf-sweep configuration (the session's own for none)."""
@@ -139,6 +155,7 @@ class MLPerfSession:
                 self._swept[configuration] = Harness(config, self.rootdir, self.make_backend, dict(configuration))
             else:
                 self._swept[configuration] = Harness(config, self.rootdir, sweep=dict(configuration))
+            self._attach_progress(self._swept[configuration])
         return self._swept[configuration]
 
     def environment(self) -> dict[str, Any]:
