@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             from action.report import execute_report
 
             artifacts = args.artifacts or environ.get(env_name("artifacts"), "") or "pytest-mlperf-artifacts"
+            from action.inputs import comment_author
+
             token = environ.get(env_name("github-token"), "")
-            return execute_report(io, io.context.workspace / artifacts, token)
+            return execute_report(io, io.context.workspace / artifacts, token, author=comment_author(environ))
 
         from action.inputs import read_inputs
         from action.run import Commands, default_commands, run_main

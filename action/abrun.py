@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from action.github_io import GitHubIO
+from action.github_io import GitHubIO, shell_words
 
 Side = Literal["base", "head"]
 # pytest exit codes 0 (all passed) and 1 (some tests failed) still mean the session ran and wrote its results.
@@ -102,6 +103,12 @@ def load_results(path: Path) -> dict[str, Any]:
         raise AbError(f"results file {exc}; see the pytest output above") from None
 
 
+def _repeat(run: dict[str, Any]) -> int:
+    """A run's repeat number; anything but a whole number >= 0 (a session's code wrote it) counts as 0."""
+    value = run.get("repeat")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
     """One results document holding every run of ``paths``; ``repeat`` is renumbered so that runs stay distinct."""
     if not paths:
@@ -111,10 +118,10 @@ def merge_results(paths: Sequence[Path]) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     offset = 0
     for doc in docs:
-        repeats = [int(r.get("repeat") or 0) for r in doc["runs"] if isinstance(r, dict)]
+        repeats = [_repeat(r) for r in doc["runs"] if isinstance(r, dict)]
         for run in doc["runs"]:
             if isinstance(run, dict):
-                runs.append({**run, "repeat": offset + int(run.get("repeat") or 0)})
+                runs.append({**run, "repeat": offset + _repeat(run)})
         offset += max(repeats, default=-1) + 1
     merged["runs"] = runs
     statuses = [str(d.get("status", "complete")) for d in docs]
@@ -133,13 +140,30 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
 def run_session(
     *, io: GitHubIO, title: str, command: Sequence[str], args: Sequence[str], cwd: Path
 ) -> int:
-    """One pytest session, its output folded into a log group; returns pytest's exit code."""
+    """One pytest session, its output folded into a log group; returns pytest's exit code.
+
+    The output passes through this process, so that credentials in it (a mirror URL the session prints) are
+    redacted, and the runner reads none of it as a workflow command. Unbuffered, it still shows up line by line.
+    """
     with io.group(title):
-        io.log(f"$ (cd {cwd} && {' '.join([*command, *args])})")
-        try:
-            proc = subprocess.run([*command, *args], cwd=cwd, stdin=subprocess.DEVNULL, check=False)
-        except OSError as exc:
-            raise AbError(f"cannot start {command[0]!r} ({exc}); check the `python` input") from None
+        io.log(f"$ (cd {shell_words([str(cwd)])} && {shell_words([*command, *args])})")
+        with io.commands_off():
+            try:
+                proc = subprocess.Popen(
+                    [*command, *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            except OSError as exc:
+                raise AbError(f"cannot start {command[0]!r} ({exc}); check the `python` input") from None
+            assert proc.stdout is not None
+            with proc.stdout:
+                try:
+                    io.relay(proc.stdout)
+                finally:
+                    # Interrupted (a cancelled job): the session got the signal too. Let it write its summary
+                    # and stop on its own rather than block on a pipe that nobody reads.
+                    io.relay(proc.stdout)
+                    proc.wait()
     return proc.returncode
 
 

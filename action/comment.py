@@ -155,20 +155,67 @@ class GitHubClient:
         return data
 
 
-def find_comment(client: GitHubClient, pr_number: int, marker: str = MARKER) -> dict[str, Any] | None:
-    """The earliest comment on the PR whose body starts with the marker (a quote of it starts with '>')."""
+#: Who a comment made with a workflow's GITHUB_TOKEN is by (``user.type`` "Bot").
+ACTIONS_BOT = "github-actions[bot]"
+
+
+def token_login(client: GitHubClient) -> str:
+    """The login the client's token comments as: ``GET /user`` for a personal token, else the Actions bot.
+
+    GITHUB_TOKEN (an installation token) may not read ``/user`` (HTTP 403 "Resource not accessible by
+    integration"); its comments are by ``github-actions[bot]``. A GitHub App's own token is the same case but
+    comments as ``<app>[bot]``: name that with the ``comment-author`` input.
+    """
+    try:
+        user = client.request("GET", "/user")
+    except GitHubAPIError:
+        # 403 for GITHUB_TOKEN; any other refusal leaves the same answer, and a broken API fails the next call.
+        return ACTIONS_BOT
+    login = user.get("login") if isinstance(user, dict) else None
+    return login if isinstance(login, str) and login else ACTIONS_BOT
+
+
+def _by(comment: dict[str, Any], login: str) -> bool:
+    user = comment.get("user")
+    if not isinstance(user, dict) or not isinstance(user.get("login"), str):
+        return False
+    if user["login"].lower() != login.lower():
+        return False
+    # "[bot]" cannot be part of a person's login; the type confirms it.
+    return not login.lower().endswith("[bot]") or user.get("type") == "Bot"
+
+
+def find_comment(
+    client: GitHubClient, pr_number: int, marker: str = MARKER, author: str | Callable[[], str] = ACTIONS_BOT
+) -> dict[str, Any] | None:
+    """The earliest comment on the PR that ``author`` wrote and whose body starts with the marker.
+
+    Anyone can post a comment that starts with the marker; editing theirs would put the report under their
+    name and let them pre-empt it, so comments by anyone else are passed over. ``author`` may be a function,
+    called once and only when some comment carries the marker (it may cost an API call).
+    """
+    login: str | None = author if isinstance(author, str) else None
     for comment in client.paginate(f"/repos/{client.repository}/issues/{pr_number}/comments"):
         body = comment.get("body") if isinstance(comment, dict) else None
+        # A quote of the marker starts with '>', so it is not found here.
         if isinstance(body, str) and body.lstrip().startswith(marker):
-            return dict(comment)
+            if login is None:
+                login = author() if callable(author) else author
+            if _by(comment, login):
+                return dict(comment)
     return None
 
 
-def upsert_comment(client: GitHubClient, pr_number: int, body: str, marker: str = MARKER) -> Upsert:
-    """Updates the PR's marked comment in place, or creates it; never makes a second one."""
+def upsert_comment(
+    client: GitHubClient, pr_number: int, body: str, marker: str = MARKER, author: str | None = None
+) -> Upsert:
+    """Updates the PR's marked comment that this token wrote, or creates it; never makes a second one.
+
+    ``author`` is the login the token comments as (the ``comment-author`` input); empty, it is asked of GitHub.
+    """
     if not body.lstrip().startswith(marker):
         body = f"{marker}\n{body}"
-    existing = find_comment(client, pr_number, marker)
+    existing = find_comment(client, pr_number, marker, author or (lambda: token_login(client)))
     if existing is None:
         made = client.request("POST", f"/repos/{client.repository}/issues/{pr_number}/comments", json={"body": body})
         return Upsert("created", int(made["id"]), str(made.get("html_url", "")))

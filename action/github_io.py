@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import IO, Any, Literal, TextIO
+
+from pytest_mlperf.redact import redact
 
 Level = Literal["error", "warning", "notice"]
 
@@ -120,7 +123,30 @@ def workflow_run(event: Mapping[str, Any]) -> WorkflowRun | None:
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return redact(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one log line that the runner cannot read as a workflow command, credentials redacted.
+
+    The runner acts on any line that starts (after blanks) with ``::`` or ``##[``; a value with a newline could
+    start one. Line breaks are shown as ``\\n``, as in Python's repr, and other control characters as ``?``.
+    """
+    out = redact(text).replace("\r", "\\r").replace("\n", "\\n")
+    return "".join(c if c.isprintable() or c == "\t" else "?" for c in out)
+
+
+def shell_words(args: Sequence[str]) -> str:
+    """A command line as a shell would take it back, on one line: ``$'...'`` quoting for control characters."""
+    words = []
+    for arg in args:
+        arg = redact(arg)
+        if any(not c.isprintable() for c in arg):
+            escaped = arg.encode("unicode_escape").decode("ascii").replace("'", "\\'")
+            words.append(f"$'{escaped}'")
+        else:
+            words.append(shlex.quote(arg))
+    return " ".join(words)
 
 
 def _escape_property(text: str) -> str:
@@ -139,12 +165,23 @@ class GitHubIO:
         # Resolved at call time so that a replaced sys.stdout (pytest's capture) is honoured.
         return self._stream if self._stream is not None else sys.stdout
 
+    def _command(self, line: str) -> None:
+        """A workflow command this Action means; every value in it was escaped by the caller."""
+        print(line, file=self.stream, flush=True)
+
     def log(self, message: str) -> None:
-        print(message, file=self.stream, flush=True)
+        """One line of plain text in the job log: never a workflow command, never a credential."""
+        print(one_line(message), file=self.stream, flush=True)
+
+    def relay(self, source: IO[bytes]) -> None:
+        """A child process's output, line by line to its end, credentials redacted (inside :meth:`commands_off`)."""
+        for raw in iter(source.readline, b""):
+            self.stream.write(redact(raw.decode("utf-8", "replace")))
+            self.stream.flush()
 
     def annotate(self, level: Level, message: str, title: str | None = None) -> None:
         props = f" title={_escape_property(title)}" if title else ""
-        self.log(f"::{level}{props}::{_escape_data(message)}")
+        self._command(f"::{level}{props}::{_escape_data(message)}")
 
     def error(self, message: str, title: str | None = None) -> None:
         self.annotate("error", message, title)
@@ -158,11 +195,26 @@ class GitHubIO:
     @contextmanager
     def group(self, title: str) -> Iterator[None]:
         """Folds everything printed inside (child processes included) into one collapsible log group."""
-        self.log(f"::group::{_escape_data(title)}")
+        self._command(f"::group::{_escape_data(title)}")
         try:
             yield
         finally:
-            self.log("::endgroup::")
+            self._command("::endgroup::")
+
+    @contextmanager
+    def commands_off(self) -> Iterator[None]:
+        """Nothing printed inside (a child process included) is read as a workflow command by the runner.
+
+        A pytest session echoes its arguments (a ``-k`` expression with a newline) and runs the PR's code, so a
+        line of its output could otherwise be ``::error`` or ``::add-mask``. The token is random, so the output
+        cannot end the pause itself.
+        """
+        token = f"pytest-mlperf-{uuid.uuid4().hex}"
+        self._command(f"::stop-commands::{token}")
+        try:
+            yield
+        finally:
+            self._command(f"::{token}::")
 
     def set_output(self, name: str, value: str) -> None:
         path = self.context.output_path
@@ -170,6 +222,7 @@ class GitHubIO:
             # Outside Actions (a local run) the outputs are still worth seeing.
             self.log(f"output {name}={value}")
             return
+        value = redact(value)
         delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
         # The heredoc form keeps a value with newlines (or '=') intact.
         with path.open("a", encoding="utf-8") as fh:
@@ -179,6 +232,7 @@ class GitHubIO:
         path = self.context.summary_path
         if path is None:
             return
+        markdown = redact(markdown)
         with path.open("a", encoding="utf-8") as fh:
             fh.write(markdown if markdown.endswith("\n") else markdown + "\n")
 

@@ -122,6 +122,33 @@ class Inputs:
     label: str = ""
     # Kept out of repr so that a logged Inputs never shows the token.
     github_token: str = field(default="", repr=False)
+    # The login the token comments as; empty: asked of GitHub (see action.comment.token_login).
+    comment_author: str = ""
+
+
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?")
+
+
+def _base_ref(environ: Mapping[str, str]) -> str:
+    """The ``base-ref`` input; it reaches git as an argument, so it may not look like an option."""
+    value = _get(environ, "base-ref")
+    if value.startswith("-") or any(c.isspace() or not c.isprintable() for c in value):
+        raise InputError(
+            f"input `base-ref`: {value!r} is not a commit, branch or tag name (git would read a leading '-' as an "
+            "option); give e.g. `${{ github.event.pull_request.base.sha }}`"
+        )
+    return value
+
+
+def comment_author(environ: Mapping[str, str]) -> str:
+    """The ``comment-author`` input: a GitHub login (``name`` or ``app[bot]``), or empty to ask GitHub."""
+    value = _get(environ, "comment-author")
+    if value and not _LOGIN.fullmatch(value):
+        raise InputError(
+            f"input `comment-author`: {value!r} is not a GitHub login; give the user or app the token comments as, "
+            "such as `my-app[bot]`, or leave it empty"
+        )
+    return value
 
 
 def read_inputs(environ: Mapping[str, str]) -> Inputs:
@@ -143,7 +170,7 @@ def read_inputs(environ: Mapping[str, str]) -> Inputs:
         pytest_args=_split(environ, "pytest-args"),
         cache_dir=_get(environ, "cache-dir"),
         compare=compare,
-        base_ref=_get(environ, "base-ref"),
+        base_ref=_base_ref(environ),
         baseline_file=baseline_file,
         repeat=repeat,
         alpha=_number(environ, "alpha", 0.01, 1e-9, 1.0),
@@ -154,6 +181,7 @@ def read_inputs(environ: Mapping[str, str]) -> Inputs:
         comment=_bool(environ, "comment", True),
         label=_get(environ, "artifact-name"),
         github_token=_get(environ, "github-token"),
+        comment_author=comment_author(environ),
     )
 
 

@@ -7,7 +7,6 @@ nothing in them: it reads only fixed file names, caps their size, re-renders the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from action.comment import CommentForbidden, GitHubAPIError, GitHubClient, Retry
 from action.github_io import GitHubIO, workflow_run
 from action.run import BASE, COMPARISON, META, RESULTS
 from action.summary import Report, render_comment
+from pytest_mlperf.results import ResultsFileError, load_json, read_document
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
@@ -51,19 +51,13 @@ def _load(path: Path, *, required: bool, results: bool = False) -> dict[str, Any
         if required:
             raise ArtifactError(f"{path} is missing; was the artifact uploaded by the pytest-mlperf Action?")
         return None
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ArtifactError(f"{path} is over {MAX_FILE_BYTES // 2**20} MiB; refusing to read it")
-    if results:
-        from pytest_mlperf.results import ResultsFileError, read_document
-
-        try:
-            return read_document(path, max_bytes=MAX_FILE_BYTES)
-        except ResultsFileError as exc:
-            raise ArtifactError(str(exc)) from None
+    # The plugin's bounded readers: size capped, nesting depth capped, never a traceback.
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({exc})") from None
+        if results:
+            return read_document(path, max_bytes=MAX_FILE_BYTES)
+        doc = load_json(path, max_bytes=MAX_FILE_BYTES, follow_symlinks=False, what="artifact file")
+    except ResultsFileError as exc:
+        raise ArtifactError(str(exc)) from None
     if not isinstance(doc, dict):
         raise ArtifactError(f"{path} is not a JSON object")
     return doc
@@ -87,7 +81,9 @@ def read_artifact(path: Path) -> Artifact:
     return Artifact(path, report, number if isinstance(number, int) and not isinstance(number, bool) else None)
 
 
-def execute_report(io: GitHubIO, artifacts: Path, token: str, retry: RetryPolicy | None = None) -> int:
+def execute_report(
+    io: GitHubIO, artifacts: Path, token: str, retry: RetryPolicy | None = None, author: str = ""
+) -> int:
     """Upserts the PR comment from the artifacts under ``artifacts``; returns the step's exit code."""
     ctx = io.context
     run = workflow_run(io.event())
@@ -136,7 +132,7 @@ def execute_report(io: GitHubIO, artifacts: Path, token: str, retry: RetryPolicy
                     title="pytest-mlperf report",
                 )
                 return 0
-        done = upsert_comment(client, number, body)
+        done = upsert_comment(client, number, body, author=author or None)
     except CommentForbidden as exc:
         io.error(f"{exc}. Give the reporter job `permissions: pull-requests: write`.", title="pytest-mlperf report")
         return 1

@@ -192,7 +192,7 @@ def _comment(io: GitHubIO, inputs: Inputs, pr: PullRequest, report: Report) -> N
 
     try:
         client = GitHubClient(io.context.api_url, inputs.github_token, io.context.repository)
-        done = upsert_comment(client, pr.number, render_comment([report]))
+        done = upsert_comment(client, pr.number, render_comment([report]), author=inputs.comment_author or None)
     except CommentForbidden:
         why = " (a pull request from a fork)" if pr.is_fork else ""
         io.notice(

@@ -13,6 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# Only modules without numpy or scipy: the reporter's virtualenv holds `requests` alone (action/install.py).
+from pytest_mlperf.gate.limits import MAX_LATENCY_NS
+from pytest_mlperf.gate.markdown import md_code, md_text
+
 MARKER = "<!-- pytest-mlperf:report -->"
 # GitHub rejects comment bodies over 65,536 characters and step summaries over 1 MiB.
 COMMENT_LIMIT = 65_000
@@ -39,6 +43,12 @@ _ORDER = {"regression": 0, "improvement": 1, "missing-in-head": 2, "missing-in-b
 _SEVERITY = ("regression", "refused", "improvement", "no-change", "not-compared")
 _MAX_CHART_BARS = 25
 _MAX_DISTRIBUTIONS = 3
+# Lists from a document are shown up to these lengths: an artifact decides their size, not the renderer.
+_MAX_NOTES = 5
+_MAX_DIFFERENCES = 20
+_MAX_REASONS = 10
+# A bar beyond 100x base says all there is to say; larger values (1e308) would overflow the axis arithmetic.
+_MAX_REL = 10_000.0
 _BINS = 16
 
 
@@ -74,27 +84,9 @@ def failed_runs(results: Doc | None) -> list[Doc]:
 # --- escaping -------------------------------------------------------------------------------------------------
 
 
-def text(value: object, limit: int = 300) -> str:
-    """Free text for Markdown: no HTML, no table breaks, no links, no mentions."""
-    s = "" if value is None else str(value)
-    s = " ".join(s.split())
-    if len(s) > limit:
-        s = s[: limit - 1] + "…"
-    s = html.escape(s, quote=False)
-    s = re.sub(r"([\\`*_\[\]|#~])", r"\\\1", s)
-    # A zero-width space after '@' stops GitHub from notifying whoever a crafted test id names.
-    return s.replace("@", "@\u200b")
-
-
-def code(value: object, limit: int = 200, *, cell: bool = True) -> str:
-    """A code span: Markdown is inert inside, but '`' would end the span and, in a table ``cell``, '|' the cell."""
-    s = " ".join(("" if value is None else str(value)).split())
-    if len(s) > limit:
-        s = s[: limit - 1] + "…"
-    s = s.replace("`", "'")
-    if cell:
-        s = s.replace("|", "\\|")
-    return f"`{s}`" if s else ""
+#: Free text and code spans for the comment: the escaper ``pytest-mlperf compare --format md`` uses too.
+text = md_text
+code = md_code
 
 
 def _mermaid_label(value: str, limit: int = 40) -> str:
@@ -257,7 +249,7 @@ def _header(report: Report, level: int) -> list[str]:
     status = _str(report.head.get("status")) if report.head else ""
     if status and status != "complete":
         lines += ["> [!WARNING]", f"> The head results are {text(status)}: some cases did not run to the end.", ""]
-    for note in report.notes:
+    for note in report.notes[:_MAX_NOTES]:
         lines += ["> [!NOTE]", f"> {text(note, 1000)}", ""]
     return lines
 
@@ -309,7 +301,8 @@ def _chart_label(case: Doc, functions: set[str]) -> str:
 def _chart(report: Report) -> list[str]:
     """Head relative to base per case, all oriented so that a higher bar is worse, with the floor as a line."""
     policy = _map(report.comparison.get("policy")) if report.comparison else {}
-    floor = _num(policy.get("floor")) or 0.0
+    # A floor beyond 1000 % is no floor a policy sets; clamped so that the axis arithmetic stays finite.
+    floor = min(max(_num(policy.get("floor")) or 0.0, 0.0), 10.0)
     points: list[tuple[str, float, int]] = []
     functions = {_short_id(_str(c.get("id"))).split("[", 1)[0] for c in _cases(report.comparison)}
     for case in _sorted_cases(report.comparison):
@@ -318,6 +311,9 @@ def _chart(report: Report) -> list[str]:
             continue
         # Throughput is inverted into time per sample so that every bar reads "higher = slower".
         rel = 100 * (base / head if case.get("higher_is_better") is True else head / base)
+        if not math.isfinite(rel):
+            continue
+        rel = min(rel, _MAX_REL)
         points.append((_chart_label(case, functions), rel, _ORDER.get(_str(case.get("verdict")), 5)))
     if not points:
         return []
@@ -352,7 +348,7 @@ def _samples(results: Doc | None) -> dict[str, list[float]]:
         samples = run.get("latency_samples_ns")
         if run.get("mode") != "performance" or not isinstance(samples, list):
             continue
-        values = [v for v in (_num(s) for s in samples) if v is not None]
+        values = [v for v in (_num(s) for s in samples) if v is not None and 0.0 <= v <= MAX_LATENCY_NS]
         by_id.setdefault(_str(run.get("id")), []).extend(values)
     return by_id
 
@@ -451,7 +447,9 @@ def _fingerprint(report: Report) -> list[str]:
         lines += [f"| {text(key)} | {value} |" for key, value in head.items()]
     differences = fp.get("differences")
     if isinstance(differences, list) and differences:
-        lines += ["", "Differences: " + "; ".join(text(d) for d in differences)]
+        shown = "; ".join(text(d) for d in differences[:_MAX_DIFFERENCES])
+        more = f"; and {len(differences) - _MAX_DIFFERENCES} more" if len(differences) > _MAX_DIFFERENCES else ""
+        lines += ["", f"Differences: {shown}{more}"]
     return [*lines, ""]
 
 
@@ -498,7 +496,7 @@ def _details(report: Report) -> list[str]:
         ]
         for run in runs:
             reasons = run.get("reasons")
-            why = "; ".join(text(r) for r in reasons) if isinstance(reasons, list) else ""
+            why = "; ".join(text(r) for r in reasons[:_MAX_REASONS]) if isinstance(reasons, list) else ""
             valid = run.get("valid")
             cells = [
                 code(run.get("id")), text(run.get("repeat")), text(run.get("scenario")), text(run.get("mode")),
@@ -514,13 +512,19 @@ def _details(report: Report) -> list[str]:
     return lines
 
 
-def render_section(report: Report, *, level: int = 2, details: bool = True, max_rows: int | None = None) -> str:
-    """One report: header verdict, case table, chart, fingerprint and (optionally) the collapsible details."""
+def render_section(
+    report: Report, *, level: int = 2, details: bool = True, max_rows: int | None = None, brief: bool = False
+) -> str:
+    """One report: header verdict, case table, chart, fingerprint and (optionally) the collapsible details.
+
+    ``brief`` keeps the header alone (the verdict, counts and notes): the shortest form that still says something.
+    """
     lines = _header(report, level)
-    lines += _table(report, max_rows)
-    lines += _chart(report)
-    lines += _fingerprint(report)
-    if details:
+    if not brief:
+        lines += _table(report, max_rows)
+        lines += _chart(report)
+        lines += _fingerprint(report)
+    if details and not brief:
         dist = _distributions(report)
         if dist:
             lines += ["<details><summary>Latency distributions</summary>", "", *dist, "</details>", ""]
@@ -530,33 +534,53 @@ def render_section(report: Report, *, level: int = 2, details: bool = True, max_
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _fit(render: Callable[[bool, int | None], str], limit: int) -> str:
-    """The fullest rendering under ``limit`` characters: drop the details first, then the unchanged rows."""
-    for details, rows in ((True, None), (False, None), (False, 100), (False, 30), (False, 10), (False, 0)):
-        out = render(details, rows)
+# Each rendering the next one tries: the details go first, then unchanged rows, then everything but the header.
+_LEVELS: tuple[tuple[bool, int | None, bool], ...] = (
+    (True, None, False), (False, None, False), (False, 100, False), (False, 30, False), (False, 10, False),
+    (False, 0, False), (False, 0, True),
+)
+_TOO_BIG = "_The report is too large for GitHub here; the full report is in the artifact's `summary.md`._\n"
+
+
+def _fit(render: Callable[[bool, int | None, bool], str], fallback: str, limit: int) -> str:
+    """The fullest rendering under ``limit`` characters, shortened by whole sections and rows, never cut inside.
+
+    Cutting the Markdown text could end it inside a code span or an HTML tag and turn escaped text live, so
+    the last resort is ``fallback``: fixed text that holds nothing from the documents.
+    """
+    for details, rows, brief in _LEVELS:
+        out = render(details, rows, brief)
         if len(out) <= limit:
             return out
-    return out[: limit - 80] + "\n\n_Report truncated to fit GitHub's size limit; see the artifact._\n"
+    return fallback
+
+
+def _fallback(reports: Sequence[Report], level: int) -> str:
+    verdicts = [verdict_of(r) for r in reports]
+    worst = min(verdicts, key=_SEVERITY.index) if verdicts else "not-compared"
+    runners = f" on {len(reports)} runners" if len(reports) > 1 else ""
+    return f"{'#' * level} pytest-mlperf{runners}: {_HEADERS[worst]}\n\n{_TOO_BIG}"
 
 
 def render_summary(report: Report, limit: int = SUMMARY_LIMIT) -> str:
     """The job summary for one run of the Action."""
-    return _fit(lambda d, r: render_section(report, level=2, details=d, max_rows=r), limit)
+    return _fit(lambda d, r, b: render_section(report, level=2, details=d, max_rows=r, brief=b),
+                _fallback([report], 2), limit)
 
 
 def render_comment(reports: Sequence[Report], limit: int = COMMENT_LIMIT) -> str:
     """The PR comment: the hidden marker, then one section per runner (one per matrix entry)."""
 
-    def render(details: bool, rows: int | None) -> str:
+    def render(details: bool, rows: int | None, brief: bool) -> str:
         if len(reports) == 1:
-            body = render_section(reports[0], level=2, details=details, max_rows=rows)
+            body = render_section(reports[0], level=2, details=details, max_rows=rows, brief=brief)
         else:
             verdicts = [verdict_of(r) for r in reports]
             worst = min(verdicts, key=_SEVERITY.index)
             head = [f"## {_HEADERS[worst]} — pytest-mlperf on {len(reports)} runners", ""]
             body = "\n".join(head) + "\n".join(
-                render_section(r, level=3, details=details, max_rows=rows) for r in reports
+                render_section(r, level=3, details=details, max_rows=rows, brief=brief) for r in reports
             )
         return f"{MARKER}\n{body}"
 
-    return _fit(render, limit)
+    return _fit(render, f"{MARKER}\n{_fallback(reports, 2)}", limit)

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from pytest_mlperf.backends.base import Backend, BackendOptions
     from pytest_mlperf.config import Thresholds
     from pytest_mlperf.datasets.base import ArrayDataset, Dataset
+    from pytest_mlperf.datasets.coco import CocoDataset, DetectionPreprocessing
     from pytest_mlperf.datasets.imagenet import ImageNetDataset, imagenet_from_dir
     from pytest_mlperf.datasets.squad import SquadDataset
     from pytest_mlperf.errors import (
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from pytest_mlperf.rules import SCENARIOS
     from pytest_mlperf.tasks.base import Task
     from pytest_mlperf.tasks.classification import Classification
+    from pytest_mlperf.tasks.detection import Detection
     from pytest_mlperf.tasks.squad import QuestionAnswering
 
 #: Where each public name lives. Resolved on first access: pytest imports this package for the plugin in every
@@ -49,6 +51,9 @@ _EXPORTS = {
     "RunResult": "pytest_mlperf.results",
     "QuestionAnswering": "pytest_mlperf.tasks.squad",
     "SquadDataset": "pytest_mlperf.datasets.squad",
+    "CocoDataset": "pytest_mlperf.datasets.coco",
+    "DetectionPreprocessing": "pytest_mlperf.datasets.coco",
+    "Detection": "pytest_mlperf.tasks.detection",
 }
 
 __all__ = [
@@ -57,8 +62,11 @@ __all__ = [
     "Backend",
     "BackendOptions",
     "Classification",
+    "CocoDataset",
     "ConfigError",
     "Dataset",
+    "Detection",
+    "DetectionPreprocessing",
     "ImageNetDataset",
     "InferenceError",
     "LoadGenError",

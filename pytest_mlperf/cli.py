@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,13 +20,15 @@ from pytest_mlperf.export import FORMATS, export
 from pytest_mlperf.gate.compare import (
     ComparisonInputError,
     Source,
+    check_document,
     compare_documents,
     dumps,
     exit_code,
 )
 from pytest_mlperf.gate.render import render_markdown, render_text
 from pytest_mlperf.gate.statistics import GatePolicy, Look
-from pytest_mlperf.results import ResultsFileError, read_document
+from pytest_mlperf.redact import redact
+from pytest_mlperf.results import DEFAULT_MAX_BYTES, ResultsFileError, read_document
 from pytest_mlperf.rules import AUTO_ROUNDS, DEFAULT_ACCURACY_TOLERANCE, DEFAULT_ALPHA, DEFAULT_FLOOR
 
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
@@ -104,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--force", action="store_true", help="compare even when the fingerprints differ")
     comp.add_argument(
+        "--max-file-mb",
+        type=_megabytes,
+        default=DEFAULT_MAX_BYTES,
+        metavar="MIB",
+        help=f"refuse results files larger than this (default {DEFAULT_MAX_BYTES // 2**20} MiB)",
+    )
+    comp.add_argument(
         "--round",
         type=int,
         metavar="K",
@@ -148,14 +159,36 @@ def _positive(text: str) -> int:
     return value
 
 
-def _load(path: Path) -> Source:
+#: Files at least this big get a progress line on stderr: reading one takes seconds.
+_PROGRESS_BYTES = 32 * 2**20
+
+
+def _load(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, *, compact: bool = False) -> Source:
+    size = path.stat().st_size if path.is_file() else 0
+    started = time.monotonic()
+    if size >= _PROGRESS_BYTES:
+        print(f"pytest-mlperf: reading {path} ({size / 2**20:.0f} MiB)...", file=sys.stderr, flush=True)
     try:
-        document = read_document(path)
+        document = read_document(path, max_bytes=max_bytes, follow_symlinks=True, compact_samples=compact)
     except ResultsFileError as exc:
         raise _InputError(str(exc)) from None
-    for note in document.get("notes") or []:
-        print(f"pytest-mlperf: note: {note}", file=sys.stderr)
+    if size >= _PROGRESS_BYTES:
+        print(f"pytest-mlperf: read {path}: {len(document['runs'])} runs in {time.monotonic() - started:.1f} s",
+              file=sys.stderr, flush=True)
+    notes = document.get("notes")
+    for note in notes if isinstance(notes, list) else []:
+        print(f"pytest-mlperf: note: {redact(str(note))}", file=sys.stderr)
     return Source(str(path), document)
+
+
+def _megabytes(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in MiB > 0 (e.g. 1024)")
+    return int(value * 2**20)
 
 
 def _write(path: Path, text: str) -> None:
@@ -185,24 +218,27 @@ def _compare(args: argparse.Namespace, out: TextIO) -> int:
         accuracy_tolerance=args.accuracy_tolerance,
     )
     look = Look(args.round) if args.round is not None else None
-    comparison = compare_documents(
-        [_load(p) for p in base_paths], [_load(p) for p in head_paths], policy, force=args.force, look=look
-    )
+    # Compacted per-query latencies: a big file's samples are float64 arrays, not Python ints (a fifth of the memory).
+    base = [_load(p, args.max_file_mb, compact=True) for p in base_paths]
+    head = [_load(p, args.max_file_mb, compact=True) for p in head_paths]
+    comparison = compare_documents(base, head, policy, force=args.force, look=look)
     if args.json is not None:
-        _write(args.json, dumps(comparison))
+        # Every output is redacted: a model URL or a message may carry a mirror's user name and password.
+        _write(args.json, redact(dumps(comparison)))
     out.write(render_markdown(comparison) if args.format == "md" else render_text(comparison))
     return exit_code(comparison)
 
 
 def _export(args: argparse.Namespace, out: TextIO) -> int:
     source = _load(args.results)
-    if not isinstance(source.document, dict) or not isinstance(source.document.get("runs"), list):
-        raise _InputError(f"{args.results}: no 'runs' list; is this a pytest-mlperf results file?")
+    # The gate's checks: a wrong-typed field or an impossible value (NaN accuracy, zero samples/s) is refused
+    # here too, never published to a dashboard as a measurement.
+    check_document(source.name, source.document)
     try:
         exported: Any = export(source.document, args.format)
     except (KeyError, TypeError) as exc:
         raise _InputError(f"{args.results}: a run lacks a field the export needs ({exc})") from None
-    text = json.dumps(exported, indent=2) + "\n"
+    text = redact(json.dumps(exported, indent=2)) + "\n"
     if args.output is not None:
         _write(args.output, text)
     else:
@@ -256,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(args, sys.stdout)
         return _export(args, sys.stdout)
     except (_InputError, ComparisonInputError, ValueError) as exc:
-        print(f"pytest-mlperf {args.command}: error: {exc}", file=sys.stderr)
+        print(f"pytest-mlperf {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -8,8 +8,12 @@ from urllib.parse import urlsplit, urlunsplit
 REDACTED = "***"
 
 # scheme://user[:password]@host — the userinfo part is everything between "//" and the last "@" before the host
-# ends; "/", "?" and "#" cannot occur inside userinfo, whitespace ends a URL in free text.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#@\s]*(?:@[^/?#@\s]*)*)@")
+# ends; "/", "?" and "#" cannot occur inside userinfo, whitespace ends a URL in free text. Bounded, and a scheme
+# starts only where a word starts: hostile text (a megabyte of letters) is scanned in linear time.
+_USERINFO = re.compile(
+    r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,31}://)"
+    r"(?P<userinfo>[^/?#@\s]{0,4096}(?:@[^/?#@\s]{0,4096}){0,8})@"
+)
 
 # Query parameters whose value is a secret by name (signed URLs, tokens passed as ?token=...).
 _SECRET_QUERY = re.compile(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -190,17 +191,101 @@ class ResultsVersionError(ResultsFileError):
     """A results file of a schema version this pytest-mlperf does not read; the message says which it reads."""
 
 
-def _read_bytes(path: Path, max_bytes: int | None, what: str) -> bytes:
-    if path.is_symlink() and max_bytes is not None:
+#: The largest results file any reader opens unless told otherwise: far beyond what a session writes (at most
+#: 20,000 latencies per run), small enough that a mistaken or hostile file cannot exhaust memory.
+DEFAULT_MAX_BYTES = 1024 * 2**20
+#: The deepest nesting of objects and lists any reader accepts; a results file needs 5.
+MAX_DEPTH = 64
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 2**20 else f"{n / 2**20:,.1f} MiB"
+
+
+def _read_bytes(path: Path, max_bytes: int | None, what: str, follow_symlinks: bool = True) -> bytes:
+    if not follow_symlinks and path.is_symlink():
         raise ResultsFileError(f"{path}: {what} is a symbolic link; refusing to follow it")
     try:
-        if max_bytes is not None and path.stat().st_size > max_bytes:
-            raise ResultsFileError(f"{path}: {what} is over {max_bytes // 2**20} MiB; refusing to read it")
-        return path.read_bytes()
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise ResultsFileError(f"{path}: {what} is a directory; give the path of a JSON file")
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO would block the open until a writer comes; a device such as /dev/zero never ends.
+            raise ResultsFileError(f"{path}: {what} is not a regular file (a FIFO, device or socket); "
+                                   "give the path of a JSON file")
+        size = info.st_size
+        if max_bytes is not None and size > max_bytes:
+            raise ResultsFileError(
+                f"{path}: {what} is {_size(size)}, over the {_size(max_bytes)} this reader accepts; is it a "
+                "pytest-mlperf results file? (the compare command raises the cap with --max-file-mb)"
+            )
+        with path.open("rb") as fh:
+            # A file that grows while it is read stops at the cap, never at memory's end.
+            data = fh.read(max_bytes + 1) if max_bytes is not None else fh.read()
     except FileNotFoundError:
         raise ResultsFileError(f"{path}: no such {what}") from None
     except OSError as exc:
         raise ResultsFileError(f"{path}: cannot be read ({exc.strerror})") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ResultsFileError(f"{path}: {what} is over the {_size(max_bytes)} this reader accepts")
+    return data
+
+
+def _too_deep(value: Any, limit: int) -> str | None:
+    """The JSON path of the first container nested deeper than ``limit``, else None; iterative, never recursing."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
+    while stack:
+        node, depth, where = stack.pop()
+        if depth > limit:
+            return where or "(top level)"
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1, f"{where}.{key}" if where else str(key)) for key, child in node.items()
+                         if isinstance(child, dict | list))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1, f"{where}[{index}]") for index, child in enumerate(node)
+                         if isinstance(child, dict | list))
+    return None
+
+
+def _decode(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ResultsFileError(f"{name}: not UTF-8 text; is this a pytest-mlperf results file?") from None
+
+
+def parse_json(raw: bytes | str, name: str, *, object_hook: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+    """JSON from untrusted input: any failure (bad UTF-8, bad syntax, nesting too deep) is a ResultsFileError.
+
+    Give big input as ``str`` (decoded by the caller, its bytes dropped): bytes would be decoded into a second copy.
+    """
+    text = _decode(raw, name) if isinstance(raw, bytes) else raw
+    try:
+        value = json.loads(text, object_hook=object_hook)
+    except json.JSONDecodeError as exc:
+        raise ResultsFileError(
+            f"{name}: not valid JSON ({exc.msg} at line {exc.lineno}); was the run interrupted while writing it?"
+        ) from None
+    except RecursionError:
+        raise ResultsFileError(
+            f"{name}: JSON nested too deeply to read (more than {MAX_DEPTH} levels); "
+            "this is not a file pytest-mlperf wrote"
+        ) from None
+    except ValueError as exc:  # an object_hook's refusal, or a number Python cannot hold
+        raise ResultsFileError(f"{name}: {exc}") from None
+    deep = _too_deep(value, MAX_DEPTH)
+    if deep is not None:
+        raise ResultsFileError(
+            f"{name}: JSON nested more than {MAX_DEPTH} levels deep at {deep}; this is not a file pytest-mlperf wrote"
+        )
+    return value
+
+
+def load_json(
+    path: Path, *, max_bytes: int | None = DEFAULT_MAX_BYTES, follow_symlinks: bool = True, what: str = "JSON file"
+) -> Any:
+    """A JSON file read with bounded size and depth; ResultsFileError naming the file for anything unreadable."""
+    return parse_json(_read_bytes(path, max_bytes, what, follow_symlinks), str(path))
 
 
 def _version_refusal(path: Path, document: Mapping[str, Any]) -> str:
@@ -220,7 +305,13 @@ def _version_refusal(path: Path, document: Mapping[str, Any]) -> str:
     )
 
 
-def _journal_runs(path: Path, document: Mapping[str, Any], max_bytes: int | None) -> tuple[list[Any], list[str]]:
+def _journal_runs(
+    path: Path,
+    document: Mapping[str, Any],
+    max_bytes: int | None,
+    follow_symlinks: bool,
+    hook: Callable[[dict[str, Any]], Any] | None,
+) -> tuple[list[Any], list[str]]:
     """The runs a session appended to its sidecar, and notes on what could not be read (a torn last line)."""
     name = document.get("journal")
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
@@ -230,7 +321,7 @@ def _journal_runs(path: Path, document: Mapping[str, Any], max_bytes: int | None
     journal = path.with_name(name)
     if not journal.exists() and not journal.is_symlink():
         return [], [f"{journal} (the runs of this partial session) is missing; no run could be read"]
-    lines = _read_bytes(journal, max_bytes, "runs file").split(b"\n")
+    lines = _read_bytes(journal, max_bytes, "runs file", follow_symlinks).split(b"\n")
     runs: list[Any] = []
     notes: list[str] = []
     last = len(lines) - 1
@@ -238,8 +329,8 @@ def _journal_runs(path: Path, document: Mapping[str, Any], max_bytes: int | None
         if not line.strip():
             continue
         try:
-            runs.append(json.loads(line))
-        except ValueError:
+            runs.append(parse_json(line, f"{journal}: line {number}", object_hook=hook))
+        except ResultsFileError:
             # Only the last line can be torn (a kill during its write); anything else is damage to report.
             if number - 1 < last:
                 raise ResultsFileError(
@@ -248,6 +339,27 @@ def _journal_runs(path: Path, document: Mapping[str, Any], max_bytes: int | None
             notes.append(f"{journal}: the last line was cut short (the session was killed while writing it); "
                          f"ignored, {len(runs)} finished run(s) read")
     return runs, notes
+
+
+def _compact_samples(obj: dict[str, Any]) -> dict[str, Any]:
+    """A run's per-query latencies as one float64 array (8 bytes each instead of a 36-byte Python int each).
+
+    Called by the JSON parser on each object as soon as it is complete, so a big file never holds all of its
+    latencies as Python numbers at once. Values that are not a flat list of numbers are left for the reader's
+    checks to name.
+    """
+    samples = obj.get("latency_samples_ns")
+    if isinstance(samples, list) and "id" in obj:
+        import numpy as np
+
+        try:
+            array = np.asarray(samples)
+        except (TypeError, ValueError, OverflowError):
+            return obj
+        # Numbers only: numpy would read "2" as 2.0, and a bool is no latency.
+        if array.ndim == 1 and array.dtype.kind in "iuf":
+            obj["latency_samples_ns"] = array.astype(np.float64, copy=False)
+    return obj
 
 
 def upgrade(document: dict[str, Any]) -> dict[str, Any]:
@@ -261,23 +373,30 @@ def upgrade(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "schema_version": SCHEMA_VERSION, "upgraded_from": 1, "runs": runs}
 
 
-def read_document(path: Path, *, max_bytes: int | None = None) -> dict[str, Any]:
+def read_document(
+    path: Path,
+    *,
+    max_bytes: int | None = None,
+    follow_symlinks: bool | None = None,
+    compact_samples: bool = False,
+) -> dict[str, Any]:
     """The results document at *path* in this version's schema: every reader of results files uses this.
 
     A version-1 file is upgraded in memory (``upgraded_from`` records it); a partial session's file is rebuilt
     from the runs it appended to its sidecar, a torn last line ignored with a note in ``notes``. Anything else
-    it cannot read raises ResultsFileError naming the file and the fix. ``max_bytes`` (for untrusted artifacts)
-    caps each file read and refuses symbolic links.
+    it cannot read (too big, nested deeper than :data:`MAX_DEPTH`, not JSON) raises ResultsFileError naming the
+    file and the fix. ``max_bytes`` caps each file read (:data:`DEFAULT_MAX_BYTES` when None); given, it marks
+    the file as untrusted (an artifact) and symbolic links are refused unless ``follow_symlinks`` says
+    otherwise. ``compact_samples`` turns each run's ``latency_samples_ns`` into a float64 numpy array while
+    parsing (the gate's reader, for big files); nothing then writes the document back as JSON.
     """
-    raw = _read_bytes(path, max_bytes, "results file")
-    try:
-        document = json.loads(raw)
-    except UnicodeDecodeError:
-        raise ResultsFileError(f"{path}: not UTF-8 text; is this a pytest-mlperf results file?") from None
-    except json.JSONDecodeError as exc:
-        raise ResultsFileError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); was the run interrupted while writing it?"
-        ) from None
+    follow = max_bytes is None if follow_symlinks is None else follow_symlinks
+    max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    # Decoded at once and the bytes dropped: a big file is held once while it is parsed, not twice.
+    text = _decode(_read_bytes(path, max_bytes, "results file", follow), str(path))
+    hook = _compact_samples if compact_samples else None
+    document = parse_json(text, str(path), object_hook=hook)
+    del text
     if not isinstance(document, dict):
         raise ResultsFileError(f"{path}: expected a JSON object (a pytest-mlperf results file)")
     no_runs = f"{path}: no 'runs' list; is this a pytest-mlperf results file (--mlperf-results)?"
@@ -289,11 +408,12 @@ def read_document(path: Path, *, max_bytes: int | None = None) -> dict[str, Any]
     if not isinstance(document.get("runs"), list):
         raise ResultsFileError(no_runs)
     if "journal" in document:
-        appended, notes = _journal_runs(path, document, max_bytes)
+        appended, notes = _journal_runs(path, document, max_bytes, follow, hook)
         document = {key: value for key, value in document.items() if key != "journal"}
         document["runs"] = [*document["runs"], *appended]
         if notes:
-            document["notes"] = [*document.get("notes", []), *notes]
+            old_notes = document.get("notes")
+            document["notes"] = [*(old_notes if isinstance(old_notes, list) else []), *notes]
     return upgrade(document)
 
 

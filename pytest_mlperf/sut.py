@@ -60,6 +60,8 @@ class BaseSUT:
         self.error: BaseException | None = None
         self.aborted = False
         self.completed_samples = 0
+        # A task whose responses name their sample (detection: [qsl_idx, box, score, class]) gets the indices too.
+        self._indexed = bool(getattr(task, "indexed_responses", False))
         self._setup()
 
     def _setup(self) -> None:
@@ -94,7 +96,12 @@ class BaseSUT:
         try:
             # A single sample is a view of the loaded block: no copy on the SingleStream hot path.
             inputs = self.dataset.one(indices[0]) if len(indices) == 1 else self.dataset.batch(indices)
-            rows = self.task.postprocess(backend.run(inputs))
+            outputs = backend.run(inputs)
+            rows = (
+                self.task.postprocess(outputs, indices)  # type: ignore[call-arg]
+                if self._indexed
+                else self.task.postprocess(outputs)
+            )
             if len(rows) != len(ids):
                 raise RuntimeError(
                     f"backend {backend.name} with task {self.task.name} gave {len(rows)} responses for a batch "

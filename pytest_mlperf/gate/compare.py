@@ -7,6 +7,7 @@ documents (repeats from several sessions, ABAB interleaving): runs with the same
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,6 +18,7 @@ from pytest_mlperf.gate.fingerprint import (
     fingerprint_differences,
     run_fingerprint,
 )
+from pytest_mlperf.gate.limits import MAX_LATENCY_NS, MAX_QPS
 from pytest_mlperf.gate.statistics import (
     STATISTICS,
     Decision,
@@ -49,34 +51,161 @@ class Source:
 # --- validation -----------------------------------------------------------------------------------------------
 
 
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    """A string from a file, safe to print in one line of a message: control characters shown as '?'."""
+    short = text if len(text) <= limit else text[: limit - 3] + "..."
+    return "".join(c if c.isprintable() else "?" for c in short)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_number(where: str, value: Any, *, low: float, high: float, low_open: bool = False, what: str) -> None:
+    """A finite number in [low, high] (or (low, high] when ``low_open``); ComparisonInputError otherwise."""
+    ok = _is_number(value) and math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        raise ComparisonInputError(f"{where} must be a finite number {bound} and <= {high:g} ({what}), "
+                                   f"got {_shown(value)}; the file is damaged or was not written by pytest-mlperf")
+
+
+def _check_type(where: str, value: Any, kinds: tuple[type, ...], what: str, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+        raise ComparisonInputError(f"{where} must be {what}{' or null' if optional else ''}, got {_shown(value)}; "
+                                   "the file is damaged or was not written by pytest-mlperf")
+
+
+def _check_samples(where: str, samples: Any) -> None:
+    if samples is None:
+        return
+    import numpy as np
+
+    try:
+        array = np.asarray(samples)
+    except (TypeError, ValueError, OverflowError):
+        array = None
+    if array is None or not isinstance(samples, list | np.ndarray) or array.ndim != 1 or (
+        array.size and array.dtype.kind not in "iuf"
+    ):
+        raise ComparisonInputError(f"{where}: latency_samples_ns must be a list of non-negative numbers (ns) or null")
+    if array.size:
+        values = array.astype(np.float64, copy=False)
+        if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > MAX_LATENCY_NS:
+            raise ComparisonInputError(
+                f"{where}: latency_samples_ns must be a list of non-negative numbers (finite, at most "
+                f"{MAX_LATENCY_NS:g} ns); the file is damaged or was not written by pytest-mlperf"
+            )
+
+
+def _check_metrics(where: str, run: Mapping[str, Any]) -> None:
+    metrics = run.get("metrics")
+    _check_type(f"{where}: metrics", metrics, (Mapping,), "an object")
+    if not metrics:
+        return
+    if metrics.get("qps") is not None:
+        _check_number(f"{where}: metrics.qps", metrics["qps"], low=0.0, low_open=True, high=MAX_QPS,
+                      what="samples/s")
+    latency = metrics.get("latency_ns")
+    _check_type(f"{where}: metrics.latency_ns", latency, (Mapping,), "an object of latencies in ns")
+    for key, value in (latency or {}).items():
+        if value is not None:
+            _check_number(f"{where}: metrics.latency_ns.{_printable(str(key), 40)}", value, low=0.0,
+                          high=MAX_LATENCY_NS, what="ns")
+    accuracy = metrics.get("accuracy")
+    _check_type(f"{where}: metrics.accuracy", accuracy, (Mapping,), "an object of accuracy metrics")
+    primary = primary_metric(run)
+    for key, value in (accuracy or {}).items():
+        if value is None:
+            continue
+        if key == "count":
+            _check_number(f"{where}: metrics.accuracy.count", value, low=0.0, high=1e15, what="samples scored")
+        elif key == primary:
+            _check_number(f"{where}: metrics.accuracy.{_printable(str(key), 40)}", value, low=0.0, high=1.0,
+                          what="a fraction: 0.76 is 76 %")
+        elif not (_is_number(value) and math.isfinite(value)):
+            raise ComparisonInputError(f"{where}: metrics.accuracy.{_printable(str(key), 40)} must be a finite "
+                                       f"number or null, got {_shown(value)}")
+
+
+def _check_run(where: str, run: Mapping[str, Any]) -> None:
+    """Every field of a run that the gate reads has the type and range a real measurement can have."""
+    for key in ("model_sha256", "model_identity", "profile", "backend"):
+        _check_type(f"{where}: {key}", run.get(key), (str,), "a string")
+    _check_type(f"{where}: synthetic_inputs", run.get("synthetic_inputs"), (bool,), "true or false")
+    _check_type(f"{where}: valid", run.get("valid"), (bool,), "true or false")
+    _check_type(f"{where}: repeat", run.get("repeat"), (int,), "a whole number")
+    for key in ("settings", "overrides", "thresholds", "dataset", "task"):
+        _check_type(f"{where}: {key}", run.get(key), (Mapping,), "an object")
+    task = run.get("task") or {}
+    _check_type(f"{where}: task.metric", task.get("metric"), (str,), "a string")
+    _check_type(f"{where}: task.higher_is_better", task.get("higher_is_better"), (bool,), "true or false")
+    dataset = run.get("dataset") or {}
+    _check_type(f"{where}: dataset.name", dataset.get("name"), (str,), "a string")
+    _check_type(f"{where}: dataset.count", dataset.get("count"), (int,), "a whole number")
+    thresholds = run.get("thresholds") or {}
+    _check_type(f"{where}: thresholds.latency_percentile", thresholds.get("latency_percentile"), (str,), "a string")
+    if thresholds.get("accuracy") is not None:
+        _check_number(f"{where}: thresholds.accuracy", thresholds["accuracy"], low=0.0, high=1.0,
+                      what="a fraction: 0.76 is 76 %")
+    _check_metrics(where, run)
+    _check_samples(where, run.get("latency_samples_ns"))
+
+
+def _check_environment(name: str, document: Mapping[str, Any]) -> None:
+    machine = document.get("machine")
+    _check_type(f"{name}: machine", machine, (Mapping,), "an object")
+    machine = machine or {}
+    _check_type(f"{name}: machine.cpu", machine.get("cpu"), (str,), "a string")
+    _check_type(f"{name}: machine.cores", machine.get("cores"), (int,), "a whole number")
+    gpus = machine.get("gpus")
+    _check_type(f"{name}: machine.gpus", gpus, (list,), "a list")
+    for index, gpu in enumerate(gpus or []):
+        _check_type(f"{name}: machine.gpus[{index}]", gpu, (Mapping,), "an object", optional=False)
+        for key in ("name", "driver"):
+            _check_type(f"{name}: machine.gpus[{index}].{key}", gpu.get(key), (str,), "a string")
+    _check_type(f"{name}: versions", document.get("versions"), (Mapping,), "an object")
+
+
 def check_document(name: str, document: Any) -> Mapping[str, Any]:
-    """The document if it has what a comparison reads; otherwise ComparisonInputError naming the file and field."""
+    """The document if it has what a comparison reads; otherwise ComparisonInputError naming the file and field.
+
+    Every field the gate reads is type-checked, and values no measurement can have (a NaN or 500 % accuracy,
+    zero or negative samples/s, a week-long latency) are refused: compared, they would decide a verdict. A
+    document without runs is refused too: the benchmark did not run, which is not "no change".
+    """
     if not isinstance(document, Mapping):
         raise ComparisonInputError(f"{name}: expected a JSON object (a pytest-mlperf results file)")
     runs = document.get("runs")
     if not isinstance(runs, list):
         raise ComparisonInputError(f"{name}: no 'runs' list; is this a pytest-mlperf results file (--mlperf-results)?")
+    if not runs:
+        raise ComparisonInputError(
+            f"{name}: no runs: the benchmark did not run (every case deselected or skipped, or the session failed "
+            "before measuring), so there is nothing to compare. Check the session that wrote it"
+        )
+    _check_environment(name, document)
     for index, run in enumerate(runs):
         where = f"{name}: runs[{index}]"
         if not isinstance(run, Mapping):
             raise ComparisonInputError(f"{where} is not an object")
         if not isinstance(run.get("id"), str) or not run["id"]:
             raise ComparisonInputError(f"{where} has no 'id' (the pytest node id)")
+        where = f"{where} ({_printable(run['id'])})"
         if run.get("scenario") not in SCENARIOS:
             raise ComparisonInputError(
-                f"{where} ({run['id']}): scenario {run.get('scenario')!r} is not one of {', '.join(SCENARIOS)}"
+                f"{where}: scenario {_shown(run.get('scenario'))} is not one of {', '.join(SCENARIOS)}"
             )
         if run.get("mode") not in ("performance", "accuracy"):
-            raise ComparisonInputError(
-                f"{where} ({run['id']}): mode {run.get('mode')!r} is not 'performance' or 'accuracy'"
-            )
-        samples = run.get("latency_samples_ns")
-        if samples is not None and not (
-            isinstance(samples, list) and all(isinstance(v, int | float) and v >= 0 for v in samples)
-        ):
-            raise ComparisonInputError(
-                f"{where} ({run['id']}): latency_samples_ns must be a list of non-negative numbers or null"
-            )
+            raise ComparisonInputError(f"{where}: mode {_shown(run.get('mode'))} is not 'performance' or 'accuracy'")
+        _check_run(where, run)
     return document
 
 
@@ -132,10 +261,13 @@ def _latency_statistic(group: _Group) -> str | None:
     return LATENCY_PERCENTILE.get(group.scenario)
 
 
-def _samples(group: _Group) -> list[list[float]] | None:
+def _samples(group: _Group) -> list[Any] | None:
+    """Each run's per-query latencies (lists, or arrays from a reader that compacts them), None when one lacks them."""
+    import numpy as np
+
     runs = [run.get("latency_samples_ns") for run in group.runs]
-    if all(isinstance(samples, list) and samples for samples in runs):
-        return [list(samples) for samples in runs if isinstance(samples, list)]
+    if all(isinstance(samples, list | np.ndarray) and len(samples) for samples in runs):
+        return runs
     return None
 
 

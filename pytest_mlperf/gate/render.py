@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_mlperf.gate.markdown import md_code, md_text
+from pytest_mlperf.redact import redact
+
+# A terminal or Markdown report is read whole: fields are shortened only far beyond any real id or message.
+_LONG = 2000
+
 
 def format_value(value: float | None, unit: str) -> str:
     """A metric value with a unit people read: ms/µs for ns, samples/s, percent for ratios."""
@@ -104,27 +110,33 @@ _HEADER = ("case", "metric", "base", "head", "change [CI]", "p", "n base/head", 
 
 
 def render_markdown(comparison: Mapping[str, Any]) -> str:
-    """A Markdown report: verdict, policy, fingerprint warnings, one table row per case and metric."""
-    lines = [f"### pytest-mlperf comparison: {comparison['verdict']}", ""]
+    """A Markdown report: verdict, policy, fingerprint warnings, one table row per case and metric.
+
+    Every string from the results files (case ids, messages, fingerprint values) goes through the escaper of the
+    PR comment (:mod:`pytest_mlperf.gate.markdown`): a results file can come from PR code.
+    """
+    lines = [f"### pytest-mlperf comparison: {md_text(comparison['verdict'])}", ""]
     if comparison["verdict"] == "refused":
-        lines += [f"**Refused:** {comparison['refused_reason']}", ""]
+        lines += [f"**Refused:** {md_text(comparison['refused_reason'], _LONG)}", ""]
         return "\n".join(lines)
     lines += [f"{_counts_line(comparison)} ({_policy_line(comparison)})", ""]
     differences = comparison["fingerprint"]["differences"]
     if differences:
         lines += ["> [!WARNING]", "> Compared with --force despite these differences:"]
-        lines += [f"> - {d}" for d in differences]
+        lines += [f"> - {md_text(d, _LONG)}" for d in differences]
         lines.append("")
     if not comparison["cases"]:
         return "\n".join([*lines, "No cases to compare."])
     lines += ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
     for row in _rows(comparison):
-        cells = [f"`{row[0]}`", *row[1:-1], _MD_VERDICT[row[-1]]]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        # Metric names and numbers are the gate's own words; the change cell can quote a message.
+        metric, base, head, _, p, n = (cell.replace("|", "\\|") for cell in row[1:-1])
+        cells = [md_code(row[0], _LONG), metric, base, head, md_text(row[4], _LONG), p, n, _MD_VERDICT[row[-1]]]
+        lines.append("| " + " | ".join(cells) + " |")
     notable = _notable(comparison)
     if notable:
         lines += ["", "<details><summary>Changes beyond the floor</summary>", ""]
-        lines += [f"- `{case_id}`: {message}" for case_id, message in notable]
+        lines += [f"- {md_code(case_id, _LONG, cell=False)}: {md_text(message, _LONG)}" for case_id, message in notable]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
 
@@ -142,4 +154,9 @@ def render_text(comparison: Mapping[str, Any]) -> str:
     for row in rows:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     lines += [f"{case_id}: {message}" for case_id, message in _notable(comparison)]
-    return "\n".join(lines) + "\n"
+    # Plain text, but still one line per row and no credentials: ids and messages come from the files.
+    return "\n".join(redact(_one_line(line)) for line in lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)

@@ -40,7 +40,12 @@ class Task(Protocol):
     def higher_is_better(self) -> bool: ...
 
     def postprocess(self, outputs: Outputs) -> Responses:
-        """A batch of backend outputs -> one response per sample, in the order of the batch."""
+        """A batch of backend outputs -> one response per sample, in the order of the batch.
+
+        A task with a true ``indexed_responses`` attribute (detection: each response starts with its sample's qsl
+        index, as the MLPerf reference writes it) is called as ``postprocess(outputs, indices)`` by the SUT, with
+        the batch's qsl indices; elsewhere (calibration) without them.
+        """
         ...
 
     def score(self, responses: Mapping[int, bytes], dataset: Dataset) -> dict[str, float]:

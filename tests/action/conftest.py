@@ -139,7 +139,9 @@ class FakeGitHub:
     """A stateful stand-in for the GitHub REST endpoints the Action calls, served by a real HTTP server.
 
     ``failures`` holds statuses (or (status, headers) pairs) answered, in order, before any real handling;
-    ``read_only`` makes every write answer 403 like a fork PR's token does.
+    ``read_only`` makes every write answer 403 like a fork PR's token does. ``tokens`` maps each accepted token
+    to the user it acts as: "test-token" is like a workflow's GITHUB_TOKEN (comments by ``github-actions[bot]``,
+    ``GET /user`` refused with 403), "pat-token" like a person's token (``GET /user`` answers its login).
     """
 
     server: HTTPServer
@@ -150,14 +152,19 @@ class FakeGitHub:
     read_only: bool = False
     calls: list[str] = field(default_factory=list)
     next_id: int = 1000
+    tokens: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        "test-token": {"login": "github-actions[bot]", "type": "Bot", "installation": True},
+        "pat-token": {"login": "bench-owner", "type": "User", "installation": False},
+    })
 
     @property
     def url(self) -> str:
         return self.server.url_for("").rstrip("/")
 
-    def add_comment(self, body: str, login: str = "someone") -> dict[str, Any]:
+    def add_comment(self, body: str, login: str = "someone", user_type: str | None = None) -> dict[str, Any]:
         self.next_id += 1
-        comment = {"id": self.next_id, "body": body, "user": {"login": login},
+        kind = user_type or ("Bot" if login.endswith("[bot]") else "User")
+        comment = {"id": self.next_id, "body": body, "user": {"login": login, "type": kind},
                    "html_url": f"https://github.com/{REPOSITORY}/pull/17#issuecomment-{self.next_id}"}
         self.comments.append(comment)
         return comment
@@ -173,9 +180,15 @@ class FakeGitHub:
             return Response(json.dumps({"message": "failure injected by the test"}), status=status, headers=headers)
         if request.method in ("POST", "PATCH") and self.read_only:
             return Response(json.dumps({"message": "Resource not accessible by integration"}), status=403)
-        if request.headers.get("Authorization") != "Bearer test-token":
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        user = self.tokens.get(token)
+        if user is None:
             return Response(json.dumps({"message": "Bad credentials"}), status=401)
         path = request.path
+        if path == "/user" and request.method == "GET":
+            if user["installation"]:
+                return Response(json.dumps({"message": "Resource not accessible by integration"}), status=403)
+            return self._json({"login": user["login"], "type": user["type"]})
         if m := re.fullmatch(rf"/repos/{REPOSITORY}/pulls/(\d+)", path):
             number = int(m.group(1))
             if number not in self.pulls:
@@ -183,7 +196,7 @@ class FakeGitHub:
             return self._json({"number": number, "head": {"sha": self.pulls[number]}})
         if re.fullmatch(rf"/repos/{REPOSITORY}/issues/\d+/comments", path):
             if request.method == "POST":
-                made = self.add_comment(request.get_json()["body"], login="github-actions[bot]")
+                made = self.add_comment(request.get_json()["body"], login=user["login"], user_type=user["type"])
                 return self._json(made, status=201)
             per_page = int(query.get("per_page", ["30"])[0])
             page = int(query.get("page", ["1"])[0])
@@ -210,3 +223,27 @@ def fake_github(httpserver: HTTPServer) -> Iterator[FakeGitHub]:
     fake = FakeGitHub(httpserver)
     httpserver.expect_request(re.compile(r"/.*")).respond_with_handler(fake.handle)
     yield fake
+
+
+def artifact(root: Path, name: str, comparison: str = "comparison-regression.json", pr: int = 17) -> Path:
+    """An artifact folder as download-artifact leaves it, from the hand-made documents."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "comparison.json").write_text(json.dumps(load(comparison)))
+    (folder / "results.json").write_text(json.dumps(load("results-head.json")))
+    (folder / "base.json").write_text(json.dumps(load("results-base.json")))
+    meta = {"version": 1, "label": name, "compare": "ab", "base_sha": "1" * 40, "head_sha": "3" * 40, "rounds": 3,
+            "notes": [], "pull_request": {"number": pr, "head_sha": "2" * 40}}
+    (folder / "report-meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+@pytest.fixture
+def reporter(runner: Runner, fake_github: FakeGitHub, tmp_path: Path) -> Path:
+    """A workflow_run job: the event, the token, and an empty download folder."""
+    runner.monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    runner.monkeypatch.setenv("GITHUB_API_URL", fake_github.url)
+    runner.set_event(load("event-workflow-run.json"), name="workflow_run")
+    runner.inputs(github_token="test-token", artifacts="downloads")
+    fake_github.pulls[17] = "2" * 40
+    return tmp_path / "downloads"

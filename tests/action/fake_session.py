@@ -3,7 +3,8 @@
 The Action's tests run it as their "runner" so that A/B orchestration, comparison and reporting are exercised
 without LoadGen. It reads ``bench.json`` in the current directory (the checkout being measured):
 ``{"latency_ms": 1.0, "qps": 2000, "exit": 0, "write": true}``, and appends one JSON line per call to the file
-named by ``FAKE_SESSION_LOG`` (cwd and argv), so tests can check the order of base and head sessions. Its ``--help``
+named by ``FAKE_SESSION_LOG`` (cwd and argv), so tests can check the order of base and head sessions. It
+echoes ``-k`` and ``--mlperf-mirror`` verbatim, as the real ones may. Its ``--help``
 lists ``--mlperf-reuse-load`` unless ``FAKE_SESSION_NO_REUSE_LOAD`` is set (a plugin without that option).
 """
 
@@ -57,7 +58,14 @@ def main() -> int:
     parser.add_argument("--mlperf-repeat", type=lambda v: 3 if v == "auto" else int(v), default=1)
     if not os.environ.get("FAKE_SESSION_NO_REUSE_LOAD"):
         parser.add_argument("--mlperf-reuse-load", type=Path, help="reuse each case's load from a results JSON")
+    # As pytest and the plugin do, it prints what it was given as it was given: a -k expression, a mirror URL.
+    parser.add_argument("-k", dest="keyword")
+    parser.add_argument("--mlperf-mirror")
     args, _ = parser.parse_known_args()
+    if args.keyword:
+        print(f"selected by -k: {args.keyword}")
+    if args.mlperf_mirror:
+        print(f"assets from the mirror {args.mlperf_mirror}")
     if os.environ.get("FAKE_SESSION_LOG"):
         with open(os.environ["FAKE_SESSION_LOG"], "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"cwd": os.getcwd(), "argv": sys.argv[1:]}) + "\n")

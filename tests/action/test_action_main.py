@@ -14,7 +14,7 @@ import pytest
 from action.__main__ import main
 from action.summary import MARKER
 
-from .conftest import REPO_ROOT, FakeGitHub, Runner, action_commands, bench, commit, load
+from .conftest import REPO_ROOT, FakeGitHub, Runner, action_commands, artifact, bench, commit, load
 
 MakeRepo = Callable[[list[dict[str, str]]], tuple[Path, list[str]]]
 
@@ -226,30 +226,6 @@ def test_run_mode_comments_when_the_token_may(
     assert main(["run", *action_commands()]) == 0
     assert len(fake_github.comments) == 1
     assert fake_github.comments[0]["body"].startswith(MARKER + "\n## pytest-mlperf on `pytest-mlperf-cpu`: ✅")
-
-
-def artifact(root: Path, name: str, comparison: str = "comparison-regression.json", pr: int = 17) -> Path:
-    """An artifact folder as download-artifact leaves it, from the hand-made documents."""
-    folder = root / name
-    folder.mkdir(parents=True)
-    (folder / "comparison.json").write_text(json.dumps(load(comparison)))
-    (folder / "results.json").write_text(json.dumps(load("results-head.json")))
-    (folder / "base.json").write_text(json.dumps(load("results-base.json")))
-    meta = {"version": 1, "label": name, "compare": "ab", "base_sha": "1" * 40, "head_sha": "3" * 40, "rounds": 3,
-            "notes": [], "pull_request": {"number": pr, "head_sha": "2" * 40}}
-    (folder / "report-meta.json").write_text(json.dumps(meta))
-    return folder
-
-
-@pytest.fixture
-def reporter(runner: Runner, fake_github: FakeGitHub, tmp_path: Path) -> Path:
-    """A workflow_run job: the event, the token, and an empty download folder."""
-    runner.monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
-    runner.monkeypatch.setenv("GITHUB_API_URL", fake_github.url)
-    runner.set_event(load("event-workflow-run.json"), name="workflow_run")
-    runner.inputs(github_token="test-token", artifacts="downloads")
-    fake_github.pulls[17] = "2" * 40
-    return tmp_path / "downloads"
 
 
 def test_reporter_upserts_one_comment_with_a_section_per_runner(

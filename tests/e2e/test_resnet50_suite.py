@@ -163,7 +163,8 @@ def test_suite_provisions_from_the_server_and_passes_every_scenario(
         assert r["mode"] == "performance" and r["valid"] is True and r["passed"] is True
         assert r["model"] == "resnet50"
         assert r["model_sha256"] == served.model_sha256
-        assert r["dataset"] == {"name": "imagenet-val", "count": IMAGES}
+        assert r["dataset"] == {"name": "imagenet-val", "count": IMAGES, "digest": doc["runs"][0]["dataset"]["digest"]}
+        assert r["dataset"]["digest"].startswith("sha256:")  # the same images in every scenario
         assert r["synthetic_inputs"] is False
     tensors = sorted((cache / "preprocessed").rglob("*.npy"))
     assert len(tensors) == IMAGES
@@ -180,7 +181,8 @@ def test_suite_provisions_from_the_server_and_passes_every_scenario(
     assert [t.stat().st_mtime_ns for t in sorted((cache / "preprocessed").rglob("*.npy"))] == stamps
     (accuracy,) = json.loads(results.read_text())["runs"]
     assert accuracy["metrics"]["accuracy"] == {"top1": 1.0, "count": float(IMAGES)}
-    assert accuracy["dataset"] == {"name": "imagenet-val", "count": IMAGES}
+    assert accuracy["dataset"]["name"] == "imagenet-val" and accuracy["dataset"]["count"] == IMAGES
+    assert accuracy["dataset"]["digest"].startswith("sha256:")
     assert accuracy["thresholds"]["accuracy"] == pytest.approx(0.70)  # the subset target from the marker
 
 
@@ -239,7 +241,9 @@ def test_local_paths_override_both_assets_with_no_network(
     run.assert_outcomes(passed=2)
     runs = {r["mode"]: r for r in json.loads(results.read_text())["runs"]}
     assert runs["accuracy"]["metrics"]["accuracy"]["top1"] == 1.0
-    assert runs["performance"]["dataset"] == {"name": "imagenet-val", "count": IMAGES}
+    assert runs["performance"]["dataset"]["name"] == "imagenet-val"
+    assert runs["performance"]["dataset"]["count"] == IMAGES
+    assert runs["performance"]["dataset"]["digest"] == runs["accuracy"]["dataset"]["digest"]
     assert runs["performance"]["model_sha256"] == served.model_sha256
 
 
@@ -382,7 +386,7 @@ def test_a_failed_download_is_an_error_naming_asset_url_and_remedy(
     run.assert_outcomes(errors=2)  # a setup error, not a skip: the asset exists but something is wrong
     run.stdout.fnmatch_lines([
         f"*pytest-mlperf could not download model 'gone' (declared in {manifest}):",
-        f"*  - {url}: HTTP 404 NOT FOUND",
+        f"*  - {url}: HTTP 404 NOT FOUND: the file is not at that URL",
         "*How to fix: the file is not at that URL: fix 'url' in *m.yaml*--mlperf-asset gone=PATH*",
     ])  # fmt: skip
     assert len(httpserver.log) == 1  # the session fixture keeps the outcome: no second request for test_b
