@@ -1,5 +1,6 @@
-"""The ``pytest-mlperf`` console command: ``compare`` two sets of results, ``export`` results to other tools,
-keep their ``history`` and draw it as a static ``report`` site.
+"""The ``pytest-mlperf`` console command: ``compare`` two sets of results, ``export`` them to other tools, show how
+to ``reproduce`` a run, build an MLPerf ``submission`` tree, keep results in a ``history`` and draw it as a
+static ``report`` site.
 
 Exit codes: 0 no regression, 1 regression, 2 refused comparison or bad input (the message names the file).
 """
@@ -61,7 +62,9 @@ def _assignment(text: str) -> tuple[str, float]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pytest-mlperf", description="Compare and export pytest-mlperf results.")
+    parser = argparse.ArgumentParser(
+        prog="pytest-mlperf", description="Compare, export and reproduce pytest-mlperf results; build submissions."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     comp = sub.add_parser(
@@ -141,11 +144,19 @@ def _parser() -> argparse.ArgumentParser:
         "--last", type=_positive, default=20, metavar="N", help="sessions in the trend line (default 20)"
     )
 
-    rep = sub.add_parser("report", help="write a static HTML dashboard (works from file://, no network)")
-    source = rep.add_mutually_exclusive_group(required=True)
+    dash = sub.add_parser("report", help="write a static HTML dashboard (works from file://, no network)")
+    source = dash.add_mutually_exclusive_group(required=True)
     source.add_argument("--db", type=Path, metavar="DB", help="a history database (pytest-mlperf history add)")
     source.add_argument("--results", type=Path, nargs="+", metavar="RESULTS.json", help="results files")
-    rep.add_argument("--out", type=Path, required=True, metavar="DIR", help="the site's directory (created)")
+    dash.add_argument("--out", type=Path, required=True, metavar="DIR", help="the site's directory (created)")
+
+    rep = sub.add_parser("reproduce", help="print the pip line, user.conf and pytest command that rerun a run")
+    rep.add_argument("results", type=Path, metavar="RESULTS.json")
+    rep.add_argument("--case", metavar="ID", help="only this case (its node id, or the part after ::)")
+
+    from pytest_mlperf.submission.cli import add_parser as add_submission
+
+    add_submission(sub)
     return parser
 
 
@@ -276,6 +287,20 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _reproduce(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_mlperf.submission.reproduce import reproduce, select_runs
+
+    source = _load(args.results)
+    runs = select_runs(source.document, args.case)
+    if not runs:
+        raise _InputError(f"{args.results}: the file has no runs to reproduce")
+    for number, run in enumerate(runs):
+        head = f"# {run.get('id')} (repeat {run.get('repeat', 0)}): {run.get('scenario')} {run.get('mode')}"
+        out.write(("\n" if number else "") + head + "\n")
+        out.write(reproduce(source.document, run, str(args.results)).render())
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code instead of exiting (so tests and ``python -m`` can call it)."""
     parser = _parser()
@@ -290,6 +315,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _history(args, sys.stdout)
         if args.command == "report":
             return _report(args, sys.stdout)
+        if args.command == "reproduce":
+            return _reproduce(args, sys.stdout)
+        if args.command == "submission":
+            from pytest_mlperf.submission.cli import run as submission
+
+            return submission(args, sys.stdout, _load(args.results).document)
         return _export(args, sys.stdout)
     except (_InputError, ComparisonInputError, ValueError) as exc:
         print(f"pytest-mlperf {args.command}: error: {redact(str(exc))}", file=sys.stderr)

@@ -202,6 +202,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("find-peak-confirm", "Extra runs at the peak that must all be VALID before find-peak accepts it; "
                f"a failed one lowers the peak and the search goes on (0 to {MAX_PEAK_CONFIRM}).", 1, kind="int",
                metavar="N"),
+    OptionSpec("compliance", "After each performance case, run the MLPerf compliance tests its benchmark requires "
+               "(TEST01 and TEST04; a model of your own gets both), each in its own log folder with its audit.config, "
+               "verified as the official scripts do; a failed test fails the case.", False, kind="bool"),
     OptionSpec("verify-cache", "Re-hash cached files and extracted archives instead of trusting their stamps, and "
                "fetch or extract again what no longer matches (slower; for nightly jobs and suspicious caches).",
                False, kind="bool"),
@@ -311,6 +314,7 @@ class RunConfig:
     find_peak: bool = _default("find-peak")
     find_peak_resolution: float = field(default_factory=lambda: parse_fraction(_default("find-peak-resolution")))
     find_peak_confirm: int = _default("find-peak-confirm")
+    compliance: bool = _default("compliance")
     #: The manifest catalog, loaded and checked at configure time when extra manifests or overrides are given.
     catalog: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
@@ -450,6 +454,17 @@ def build_run_config(
             "--mlperf-min-duration-ms/--mlperf-min-query-count only affect performance runs, but "
             "--mlperf-mode=accuracy runs none; drop the override or use --mlperf-mode=both"
         )
+    compliance = bool(val("compliance"))
+    if compliance:
+        if modes == ("accuracy",):
+            raise UsageProblem("--mlperf-compliance runs after performance cases, but --mlperf-mode=accuracy runs "
+                               "none; use --mlperf-mode=both or performance")
+        from pytest_mlperf.compliance import refuse_stray_audit_config
+
+        try:
+            refuse_stray_audit_config(Path.cwd())
+        except ConfigError as exc:
+            raise UsageProblem(f"--mlperf-compliance: {exc}") from exc
     adaptive, repeat = parse_repeat(val("repeat"))
     alpha = parse_alpha(val("alpha"), "--mlperf-alpha")
     floor = parse_fraction(val("floor"), "--mlperf-floor")
@@ -476,6 +491,7 @@ def build_run_config(
         download_timeout_s=download_timeout,
         download_min_rate=download_min_rate,
         verify_cache=bool(val("verify-cache")),
+        compliance=compliance,
         mirror=provisioning["mirror"],
         offline=val("offline"),
         assets=provisioning["assets"],

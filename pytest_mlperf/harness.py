@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import time
 import warnings
@@ -20,7 +21,7 @@ from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfWarning, Mo
 from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.loadgen import logs, trace
 from pytest_mlperf.loadgen import run as loadgen
-from pytest_mlperf.loadgen.userconf import parse_user_conf
+from pytest_mlperf.loadgen.userconf import applied_user_conf, parse_user_conf
 from pytest_mlperf.provenance import usable_cpus
 from pytest_mlperf.results import Metrics, RunResult, case_dirname
 from pytest_mlperf.rules import LATENCY_PERCENTILE
@@ -107,6 +108,8 @@ class Harness:
         self._targets: dict[tuple[str, str], float] = {}
         self._calibrations: dict[tuple[str, str, str, int], calibrate.Calibration] = {}
         self._user_conf: dict[Path, list[tuple[str, str, str, str]]] = {}
+        #: This session's accuracy logs per (engine, model, dataset, scenario): TEST01's baseline when present.
+        self._accuracy_logs: dict[tuple[str, str, str, str], Path] = {}
 
     def backend_options(self, engine: str | None = None) -> BackendOptions:
         cfg = self.config
@@ -341,6 +344,84 @@ class Harness:
             stacklevel=2,
         )
 
+    def conf_record(self, case: Case, spec: loadgen.SettingsSpec) -> dict[str, Any]:
+        """What configured LoadGen for this run: the mlperf.conf it used (built into LoadGen: its version names it),
+        the user's user.conf as read, and the user.conf that reproduces every setting applied after mlperf.conf."""
+        user: dict[str, Any] | None = None
+        if spec.user_conf is not None:
+            text = spec.user_conf.read_text(encoding="utf-8")
+            user = {"path": str(spec.user_conf), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    "text": text}
+        return {
+            "mlperf_conf": {"source": "built-in" if spec.official_conf else None, "loadgen": loadgen.version(),
+                            "model_name": spec.model_name},
+            "user_conf": user,
+            "applied_user_conf": applied_user_conf(user["text"] if user else None, spec.model_name, case.scenario,
+                                                   dict(spec.values)),
+        }
+
+    def run_compliance(self, case: Case, spec: loadgen.SettingsSpec, make: Callable[[Any], Any], log_dir: Path,
+                       reference: logs.DetailLog, result: RunResult) -> None:
+        """The compliance tests the case's benchmark requires, each in ``log_dir/TEST0x`` with its audit.config
+        (given to LoadGen by path: nothing is ever written to the working directory), verified against this
+        performance run (and, for TEST01, an accuracy-mode run of the same SUT); verdicts land in the result."""
+        from pytest_mlperf import compliance
+        from pytest_mlperf.fileio import atomic_write
+
+        verdicts: dict[str, Any] = {}
+        for test in compliance.tests_for(case.model_name):
+            folder = log_dir / test
+            run_dir = folder / "performance" / "run_1"
+            folder.mkdir(parents=True, exist_ok=True)
+            audit = folder / compliance.AUDIT_CONFIG
+            atomic_write(audit, compliance.audit_config(test, case.model_name).encode("utf-8"))
+            outcome = loadgen.run_test(make, case.dataset, spec, run_dir, audit_config=audit)
+            texts: dict[str, str] = {}
+            reasons: list[str] = []
+            if outcome.error is not None:
+                reasons.append(f"{test}: inference raised: {type(outcome.error).__name__}: {outcome.error}")
+            else:
+                candidate = logs.read_detail(run_dir / "mlperf_log_detail.txt")
+                _, texts["verify_performance.txt"], found = compliance.verify_performance(
+                    test, case.scenario, reference, candidate)
+                reasons += found
+                if test == "TEST01":
+                    reasons += self._verify_test01_accuracy(case, spec, make, log_dir, folder, texts)
+            for name, text in texts.items():
+                atomic_write(folder / name, text.encode("utf-8"))
+            verdicts[test] = {"passed": not reasons, "reasons": reasons, "log_dir": test}
+            result.reasons.extend(reasons)
+        result.compliance = verdicts
+        result.passed = not result.reasons
+
+    def _verify_test01_accuracy(self, case: Case, spec: loadgen.SettingsSpec, make: Callable[[Any], Any],
+                                log_dir: Path, folder: Path, texts: dict[str, str]) -> list[str]:
+        """TEST01's sampled responses against an accuracy-mode run of the same SUT (``log_dir/TEST01-baseline``)."""
+        from pytest_mlperf import compliance
+
+        sampled_log = folder / "accuracy" / "mlperf_log_accuracy.json"
+        sampled_log.parent.mkdir(parents=True, exist_ok=True)
+        (folder / "performance" / "run_1" / "mlperf_log_accuracy.json").replace(sampled_log)
+        baseline_log = self._accuracy_logs.get(self._sut_key(case))
+        if baseline_log is None or not baseline_log.is_file():
+            # No accuracy run of this SUT yet in this session (performance cases run first): make one.
+            baseline_dir = log_dir / "TEST01-baseline"
+            outcome = loadgen.run_test(make, case.dataset, replace(spec, mode="accuracy"), baseline_dir)
+            if outcome.error is not None:
+                return [f"TEST01 accuracy baseline: inference raised: {type(outcome.error).__name__}: {outcome.error}"]
+            baseline_log = baseline_dir / "mlperf_log_accuracy.json"
+        try:
+            baseline = logs.read_accuracy_log(baseline_log)
+            sampled = logs.read_accuracy_log(sampled_log)
+        except logs.LogParseError as exc:
+            texts["verify_accuracy.txt"] = f"Verifying accuracy.\nTEST FAIL: {exc}\n"
+            return [f"TEST01 accuracy: {exc}"]
+        _, texts["verify_accuracy.txt"], reasons = compliance.verify_accuracy(baseline, sampled)
+        return reasons
+
+    def _sut_key(self, case: Case) -> tuple[str, str, str, str]:
+        return (case.backend or self.config.backend, str(case.model), case.dataset.name, case.scenario)
+
     def run(self, case: Case, record: Callable[[RunResult], None]) -> RunResult:
         """Run *case*; *record* receives the result before any failure is raised, so nothing is lost."""
         cfg = self.config
@@ -362,11 +443,14 @@ class Harness:
             workers=cfg.workers,
         )
         meter = self.progress_meter(case)
+
+        def make(complete: Any) -> Any:
+            counted = meter.wrap(complete) if meter else complete
+            return make_sut(case.scenario, backends, case.dataset, task, counted, options)
+
         with meter or contextlib.nullcontext():
             outcome = loadgen.run_test(
-                lambda complete: make_sut(
-                    case.scenario, backends, case.dataset, task, meter.wrap(complete) if meter else complete, options
-                ),
+                make,
                 case.dataset,
                 spec,
                 log_dir,
@@ -382,6 +466,7 @@ class Harness:
                 scoring_error = str(exc)
             if accuracy is not None:
                 write_accuracy_txt(log_dir, task.accuracy_line(accuracy))
+                self._accuracy_logs[self._sut_key(case)] = log_dir / "mlperf_log_accuracy.json"
         failed = outcome.error is not None
         percentile, bound_ms = self.latency_rule(case, detail.settings)
         thresholds = replace(case.thresholds, latency_ms=bound_ms)
@@ -433,6 +518,7 @@ class Harness:
             synthetic_inputs=case.dataset.synthetic_inputs,
             settings=dict(detail.settings),
             overrides=values,
+            conf=self.conf_record(case, spec),
             metrics=Metrics(
                 qps=detail.qps if measured else None,
                 latency_ns=latency if measured and latency else None,
@@ -459,6 +545,8 @@ class Harness:
             log_dir=str(log_dir),
             duration_s=round(time.perf_counter() - started, 3),
         )
+        if cfg.compliance and measured and case.probe is None:  # a find-peak probe is a search step, not a result
+            self.run_compliance(case, spec, make, log_dir, detail, result)
         record(result)
         if outcome.error is not None:
             raise InferenceError(

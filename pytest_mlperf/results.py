@@ -67,6 +67,11 @@ class RunResult:
     find_peak: dict[str, Any] | None = None
     #: ``--mlperf-sweep``: the configuration this run used, key -> value as given; None without a sweep.
     sweep: dict[str, str] | None = None
+    #: What configured LoadGen: ``{"mlperf_conf": {source, loadgen, model_name}, "user_conf": {path, sha256, text}
+    #: or None, "applied_user_conf": text}`` (the user.conf reproducing every setting applied after mlperf.conf).
+    conf: dict[str, Any] | None = None
+    #: --mlperf-compliance: ``{"TEST01": {"passed", "reasons", "log_dir"}, ...}`` (log_dir relative to the run's).
+    compliance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -162,6 +162,8 @@ class MLPerfSession:
         """This session's envelope (versions, machine, commit), read on first use: the head side's fingerprint."""
         if self._envelope is None:
             envelope = new_document(self.rootdir, self._update_machine) | {"datetime": self.started}
+            if self.pytestconfig is not None:
+                envelope["invocation"] = invocation(self.pytestconfig)
             self._envelope = {key: value for key, value in envelope.items() if key != "runs"}
         return self._envelope
 
@@ -353,6 +355,18 @@ class MLPerfSession:
             for line in render_text(self.comparison()).splitlines():
                 terminalreporter.write_line(line)
             terminalreporter.write_line(f"comparison JSON: {self.comparison_path}")
+
+
+def invocation(config: pytest.Config) -> dict[str, Any]:
+    """How pytest was started: the command-line arguments, the directory and the ini file (what
+    ``pytest-mlperf reproduce`` rebuilds a command line from)."""
+    from pytest_mlperf.redact import redact
+
+    params = config.invocation_params
+    inipath = config.inipath
+    # A mirror or server URL on the command line may carry credentials; the results file is shared.
+    return {"args": [redact(str(arg)) for arg in params.args], "dir": str(params.dir),
+            "rootdir": str(config.rootpath), "inifile": str(inipath) if inipath is not None else None}
 
 
 def pin_worker(worker_index: int, worker_count: int) -> list[int]:

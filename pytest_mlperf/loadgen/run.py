@@ -113,8 +113,12 @@ def run_test(
     log_dir: Path,
     *,
     enable_trace: bool = False,
+    audit_config: Path | None = None,
 ) -> RunOutcome:
-    """Run one LoadGen test writing its logs to *log_dir*; Ctrl-C drains the SUT and re-raises."""
+    """Run one LoadGen test writing its logs to *log_dir*; Ctrl-C drains the SUT and re-raises.
+
+    *audit_config* (a compliance test's) is read by path; without one LoadGen is given no name, so it never
+    looks for an ``audit.config`` in the working directory."""
     settings = build_settings(spec)
     log_settings = lg.LogSettings()
     log_settings.log_output.outdir = str(log_dir)
@@ -144,7 +148,8 @@ def run_test(
 
     def target() -> None:
         try:
-            lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings, "")
+            lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings,
+                                        str(audit_config.resolve()) if audit_config is not None else "")
         except BaseException as exc:
             failure.append(exc)
 

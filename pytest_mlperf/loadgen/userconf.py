@@ -60,3 +60,47 @@ def parse_user_conf(text: str, source: str) -> list[tuple[str, str, str, str]]:
             )
         entries.append((model, scenario, key, value))
     return entries
+
+
+#: TestSettings fields the plugin sets after the config files -> (user.conf key, factor to user.conf's unit).
+_SETTING_TO_KEY: dict[str, tuple[str, float]] = {
+    "min_duration_ms": ("min_duration", 1.0),
+    "max_duration_ms": ("max_duration", 1.0),
+    "min_query_count": ("min_query_count", 1.0),
+    "max_query_count": ("max_query_count", 1.0),
+    "offline_expected_qps": ("target_qps", 1.0),
+    "server_target_qps": ("target_qps", 1.0),
+    "server_target_latency_ns": ("target_latency", 1e-6),
+    "single_stream_expected_latency_ns": ("target_latency", 1e-6),
+    "multi_stream_expected_latency_ns": ("target_latency", 1e-6),
+    "performance_sample_count_override": ("performance_sample_count_override", 1.0),
+}
+
+
+def _conf_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.10g}"
+
+
+def applied_user_conf(user_text: str | None, model: str, scenario: str, values: dict[str, object]) -> str:
+    """The user.conf that reproduces what LoadGen applied after mlperf.conf: the user's file as given, then one
+    line per setting the plugin set on top of it (those win over the file, so they come last).
+
+    A setting with no user.conf key is written as a comment naming it: the run cannot be reproduced from
+    mlperf.conf and user.conf alone, and the reader must see why.
+    """
+    parts = [user_text.rstrip("\n")] if user_text else []
+    lines: list[str] = []
+    for name, value in values.items():
+        mapped = _SETTING_TO_KEY.get(name)
+        if mapped is None or isinstance(value, bool) or not isinstance(value, int | float):
+            lines.append(f"# set directly on LoadGen's TestSettings, no user.conf key: {name} = {value}")
+            continue
+        key, factor = mapped
+        number = value * factor
+        if key == "target_latency":  # user.conf's target_latency is whole milliseconds
+            number = max(1, round(number))
+        lines.append(f"{model}.{scenario}.{key} = {_conf_number(number)}")
+    if lines:
+        parts.append("# set by pytest-mlperf (profile and --mlperf-* options), applied after the lines above")
+        parts.extend(lines)
+    return "\n".join(parts) + "\n" if parts else ""

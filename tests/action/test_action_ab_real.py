@@ -4,9 +4,10 @@ The project under test is a git repository made here: a tiny ONNX classifier bui
 on both commits, so the fingerprints match) and a dataset whose postprocessing sleeps a fixed time per sample. A
 sleep never ends early, so a busy machine can only add scheduling delay to a latency: +1.6 ms at the p90 of a 1 ms
 sleep with busy loops on the two cores, up to +7 ms under `-n 2` as well (so no relative floor below 100 % tells
-identical 1 ms code apart from a slowdown on such a machine). The slower head sleeps 20 ms instead of 1 ms, with the
-floor at 50 %. Identical code sleeps 10 ms on both sides and is compared with the largest floor there is (99 %): it
-regresses only if the head's p90 grows by 10 ms, and never improves (no sleep ends early).
+identical 1 ms code apart from a slowdown on such a machine). The slower head sleeps 100 ms instead of 10 ms, with
+the floor at 50 %: with 2 runs a side, a 1 ms base spread by a third from run to run at load 10 and hid a 20 ms
+head. Identical code sleeps 10 ms on both sides and is compared with the largest floor there is (99 %): it regresses
+only if the head's p90 grows by 10 ms, and never improves (no sleep ends early).
 Each pytest session calibrates and warms the backend before LoadGen measures (the plugin's smoke profile), and the
 test warms the interpreter's caches with one unmeasured session first, so that the first base run does not pay a
 cold start that the head never sees.
@@ -95,7 +96,7 @@ def cases(comparison_path: str) -> dict[tuple[str, str], str]:
 def test_slower_head_commit_fails_the_step_with_a_regression(
     real_ab: Callable[[str, str], Path], runner: Runner, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    repo = real_ab("0.001", "0.020")
+    repo = real_ab("0.010", "0.100")
     code = main(["run"])
     logged = capfd.readouterr().out
     assert code == 1, logged[-4000:]

@@ -1,0 +1,152 @@
+"""MLPerf compliance tests TEST01 and TEST04: their audit.config files and their verification, as the official
+scripts (compliance/TEST0x/verify_*.py in the MLCommons inference repository) judge them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_mlperf.errors import ConfigError
+
+AUDIT_CONFIG = "audit.config"
+_HEADER = "# The format of this config file is 'key = value'.\n# Written by pytest-mlperf from compliance/{test}.\n"
+#: TEST01 logs a sample of performance-mode responses (compliance/TEST01/<model>/audit.config).
+TEST01_CONFIG = ("*.*.mode = 2\n*.*.accuracy_log_rng_seed = 720381539243781796\n"
+                 "*.*.accuracy_log_sampling_target = {target}\n")
+#: TEST04 issues one sample over and over: a SUT that caches answers runs faster (compliance/TEST04/audit.config).
+TEST04_CONFIG = "".join(
+    f"*.{s}.mode = 2\n*.{s}.performance_issue_unique = 0\n*.{s}.performance_issue_same = 1\n"
+    f"*.{s}.performance_issue_same_index = 3\n"
+    for s in ("MultiStream", "Offline", "SingleStream", "Server")
+)
+#: The tests the rules require per mlperf.conf model name; a model of the user's own gets both.
+REQUIRED_TESTS: dict[str, tuple[str, ...]] = {
+    "resnet50": ("TEST01", "TEST04"), "retinanet": ("TEST01",), "bert": ("TEST01",), "bert-99": ("TEST01",),
+    "bert-99.9": ("TEST01",),
+}  # fmt: skip
+DEFAULT_TESTS = ("TEST01", "TEST04")
+#: The official verify_performance.py's tolerance, relaxed where stream latencies are tiny (<= 200 us / 1.6 ms).
+TOLERANCE = 0.10
+RELAXED_TOLERANCE = 0.20
+#: The summary/detail keys verify_performance.py scores each scenario by.
+SCORE_KEYS = {"Offline": "result_samples_per_second", "SingleStream": "early_stopping_latency_ss",
+              "MultiStream": "early_stopping_latency_ms", "Server": "result_completed_samples_per_sec"}
+
+
+def tests_for(model_name: str | None) -> tuple[str, ...]:
+    return REQUIRED_TESTS.get(model_name or "", DEFAULT_TESTS)
+
+
+def audit_config(test: str, model_name: str | None) -> str:
+    """The official audit.config text of *test* for *model_name*."""
+    if test == "TEST01":
+        body = TEST01_CONFIG.format(target=256 if model_name == "retinanet" else 4096)
+    elif test == "TEST04":
+        body = TEST04_CONFIG
+    else:
+        raise ValueError(f"unknown compliance test {test!r}")
+    return _HEADER.format(test=test) + body
+
+
+def refuse_stray_audit_config(directory: Path) -> None:
+    """An audit.config in the working directory changes any LoadGen run that looks for one (LoadGen's default), and
+    silently: refuse to start until it is gone."""
+    path = directory / AUDIT_CONFIG
+    if path.exists() or path.is_symlink():
+        raise ConfigError(
+            f"{path} exists: LoadGen reads an audit.config from the working directory and silently changes the run "
+            "with it (a compliance test's settings). pytest-mlperf writes each test's audit.config into that test's "
+            "own log folder; move this one away (or delete it) and run again"
+        )
+
+
+@dataclass
+class Verdict:
+    """One compliance test's outcome: the verification texts as the official scripts print them, and why it failed."""
+
+    test: str
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)  # file name -> content (verify_*.txt)
+
+    def to_dict(self, log_dir: str) -> dict[str, Any]:
+        return {"passed": self.passed, "reasons": list(self.reasons), "log_dir": log_dir}
+
+
+def _score(detail_raw: Mapping[str, list[Any]], scenario: str) -> float | None:
+    values = detail_raw.get(SCORE_KEYS[scenario]) or []
+    try:
+        return float(values[-1]) if values else None
+    except (TypeError, ValueError):
+        return None
+
+
+def verify_performance(
+    test: str, scenario: str, reference: Any, candidate: Any
+) -> tuple[bool, str, list[str]]:
+    """TEST01: the compliance run's score within the tolerance of the submission run's, either way. TEST04: at most
+    the tolerance faster (a cache would make the repeated sample faster). *reference*/*candidate* are DetailLogs."""
+    lines = ["Verifying performance."]
+    reasons: list[str] = []
+    if reference.valid is not True:
+        reasons.append("the submission run is INVALID, so nothing can be compared with it")
+    if candidate.valid is not True:
+        reasons.append(f"the {test} run is INVALID: {'; '.join(candidate.invalid_reasons) or 'no reason given'}")
+    if scenario == "Server":
+        ref_bound = reference.settings.get("target_latency_ns")
+        if ref_bound != candidate.settings.get("target_latency_ns"):
+            reasons.append("Server target latency mismatch")
+    ref_score, test_score = _score(reference.raw, scenario), _score(candidate.raw, scenario)
+    if ref_score is None or test_score is None:
+        reasons.append(f"no {SCORE_KEYS[scenario]} in the {'submission' if ref_score is None else test} run's log")
+    if reasons:
+        lines.append(f"TEST FAIL: {reasons[0]}")
+        return False, "\n".join(lines) + "\n", reasons
+    assert ref_score is not None and test_score is not None
+    if test == "TEST04" and scenario in ("SingleStream", "MultiStream"):
+        # The official TEST04 script compares throughputs: 1e9 / latency for the stream scenarios.
+        ref_score, test_score = 1e9 / ref_score, 1e9 / test_score
+    lines += [f"reference score = {ref_score}", f"test score = {test_score}"]
+    tolerance = TOLERANCE
+    # The scripts' own test, on the score each computed (TEST04's stream scores are throughputs, TEST01's latencies).
+    if (scenario == "SingleStream" and ref_score <= 200_000) or (scenario == "MultiStream" and ref_score <= 1_600_000):
+        tolerance = RELAXED_TOLERANCE
+    if test == "TEST04":
+        passed = test_score < ref_score * (1 + tolerance)
+        why = (f"{test_score:.6g} is more than {tolerance:.0%} faster than the submission run's {ref_score:.6g}: "
+               "issuing the same sample repeatedly sped the SUT up (is it caching results?)")
+    else:
+        passed = ref_score * (1 - tolerance) <= test_score <= ref_score * (1 + tolerance)
+        why = (f"score {test_score:.6g} is not within {tolerance:.0%} of the submission run's {ref_score:.6g}")
+    lines.append("TEST PASS" if passed else "TEST FAIL: Test score invalid")
+    return passed, "\n".join(lines) + "\n", [] if passed else [f"{test} performance: {why}"]
+
+
+def verify_accuracy(baseline: Mapping[int, bytes], sampled: Mapping[int, bytes]) -> tuple[bool, str, list[str]]:
+    """TEST01: every response logged in performance mode equals the accuracy run's for the same sample (the whole
+    response; the official script compares its first element), with the official script's counters."""
+    matched = [idx for idx in sampled if idx in baseline]
+    mismatched = [idx for idx in matched if sampled[idx] != baseline[idx]]
+    missing = len(sampled) - len(matched)
+    passed = not mismatched and bool(matched)
+    lines = [
+        "Verifying accuracy.",
+        f"num_acc_log_entries = {len(baseline)}",
+        "num_acc_log_duplicate_keys = 0",
+        "num_acc_log_data_mismatch = 0",
+        f"num_perf_log_entries = {len(sampled)}",
+        f"num_perf_log_qsl_idx_match = {len(matched)}",
+        f"num_perf_log_data_mismatch = {len(mismatched)}",
+        f"num_missing_qsl_idxs = {missing}",
+        "TEST PASS" if passed else "TEST FAIL",
+    ]
+    reasons = []
+    if mismatched:
+        reasons.append(f"TEST01 accuracy: {len(mismatched)} of {len(matched)} responses logged in performance mode "
+                       f"differ from the accuracy run's for the same samples (first: sample {mismatched[0]}); the "
+                       "SUT answers differently when it is timed")
+    elif not matched:
+        reasons.append("TEST01 accuracy: no response was logged in performance mode")
+    return passed, "\n".join(lines) + "\n", reasons
