@@ -149,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--db", type=Path, metavar="DB", help="a history database (pytest-mlperf history add)")
     source.add_argument("--results", type=Path, nargs="+", metavar="RESULTS.json", help="results files")
     dash.add_argument("--out", type=Path, required=True, metavar="DIR", help="the site's directory (created)")
+    dash.add_argument("--base", type=Path, metavar="BASE.json", help="with --head: chart head against base, as compare")
+    dash.add_argument("--head", type=Path, metavar="HEAD.json", help="with --base: the head side of the comparison")
 
     rep = sub.add_parser("reproduce", help="print the pip line, user.conf and pytest command that rerun a run")
     rep.add_argument("results", type=Path, metavar="RESULTS.json")
@@ -278,10 +280,16 @@ def _report(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_mlperf import history
     from pytest_mlperf.report import write_site
 
+    if (args.base is None) != (args.head is None):
+        raise _InputError("give --base and --head together (the comparison to chart), or neither")
     documents = (
         history.sessions(args.db) if args.db is not None else [_load(path).document for path in args.results]
     )
-    written = write_site(documents, args.out)
+    comparison = None
+    if args.base is not None:
+        # The same decision `pytest-mlperf compare BASE HEAD` prints, with its default policy.
+        comparison = compare_documents([_load(args.base, compact=True)], [_load(args.head, compact=True)])
+    written = write_site(documents, args.out, comparison)
     out.write(f"{args.out / 'index.html'}: {len(documents)} session(s), {sum(p.stat().st_size for p in written):,} "
               "bytes in all\n")
     return EXIT_OK

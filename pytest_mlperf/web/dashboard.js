@@ -91,6 +91,45 @@
     fig.appendChild(table);
   }
 
+  function comparison(cmp) {
+    const section = el("section", { id: "comparison" });
+    section.appendChild(el("h2", {}, "head against base: " + cmp.verdict));
+    root.appendChild(section);
+    if (cmp.refused_reason) section.appendChild(el("p", {}, cmp.refused_reason));
+    const shown = cmp.cases.filter((c) => c.change !== null && c.ci !== null);
+    const fig = figure(section, "comparison-change", "relative change of head against base, with its interval (%)");
+    if (shown.length) {
+      const opts = {
+        width: 2 * WIDTH, height: HEIGHT,
+        scales: { x: { time: false, range: (u, min, max) => [min - 0.5, max + 0.5] } },
+        series: [{ label: "case #" },
+                 { label: "change %", stroke: "#9467bd", fill: "rgba(148,103,189,0.3)",
+                   paths: uPlot.paths.bars({ size: [0.6, 60] }) },
+                 { label: "interval low %", stroke: "#555", paths: () => null, points: { show: true, size: 5 } },
+                 { label: "interval high %", stroke: "#555", paths: () => null, points: { show: true, size: 5 } }],
+        axes: [{ label: "case # (table below)", incrs: [1, 2, 5, 10] }, { label: "%" }],
+      };
+      charts["comparison-change"] = new uPlot(opts, [shown.map((c, i) => i + 1), shown.map((c) => 100 * c.change),
+        shown.map((c) => 100 * c.ci[0]), shown.map((c) => 100 * c.ci[1])], fig);
+    }
+    const table = el("table");
+    const head = el("tr");
+    ["#", "case", "metric", "base", "head", "verdict", "decision"].forEach((h) => head.appendChild(el("th", {}, h)));
+    table.appendChild(head);
+    cmp.cases.forEach((c) => {
+      const row = el("tr");
+      const index = shown.indexOf(c);
+      const shownValue = (v) => (typeof v === "number" ? v.toPrecision(6) : "-");
+      [index < 0 ? "" : String(index + 1), c.id, c.metric || "", shownValue(c.base), shownValue(c.head),
+       c.verdict || "", c.message || ""]
+        .forEach((v) => row.appendChild(el("td", {}, v)));
+      table.appendChild(row);
+    });
+    fig.appendChild(table);
+  }
+
+  if (data.comparison) comparison(data.comparison);
+
   let n = 0;
   for (const [name, c] of Object.entries(data.cases)) {
     if (!c.trend.throughput && !c.trend.latency && !c.distribution) continue;  // accuracy-only cases

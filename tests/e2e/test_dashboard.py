@@ -62,7 +62,8 @@ def chromium(tmp_path: Path) -> Any:
 def test_dashboard_in_a_real_browser(tmp_path: Path, chromium: Chromium, capsys: pytest.CaptureFixture[str]) -> None:
     db, site = tmp_path / "history.sqlite", tmp_path / "site"
     assert main(["history", "add", *map(str, _sessions(tmp_path)), "--db", str(db)]) == 0
-    assert main(["report", "--db", str(db), "--out", str(site)]) == 0
+    base, head = DATA / "base.json", DATA / "head_slow.json"
+    assert main(["report", "--db", str(db), "--out", str(site), "--base", str(base), "--head", str(head)]) == 0
     assert "3 session(s)" in capsys.readouterr().out
 
     files = sorted(p.name for p in site.iterdir())
@@ -85,6 +86,8 @@ def test_dashboard_in_a_real_browser(tmp_path: Path, chromium: Chromium, capsys:
     # them on the front (threads=1 and threads=2).
     swept = {f"case{i}-{m}": [1] for i in (2, 3, 4, 5) for m in ("throughput", "latency")}
     assert drawn == {
+        # head_slow against base: the two performance cases' changes, each with both ends of its interval.
+        "comparison-change": [2, 2, 2],
         "case0-latency": [3],
         "case0-distribution": [30],
         "case1-throughput": [3],
@@ -101,6 +104,18 @@ def test_dashboard_in_a_real_browser(tmp_path: Path, chromium: Chromium, capsys:
         ".map(r => r.cells[0].textContent + r.cells[1].textContent)"
     )
     assert sorted(front) == ["*threads=1", "*threads=2", "threads=3", "threads=4"]
+    assert chromium.evaluate("document.querySelector('#comparison h2').textContent") == "head against base: regression"
+    verdicts = chromium.evaluate(
+        "[...document.querySelectorAll('#comparison-change > table tr')].slice(1).map(r => r.cells[5].textContent)"
+    )
+    assert verdicts == ["regression", "regression", "no-change"]
+
+
+def test_report_needs_base_and_head_together(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = str(DATA / "base.json")
+    argv = ["report", "--results", base, "--out", str(tmp_path / "s"), "--base", base]
+    assert main(argv) == 2
+    assert "give --base and --head together" in capsys.readouterr().err
 
 
 def test_report_refuses_a_file_as_the_site_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
