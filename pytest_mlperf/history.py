@@ -284,6 +284,11 @@ def sparkline(values: Sequence[float]) -> str:
     return "".join(_BARS[round((v - low) / (high - low) * (len(_BARS) - 1))] for v in values)
 
 
+def _figure(value: float) -> str:
+    """Four significant digits, never an exponent: 245,513 and 16.63."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def trend_table(data: Mapping[tuple[str, str], Sequence[Point]], last: int) -> list[str]:
     """Rows: case, measure, sessions, latest value, change against the session before, sparkline of *last*."""
     rows = [("case", "measure", "sessions", "latest", "change", "commit", "trend")]
@@ -299,7 +304,7 @@ def trend_table(data: Mapping[tuple[str, str], Sequence[Point]], last: int) -> l
             case.split("::")[-1],
             measure,
             str(len(points)),
-            f"{latest.value * factor:,.4g} {unit}",
+            f"{_figure(latest.value * factor)} {unit}",
             change,
             (latest.commit or "-")[:10],
             sparkline([p.value for p in points[-last:]]),
