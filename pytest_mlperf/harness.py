@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mlperf import calibrate, progress
-from pytest_mlperf.backends import create_backend
+from pytest_mlperf.backends import URL_ENGINES, create_backend, engine_for
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import RunConfig, Thresholds, options_for
 from pytest_mlperf.datasets.base import Dataset, dataset_digest
@@ -113,7 +113,7 @@ class Harness:
 
     def backend_options(self, engine: str | None = None) -> BackendOptions:
         cfg = self.config
-        engines = cfg.backends or (cfg.backend,)
+        engines = (*(cfg.backends or (cfg.backend,)), *URL_ENGINES)
         return BackendOptions(
             providers=cfg.providers,
             intra_op_threads=cfg.threads,
@@ -125,7 +125,7 @@ class Harness:
     def backends_for(self, model: Path | str, count: int = 1, engine: str | None = None) -> list[Backend]:
         """*count* instances for *model* when its engine is not thread-safe (one per inference thread), else one
         shared instance; made once per session, engine and model, closed by :meth:`close`."""
-        name = engine or self.config.backend
+        name = engine_for(model, engine or self.config.backend)
         key = (name, str(model))
         made = self._backends.setdefault(key, [])
         while not made or (not getattr(made[0], "thread_safe", True) and len(made) < count):
@@ -207,7 +207,7 @@ class Harness:
     def prepare(self, case: Case, backend: Backend, kinds: tuple[str, ...]) -> calibrate.Calibration:
         """Warm the backend up once, and measure the smoke-profile timings *kinds* not yet known for this
         model and dataset; the first timed query then never pays for lazy initialisation."""
-        key = (case.backend or self.config.backend, str(case.model), case.dataset.name, case.dataset.total_count)
+        key = (self.engine(case), str(case.model), case.dataset.name, case.dataset.total_count)
         cal = self._calibrations.get(key)
         fresh = cal is None
         cal = cal or calibrate.Calibration()
@@ -224,6 +224,10 @@ class Harness:
             )
         finally:
             case.dataset.unload(warm)
+
+    def engine(self, case: Case) -> str:
+        """The engine *case* runs on: its own, else --mlperf-backend; a server URL always runs on ``remote``."""
+        return engine_for(case.model, case.backend or self.config.backend)
 
     def baseline_target(self, case: Case) -> float | None:
         """The effective target QPS (Server load, Offline expected QPS) *case* ran with in --mlperf-reuse-load's
@@ -430,6 +434,9 @@ class Harness:
         workers = cfg.workers if case.scenario in ("Server", "Offline") else 1
         backends = self.backends_for(case.model, workers, case.backend)
         backend = backends[0]
+        if case.scenario in ("Server", "Offline"):
+            # A backend whose work happens elsewhere (a model server) asks for as many threads as requests in flight.
+            workers = max(cfg.workers, int(getattr(backend, "concurrency", 1)))
         batch_size = self.batch_size(backend)
         self.check_user_conf(case)
         spec, values = self.settings_for(case, backend)
@@ -440,7 +447,7 @@ class Harness:
         options = SutOptions(
             batch_size=server.batch_size if server else batch_size,
             server_max_wait_us=cfg.server_max_wait_us,
-            workers=cfg.workers,
+            workers=workers,
         )
         meter = self.progress_meter(case)
 
@@ -505,7 +512,9 @@ class Harness:
             id=case.id,
             repeat=case.repeat,
             model=case.model_name or model_stem(case.model),
-            model_sha256=self.model_digest(case.model),
+            # A backend serving the model elsewhere identifies it itself (model_identity); a local file beside it is
+            # not what ran.
+            model_sha256=None if getattr(backend, "model_is_remote", False) else self.model_digest(case.model),
             model_identity=getattr(backend, "model_identity", None),
             dataset={"name": case.dataset.name, "count": case.dataset.total_count,
                      "digest": dataset_digest(case.dataset)},
