@@ -47,6 +47,12 @@ from pytest_mlperf.rules import (
 MAX_DOWNLOAD_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_DOWNLOAD_MIN_RATE = 1e12
 
+#: Ranges of the find-peak options: the bracket's relative width, and the confirmation runs at the peak.
+MIN_PEAK_RESOLUTION, MAX_PEAK_RESOLUTION = 0.005, 0.5
+MAX_PEAK_CONFIRM = 10
+#: The most configurations one --mlperf-sweep may expand to: each multiplies every case.
+MAX_CONFIGURATIONS = 256
+
 #: Marker kwargs accepted by ``@pytest.mark.mlperf(...)``.
 MARKER_KWARGS = frozenset({"accuracy", "latency_ms", "min_qps", "model_name"})
 
@@ -223,6 +229,22 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("download-min-rate", "The slowest download kept going, in bytes/s averaged over 30 s (0 turns the "
                "check off).", DEFAULT_DOWNLOAD_MIN_RATE, kind="float", metavar="BYTES_PER_S",
                bound=Bound(0, MAX_DOWNLOAD_MIN_RATE, "bytes/s"), why="1 TB/s at most"),
+    OptionSpec("progress", "How often a running LoadGen test reports elapsed time, samples completed and the "
+               "current samples/s: auto (every 10 s on a terminal, every minute in a CI log), off, or seconds "
+               "(0.1 to 3600).", "auto", metavar="auto|off|S"),
+    OptionSpec("sweep", "Run every case once per configuration of a design-space sweep, as KEY=V1,V2 (KEY: threads, "
+               "batch_size, workers, server_max_wait_us, or a backend option); repeatable, the product of all keys "
+               f"(at most {MAX_CONFIGURATIONS} configurations; ini: one per line); a Pareto report ends the session.",
+               kind="list", metavar="KEY=V1,V2", default_help="no sweep"),
+    OptionSpec("find-peak", "Search each Server case's highest target QPS that LoadGen reports VALID under its "
+               "latency bound, and each Offline case's highest VALID samples/s, recording every point tried.",
+               False, kind="bool"),
+    OptionSpec("find-peak-resolution", "How close find-peak brackets the Server peak: it stops once the lowest "
+               f"INVALID load is within this fraction of the highest VALID one, as 0.05 or 5% ({MIN_PEAK_RESOLUTION:g} "
+               f"to {MAX_PEAK_RESOLUTION:g}).", "0.05", metavar="X"),
+    OptionSpec("find-peak-confirm", "Extra runs at the peak that must all be VALID before find-peak accepts it; "
+               "a failed one lowers the peak and the search goes on.", 1, kind="int", metavar="N",
+               bound=Bound(0, MAX_PEAK_CONFIRM, "runs")),
     OptionSpec("compliance", "After each performance case, run the MLPerf compliance tests its benchmark requires "
                "(TEST01 and TEST04; a model of your own gets both), each in its own log folder with its audit.config, "
                "verified as the official scripts do; a failed test fails the case.", False, kind="bool"),
@@ -328,6 +350,13 @@ class RunConfig:
     download_timeout_s: float = _default("download-timeout")
     download_min_rate: float = _default("download-min-rate")
     verify_cache: bool = _default("verify-cache")
+    #: ``--mlperf-progress``: seconds between progress lines; 0.0 (auto) lets the terminal decide, None is off.
+    progress_s: float | None = 0.0
+    #: ``--mlperf-sweep``: (key, values) axes, in the order given; every case runs once per configuration.
+    sweep: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    find_peak: bool = _default("find-peak")
+    find_peak_resolution: float = field(default_factory=lambda: parse_fraction(_default("find-peak-resolution")))
+    find_peak_confirm: int = _default("find-peak-confirm")
     compliance: bool = _default("compliance")
     #: The manifest catalog, loaded and checked at configure time when extra manifests or overrides are given.
     catalog: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -495,7 +524,22 @@ def build_run_config(
     provisioning = provisioning_options(val("mirror"), val("asset"), val("manifest"), rootdir or Path.cwd())
     download_timeout = float(val("download-timeout"))
     download_min_rate = float(val("download-min-rate"))
-    return RunConfig(
+    resolution = parse_fraction(val("find-peak-resolution"), "--mlperf-find-peak-resolution")
+    if not Bound(MIN_PEAK_RESOLUTION, MAX_PEAK_RESOLUTION).contains(resolution):
+        raise UsageProblem(
+            f"--mlperf-find-peak-resolution: {fmt_number(resolution)} is not valid; it must be "
+            f"{Bound(MIN_PEAK_RESOLUTION, MAX_PEAK_RESOLUTION).text()} (a fraction)"
+        )
+    confirm = int(val("find-peak-confirm"))
+    from pytest_mlperf.progress import parse_progress
+    from pytest_mlperf.sweep import apply, configurations, parse_sweep
+
+    run_config = RunConfig(
+        sweep=parse_sweep(val("sweep")),
+        progress_s=parse_progress(val("progress")),
+        find_peak=bool(val("find-peak")),
+        find_peak_resolution=resolution,
+        find_peak_confirm=confirm,
         download_timeout_s=download_timeout,
         download_min_rate=download_min_rate,
         verify_cache=bool(val("verify-cache")),
@@ -539,6 +583,9 @@ def build_run_config(
         workers=int(workers),
         cache_dir=Path(val("cache-dir")).expanduser() if val("cache-dir") else default_cache_dir(),
     )
+    for configuration in configurations(run_config.sweep):
+        apply(run_config, configuration)  # refuses a configuration the session could not run, before it starts
+    return run_config
 
 
 def writable_problem(path: Path, directory: bool) -> str | None:
@@ -638,11 +685,13 @@ def parse_server_batch(raw: Any, batch_size: int, source: str = "--mlperf-server
     return value
 
 
-def parse_backend_options(raw: ListValue | None) -> tuple[tuple[str, str], ...]:
-    """``KEY=VALUE`` items of --mlperf-backend-option (ini lines first, then flags)."""
+def parse_backend_options(
+    raw: ListValue | None, cli_flag: str = "--mlperf-backend-option"
+) -> tuple[tuple[str, str], ...]:
+    """``KEY=VALUE`` items of --mlperf-backend-option (ini lines first, then flags; *cli_flag* names the flag)."""
     pairs: list[tuple[str, str]] = []
     for source, item, _ in _list_items(raw, Path.cwd()):
-        flag = "--mlperf-backend-option" if source == "cli" else "ini mlperf_backend_option"
+        flag = cli_flag if source == "cli" else "ini mlperf_backend_option"
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z_][\w.-]*", key.strip()):
             raise UsageProblem(

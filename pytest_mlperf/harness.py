@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import numbers
 import shutil
@@ -12,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_mlperf import calibrate
-from pytest_mlperf.backends import create_backend
+from pytest_mlperf import calibrate, progress
+from pytest_mlperf.backends import URL_ENGINES, create_backend, engine_for
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import RunConfig, Thresholds, options_for
 from pytest_mlperf.datasets.base import Dataset, dataset_digest
@@ -70,6 +71,10 @@ class Case:
     task: Task | None = None
     #: The engine; None: --mlperf-backend.
     backend: str | None = None
+    #: The Server target QPS / Offline expected QPS this run must use (a find-peak probe); None: as configured.
+    load: float | None = None
+    #: A find-peak probe's number: each probe keeps its own log directory.
+    probe: int | None = None
 
     def resolved_task(self) -> Task:
         task: Task | None = self.task or getattr(self.dataset, "task", None)
@@ -83,8 +88,19 @@ BackendFactory = Callable[[str, "Path | str", BackendOptions], Backend]
 class Harness:
     """Per-session engine: caches backends and model digests so each case pays only for its own run."""
 
-    def __init__(self, config: RunConfig, rootdir: Path, make_backend: BackendFactory = create_backend) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        rootdir: Path,
+        make_backend: BackendFactory = create_backend,
+        sweep: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
+        #: The --mlperf-sweep configuration this harness runs (its settings are already in ``config``).
+        self.sweep = dict(sweep) if sweep else None
+        #: Where progress lines of long runs go (the session sets it), and whether that is a terminal.
+        self.progress_write: Callable[[str], None] | None = None
+        self.progress_tty = False
         self.rootdir = rootdir
         self._make_backend = make_backend
         self._backends: dict[tuple[str, str], list[Backend]] = {}
@@ -98,7 +114,7 @@ class Harness:
 
     def backend_options(self, engine: str | None = None) -> BackendOptions:
         cfg = self.config
-        engines = cfg.backends or (cfg.backend,)
+        engines = (*(cfg.backends or (cfg.backend,)), *URL_ENGINES)
         return BackendOptions(
             providers=cfg.providers,
             intra_op_threads=cfg.threads,
@@ -110,7 +126,7 @@ class Harness:
     def backends_for(self, model: Path | str, count: int = 1, engine: str | None = None) -> list[Backend]:
         """*count* instances for *model* when its engine is not thread-safe (one per inference thread), else one
         shared instance; made once per session, engine and model, closed by :meth:`close`."""
-        name = engine or self.config.backend
+        name = engine_for(model, engine or self.config.backend)
         key = (name, str(model))
         made = self._backends.setdefault(key, [])
         while not made or (not getattr(made[0], "thread_safe", True) and len(made) < count):
@@ -153,7 +169,8 @@ class Harness:
         return self.config.log_dir if self.config.log_dir.is_absolute() else self.rootdir / self.config.log_dir
 
     def log_dir_for(self, case: Case) -> Path:
-        return self.log_root / case_dirname(case.id, case.repeat)
+        name = case_dirname(case.id, case.repeat)
+        return self.log_root / (name if case.probe is None else f"{name}-peak{case.probe:02d}")
 
     def settings_for(self, case: Case, backend: Backend) -> tuple[loadgen.SettingsSpec, dict[str, Any]]:
         cfg = self.config
@@ -164,7 +181,9 @@ class Harness:
             self.prepare(case, backend, ())
             values = calibrate.official_values(case.scenario, case.mode, cfg.overrides)
         target_key = LOAD_TARGETS.get(case.scenario)
-        if target_key is not None and case.mode == "performance" and cfg.overrides.target_qps is None:
+        if target_key is not None and case.load is not None:
+            values[target_key] = case.load
+        elif target_key is not None and case.mode == "performance" and cfg.overrides.target_qps is None:
             reused = self._targets.get((case.id, case.scenario)) or self.baseline_target(case)
             if reused is not None:
                 values[target_key] = reused
@@ -189,7 +208,7 @@ class Harness:
     def prepare(self, case: Case, backend: Backend, kinds: tuple[str, ...]) -> calibrate.Calibration:
         """Warm the backend up once, and measure the smoke-profile timings *kinds* not yet known for this
         model and dataset; the first timed query then never pays for lazy initialisation."""
-        key = (case.backend or self.config.backend, str(case.model), case.dataset.name, case.dataset.total_count)
+        key = (self.engine(case), str(case.model), case.dataset.name, case.dataset.total_count)
         cal = self._calibrations.get(key)
         fresh = cal is None
         cal = cal or calibrate.Calibration()
@@ -206,6 +225,10 @@ class Harness:
             )
         finally:
             case.dataset.unload(warm)
+
+    def engine(self, case: Case) -> str:
+        """The engine *case* runs on: its own, else --mlperf-backend; a server URL always runs on ``remote``."""
+        return engine_for(case.model, case.backend or self.config.backend)
 
     def baseline_target(self, case: Case) -> float | None:
         """The effective target QPS (Server load, Offline expected QPS) *case* ran with in --mlperf-reuse-load's
@@ -225,6 +248,19 @@ class Harness:
                     self._targets[(case.id, case.scenario)] = float(value)
                     return float(value)
         return None
+
+    def progress_meter(self, case: Case) -> progress.Meter | None:
+        """A meter reporting *case*'s run as it goes (--mlperf-progress), or None when off or nowhere to write."""
+        interval = self.config.progress_s
+        if interval is None or self.progress_write is None:
+            return None
+        if interval == 0.0:
+            interval = progress.TTY_INTERVAL_S if self.progress_tty else progress.LOG_INTERVAL_S
+        name = case.id.split("::")[-1]
+        label = (name if case.mode in name else f"{name} {case.mode}") + (
+            f" (peak probe {case.probe})" if case.probe is not None else ""
+        )
+        return progress.Meter(label, interval, self.progress_write)
 
     def traced(self, case: Case) -> bool:
         """Whether this run writes LoadGen's trace: only when per-query latencies were asked for (it is not free)."""
@@ -405,6 +441,9 @@ class Harness:
         workers = cfg.workers if case.scenario in ("Server", "Offline") else 1
         backends = self.backends_for(case.model, workers, case.backend)
         backend = backends[0]
+        if case.scenario in ("Server", "Offline"):
+            # A backend whose work happens elsewhere (a model server) asks for as many threads as requests in flight.
+            workers = max(cfg.workers, int(getattr(backend, "concurrency", 1)))
         batch_size = self.batch_size(backend)
         self.check_user_conf(case)
         spec, values = self.settings_for(case, backend)
@@ -415,18 +454,22 @@ class Harness:
         options = SutOptions(
             batch_size=server.batch_size if server else batch_size,
             server_max_wait_us=cfg.server_max_wait_us,
-            workers=cfg.workers,
+            workers=workers,
         )
-        def make(complete: Any) -> Any:
-            return make_sut(case.scenario, backends, case.dataset, task, complete, options)
+        meter = self.progress_meter(case)
 
-        outcome = loadgen.run_test(
-            make,
-            case.dataset,
-            spec,
-            log_dir,
-            enable_trace=self.traced(case),
-        )
+        def make(complete: Any) -> Any:
+            counted = meter.wrap(complete) if meter else complete
+            return make_sut(case.scenario, backends, case.dataset, task, counted, options)
+
+        with meter or contextlib.nullcontext():
+            outcome = loadgen.run_test(
+                make,
+                case.dataset,
+                spec,
+                log_dir,
+                enable_trace=self.traced(case),
+            )
         detail = logs.read_detail(log_dir / "mlperf_log_detail.txt")
         accuracy: dict[str, float] | None = None
         scoring_error: str | None = None
@@ -476,7 +519,9 @@ class Harness:
             id=case.id,
             repeat=case.repeat,
             model=case.model_name or model_stem(case.model),
-            model_sha256=self.model_digest(case.model),
+            # A backend serving the model elsewhere identifies it itself (model_identity); a local file beside it is
+            # not what ran.
+            model_sha256=None if getattr(backend, "model_is_remote", False) else self.model_digest(case.model),
             model_identity=getattr(backend, "model_identity", None),
             dataset={"name": case.dataset.name, "count": case.dataset.total_count,
                      "digest": dataset_digest(case.dataset)},
@@ -503,6 +548,7 @@ class Harness:
             },
             latency_samples_ns=self.latency_samples(case, log_dir) if not failed else None,
             sut=server.to_dict() if server else None,
+            sweep=self.sweep,
             valid=(False if failed else detail.valid) if case.mode == "performance" else None,
             validity_reasons=(
                 ["the SUT failed: LoadGen's own verdict does not count for a run whose inference raised"]
@@ -515,7 +561,7 @@ class Harness:
             log_dir=str(log_dir),
             duration_s=round(time.perf_counter() - started, 3),
         )
-        if cfg.compliance and measured:
+        if cfg.compliance and measured and case.probe is None:  # a find-peak probe is a search step, not a result
             self.run_compliance(case, spec, make, log_dir, detail, result)
         record(result)
         if outcome.error is not None:

@@ -195,6 +195,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("mlperf_scenario", run_config.scenarios, ids=list(run_config.scenarios))
     if "mlperf_mode" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "mlperf_mode"):
         metafunc.parametrize("mlperf_mode", run_config.modes, ids=list(run_config.modes))
+    # Last, so that ids read engine-scenario-mode-configuration.
+    if run_config.sweep and "mlperf_sweep" in metafunc.fixturenames:
+        from pytest_mlperf.sweep import configurations, label
+
+        swept = configurations(run_config.sweep)
+        metafunc.parametrize("mlperf_sweep", swept, ids=[label(c) for c in swept])
 
 
 @pytest.fixture(scope="session")
@@ -217,7 +223,15 @@ def mlperf_backend(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture
-def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> CaseRunner:
+def mlperf_sweep() -> tuple[tuple[str, str], ...]:
+    """This case's ``--mlperf-sweep`` configuration, ((key, value), ...); empty without a sweep."""
+    return ()
+
+
+@pytest.fixture
+def mlperf(
+    request: pytest.FixtureRequest, mlperf_backend: str, mlperf_sweep: tuple[tuple[str, str], ...]
+) -> CaseRunner:
     """Runs LoadGen benchmarks for this test: ``mlperf.run(model=..., dataset=...)`` returns a RunResult."""
     from pytest_mlperf.runner import CaseRunner
 
@@ -235,7 +249,7 @@ def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> CaseRunner:
         return gate_reasons(comparison)
 
     return CaseRunner(
-        harness=session.harness,
+        harness=session.harness_for(mlperf_sweep),
         nodeid=item.nodeid,
         marker_kwargs=marker_kwargs,
         cli_thresholds=session.config.thresholds,

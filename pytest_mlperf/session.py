@@ -101,6 +101,8 @@ class MLPerfSession:
         self.pytestconfig = pytestconfig
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._harness: Harness | None = None
+        #: One harness per --mlperf-sweep configuration: backends and calibrations differ with the settings.
+        self._swept: dict[tuple[tuple[str, str], ...], Harness] = {}
         self._envelope: dict[str, Any] | None = None
         self._runs: list[dict[str, Any]] = []
         self._results_file: JournaledDocument | None = None
@@ -124,7 +126,39 @@ class MLPerfSession:
                 self._harness = Harness(self.config, self.rootdir, self.make_backend)
             else:
                 self._harness = Harness(self.config, self.rootdir)
+            self._attach_progress(self._harness)
         return self._harness
+
+    def _attach_progress(self, harness: Harness) -> None:
+        """Progress lines go past pytest's capture onto the terminal (the main process's only: xdist workers
+        have none that anyone sees)."""
+        if self.pytestconfig is None or self.worker is not None or self.config.progress_s is None:
+            return
+        from pytest_mlperf.provisioning.assets import TerminalStream
+
+        stream = TerminalStream(self.pytestconfig)
+
+        def write(line: str) -> None:
+            stream.write(line + "\n")
+
+        harness.progress_write = write
+        harness.progress_tty = stream.isatty()
+
+    def harness_for(self, configuration: tuple[tuple[str, str], ...]) -> Harness:
+        """The harness of a --mlperf-sweep configuration (the session's own for none)."""
+        if not configuration:
+            return self.harness
+        if configuration not in self._swept:
+            from pytest_mlperf.harness import Harness
+            from pytest_mlperf.sweep import apply
+
+            config = apply(self.config, configuration)
+            if self.make_backend is not None:
+                self._swept[configuration] = Harness(config, self.rootdir, self.make_backend, dict(configuration))
+            else:
+                self._swept[configuration] = Harness(config, self.rootdir, sweep=dict(configuration))
+            self._attach_progress(self._swept[configuration])
+        return self._swept[configuration]
 
     def environment(self) -> dict[str, Any]:
         """This session's envelope (versions, machine, commit), read on first use: the head side's fingerprint."""
@@ -276,6 +310,9 @@ class MLPerfSession:
         """Release the session's backends (GPU memory, server connections)."""
         if self._harness is not None:
             self._harness.close()
+        swept, self._swept = self._swept, {}
+        for harness in swept.values():
+            harness.close()
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.finish("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "complete")
@@ -295,6 +332,20 @@ class MLPerfSession:
         terminalreporter.write_sep("-", "mlperf results")
         for line in runs_table(self.runs):
             terminalreporter.write_line(line)
+        from pytest_mlperf.findpeak import summary_lines
+
+        peaks = summary_lines(self.runs)
+        if peaks:
+            terminalreporter.write_sep("-", "mlperf find-peak")
+            for line in peaks:
+                terminalreporter.write_line(line)
+        from pytest_mlperf.sweep import report
+
+        pareto = report(self.runs)
+        if pareto:
+            terminalreporter.write_sep("-", "mlperf sweep: Pareto report")
+            for line in pareto:
+                terminalreporter.write_line(line)
         self._write_outputs(terminalreporter, "results JSON", self.results_path)
         terminalreporter.write_line(f"LoadGen logs: {self.harness.log_root}")
         if self.gating:

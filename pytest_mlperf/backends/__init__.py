@@ -43,6 +43,8 @@ ENGINES: dict[str, Engine] = {
         Engine("tvm", "pytest_mlperf.backends.tvm", "TvmBackend", "tvm", "tvm"),
         Engine("tensorrt", "pytest_mlperf.backends.tensorrt", "TensorRtBackend", "tensorrt", "tensorrt"),
         Engine("noop", "pytest_mlperf.backends.noop", "NoopBackend", None, None),
+        # A model server over the Open Inference Protocol; urllib3 ships with pytest (through requests) anyway.
+        Engine("remote", "pytest_mlperf.backends.remote", "RemoteBackend", "urllib3", "remote"),
     )
 }
 #: Names accepted by --mlperf-backend and --mlperf-backends (plugins add theirs through the hook).
@@ -60,9 +62,20 @@ def is_installed(name: str) -> bool:
         return False
 
 
+#: Engines chosen by the model reference itself (a server URL), not only by --mlperf-backend(s); their names are
+#: always option prefixes (``remote.url=...``).
+URL_ENGINES = ("remote",)
+
+
 def installed_engines() -> list[str]:
-    """The built-in engines whose packages are importable, in ENGINES order (noop, which measures nothing, left out)."""
-    return [name for name in ENGINES if name != "noop" and is_installed(name)]
+    """The built-in engines whose packages are importable, in ENGINES order (noop, which measures nothing, and
+    remote, which needs a server, left out)."""
+    return [name for name in ENGINES if name not in ("noop", *URL_ENGINES) and is_installed(name)]
+
+
+def engine_for(model: object, engine: str) -> str:
+    """The engine that runs *model*: ``remote`` for a server URL (``kserve-v2+http(s)://...``), else *engine*."""
+    return "remote" if isinstance(model, str) and model.startswith("kserve-v2+") else engine
 
 
 def missing_engine_message(name: str) -> str:

@@ -300,7 +300,7 @@ def test_backends_parametrize_every_case_like_scenarios(project: pytest.Pytester
 def test_backends_installed_lists_importable_engines_and_a_missing_one_names_its_extra(
     project: pytest.Pytester,
 ) -> None:
-    from pytest_mlperf.backends import ENGINES, is_installed
+    from pytest_mlperf.backends import ENGINES, URL_ENGINES, is_installed
 
     project.makepyfile(
         """
@@ -309,8 +309,10 @@ def test_backends_installed_lists_importable_engines_and_a_missing_one_names_its
         """
     )
     result = project.runpytest("--mlperf-backends=installed", "--collect-only", "-q")
-    installed = [n for n in ENGINES if n != "noop" and is_installed(n)]
+    # remote needs a server URL, so `installed` leaves it out, like noop, which measures nothing.
+    installed = [n for n in ENGINES if n not in ("noop", *URL_ENGINES) and is_installed(n)]
     assert "onnxruntime" in installed
+    assert "remote" not in result.stdout.str()
     result.stdout.fnmatch_lines([f"*test_x?{name}?*" for name in installed])
     missing = [n for n in ENGINES if not is_installed(n)]
     if missing:  # whichever engines this environment lacks

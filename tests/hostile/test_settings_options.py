@@ -149,3 +149,17 @@ def test_tiny(mlperf, tiny_model, tiny_dataset):
     assert result.ret == pytest.ExitCode.USAGE_ERROR, text
     assert "INTERNALERROR" not in text and "Traceback" not in text
     result.stderr.fnmatch_lines([message])
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ("threads=1,100000", "*--mlperf-sweep: threads: 100000 is not valid; it must be from 0 to 1024*"),
+        ("batch_size=8,99999999999", "*--mlperf-sweep: batch_size: 99999999999 is not valid; it must be from 1 to "
+         "4096*"),
+        ("litert.threads=2,100000", "*--mlperf-sweep: litert.threads=100000 is not valid; a thread count*"),
+    ],
+)
+def test_a_sweep_is_held_to_the_options_ranges(project: pytest.Pytester, sweep: str, message: str) -> None:
+    project.makepyfile(test_user=USER_TEST)
+    assert_usage_error(project.runpytest(f"--mlperf-sweep={sweep}", "-p", "no:cacheprovider"), message)
