@@ -1,5 +1,6 @@
 """The ``pytest-mlperf`` console command: ``compare`` two sets of results, ``export`` them to other tools, show how
-to ``reproduce`` a run, and build an MLPerf ``submission`` tree.
+to ``reproduce`` a run, build an MLPerf ``submission`` tree, keep results in a ``history`` and draw it as a
+static ``report`` site.
 
 Exit codes: 0 no regression, 1 regression, 2 refused comparison or bad input (the message names the file).
 """
@@ -128,6 +129,29 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=FORMATS, required=True, help="target format")
     exp.add_argument("results", type=Path, metavar="RESULTS.json")
     exp.add_argument("-o", "--output", type=Path, metavar="OUT", help="write to OUT instead of stdout")
+
+    hist = sub.add_parser("history", help="keep results in an SQLite history and show each case's trend")
+    hist_sub = hist.add_subparsers(dest="history_command", required=True)
+    hist_add = hist_sub.add_parser(
+        "add", help="append results files to the history (the same session twice is added once)"
+    )
+    hist_add.add_argument("results", type=Path, nargs="+", metavar="RESULTS.json")
+    hist_add.add_argument("--db", type=Path, required=True, metavar="DB", help="the history database (created)")
+    hist_show = hist_sub.add_parser("show", help="list the cases in the history and their trend")
+    hist_show.add_argument("--db", type=Path, required=True, metavar="DB", help="the history database")
+    hist_show.add_argument("--case", metavar="TEXT", help="only cases whose id contains TEXT")
+    hist_show.add_argument(
+        "--last", type=_positive, default=20, metavar="N", help="sessions in the trend line (default 20)"
+    )
+
+    dash = sub.add_parser("report", help="write a static HTML dashboard (works from file://, no network)")
+    source = dash.add_mutually_exclusive_group(required=True)
+    source.add_argument("--db", type=Path, metavar="DB", help="a history database (pytest-mlperf history add)")
+    source.add_argument("--results", type=Path, nargs="+", metavar="RESULTS.json", help="results files")
+    dash.add_argument("--out", type=Path, required=True, metavar="DIR", help="the site's directory (created)")
+    dash.add_argument("--base", type=Path, metavar="BASE.json", help="with --head: chart head against base, as compare")
+    dash.add_argument("--head", type=Path, metavar="HEAD.json", help="with --base: the head side of the comparison")
+
     rep = sub.add_parser("reproduce", help="print the pip line, user.conf and pytest command that rerun a run")
     rep.add_argument("results", type=Path, metavar="RESULTS.json")
     rep.add_argument("--case", metavar="ID", help="only this case (its node id, or the part after ::)")
@@ -136,6 +160,16 @@ def _parser() -> argparse.ArgumentParser:
 
     add_submission(sub)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
 
 
 #: Files at least this big get a progress line on stderr: reading one takes seconds.
@@ -225,6 +259,42 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _history(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_mlperf import history
+
+    if args.history_command == "add":
+        for path in args.results:
+            source = _load(path)
+            added = history.add(args.db, source.document, str(path))
+            out.write(f"{path}: {added.action} ({added.cases} case(s), session {added.session_key[:12]})\n")
+        return EXIT_OK
+    data = history.series(args.db, args.case)
+    if not data:
+        out.write(f"{args.db}: no case{' matching ' + repr(args.case) if args.case else ''} in the history\n")
+        return EXIT_OK
+    out.write("\n".join(history.trend_table(data, args.last)) + "\n")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace, out: TextIO) -> int:
+    from pytest_mlperf import history
+    from pytest_mlperf.report import write_site
+
+    if (args.base is None) != (args.head is None):
+        raise _InputError("give --base and --head together (the comparison to chart), or neither")
+    documents = (
+        history.sessions(args.db) if args.db is not None else [_load(path).document for path in args.results]
+    )
+    comparison = None
+    if args.base is not None:
+        # The same decision `pytest-mlperf compare BASE HEAD` prints, with its default policy.
+        comparison = compare_documents([_load(args.base, compact=True)], [_load(args.head, compact=True)])
+    written = write_site(documents, args.out, comparison)
+    out.write(f"{args.out / 'index.html'}: {len(documents)} session(s), {sum(p.stat().st_size for p in written):,} "
+              "bytes in all\n")
+    return EXIT_OK
+
+
 def _reproduce(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_mlperf.submission.reproduce import reproduce, select_runs
 
@@ -249,6 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "compare":
             return _compare(args, sys.stdout)
+        if args.command == "history":
+            return _history(args, sys.stdout)
+        if args.command == "report":
+            return _report(args, sys.stdout)
         if args.command == "reproduce":
             return _reproduce(args, sys.stdout)
         if args.command == "submission":

@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mlperf.errors import ConfigError
-from pytest_mlperf.loadgen.userconf import parse_user_conf
+from pytest_mlperf.loadgen.limits import (
+    MAX_DURATION_MS,
+    MAX_LATENCY_MS,
+    MAX_QPS,
+    MAX_QUERY_COUNT,
+    MIN_QPS,
+    Bound,
+    fmt_number,
+)
+from pytest_mlperf.loadgen.userconf import check_user_conf
 from pytest_mlperf.provisioning.cache import ENV_CACHE, default_cache_dir
 from pytest_mlperf.provisioning.inputs import (
     DEFAULT_DOWNLOAD_MIN_RATE,
@@ -38,8 +47,21 @@ from pytest_mlperf.rules import (
 MAX_DOWNLOAD_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_DOWNLOAD_MIN_RATE = 1e12
 
+#: Ranges of the find-peak options: the bracket's relative width, and the confirmation runs at the peak.
+MIN_PEAK_RESOLUTION, MAX_PEAK_RESOLUTION = 0.005, 0.5
+MAX_PEAK_CONFIRM = 10
+#: The most configurations one --mlperf-sweep may expand to: each multiplies every case.
+MAX_CONFIGURATIONS = 256
+
 #: Marker kwargs accepted by ``@pytest.mark.mlperf(...)``.
 MARKER_KWARGS = frozenset({"accuracy", "latency_ms", "min_qps", "model_name"})
+
+#: Upper limits of the engine options (each OptionSpec says why).
+MAX_THREADS = 1024
+MAX_BATCH_SIZE = 4096
+MAX_WORKERS = 256
+#: Runs per performance case: more would take days without changing what the gate decides.
+MAX_REPEAT = 1000
 
 
 class UsageProblem(ValueError):
@@ -61,12 +83,17 @@ class OptionSpec:
     kind: str = "string"  # string | int | float | bool | list (repeatable flag; ini: one value per line)
     metavar: str | None = None
     default_help: str | None = None
+    #: The accepted values of a numeric option, and why the limits are where they are (said when refusing).
+    bound: Bound | None = None
+    why: str = ""
 
     def __post_init__(self) -> None:
         if "Default:" in self.about:
             raise ValueError(f"{self.flag}: declare the default with default= or default_help=, not in the text")
         if (self.default is None) == (self.default_help is None):
             raise ValueError(f"{self.flag}: give exactly one of default= (a value) and default_help= (words)")
+        if self.kind in ("int", "float") and self.bound is None:
+            raise ValueError(f"{self.flag}: a numeric option declares its accepted range with bound=")
 
     @property
     def flag(self) -> str:
@@ -91,7 +118,18 @@ class OptionSpec:
 
     @property
     def help(self) -> str:
-        return f"{self.about} Default: {self.default_text}."
+        accepted = f" Accepted: {self.bound.text()}." if self.bound is not None else ""
+        return f"{self.about}{accepted} Default: {self.default_text}."
+
+    def check(self, value: Any, source: str | None = None) -> Any:
+        """*value* if it lies in the declared range (None passes); UsageProblem naming the option otherwise."""
+        if value is None or self.bound is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not self.bound.contains(float(value)):
+            why = f" ({self.why})" if self.why else ""
+            shown = fmt_number(value) if isinstance(value, int | float) and not isinstance(value, bool) else repr(value)
+            raise UsageProblem(f"{source or self.flag}: {shown} is not valid; it must be {self.bound.text()}{why}")
+        return value
 
 
 # Help rule: one sentence saying what the option sets, then the accepted values; the default is appended.
@@ -102,13 +140,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("profile", "Run rules: smoke (short runs with declared overrides and calibrated targets) or "
                "official (mlperf.conf unchanged).", "smoke", metavar="NAME"),
     OptionSpec("min-duration-ms", "Override LoadGen's min_duration for every case, in ms.", kind="int",
-               metavar="MS", default_help=f"{SMOKE_MIN_DURATION_MS} in smoke, mlperf.conf in official"),
+               metavar="MS", default_help=f"{SMOKE_MIN_DURATION_MS} in smoke, mlperf.conf in official",
+               bound=Bound(0, MAX_DURATION_MS, "ms"), why="a week; an official run lasts 10 minutes"),
     OptionSpec("min-query-count", "Override LoadGen's min_query_count for every case.", kind="int", metavar="N",
-               default_help="per scenario in smoke, mlperf.conf in official"),
+               default_help="per scenario in smoke, mlperf.conf in official", bound=Bound(1, MAX_QUERY_COUNT),
+               why="LoadGen builds every query in memory before the run starts"),
     OptionSpec("target-qps", "Set Server target QPS and Offline expected QPS.", kind="float", metavar="QPS",
-               default_help="calibrated by a short warm-up in smoke"),
+               default_help="calibrated by a short warm-up in smoke", bound=Bound(MIN_QPS, MAX_QPS, "QPS"),
+               why="a Server run below it would take days to issue its queries"),
     OptionSpec("target-latency-ms", "Set Server's target latency (its p99 bound), in ms.", kind="float",
-               metavar="MS", default_help="the case's latency bound, else mlperf.conf"),
+               metavar="MS", default_help="the case's latency bound, else mlperf.conf",
+               bound=Bound(0, MAX_LATENCY_MS, "ms", low_open=True), why="an hour at most"),
     OptionSpec("user-conf", "A LoadGen user.conf applied after mlperf.conf (lines `model.scenario.key = "
                "value`).", metavar="PATH", default_help="none"),
     OptionSpec("results", "Where to write the session's results JSON.", "mlperf-results/results.json",
@@ -116,11 +158,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("log-dir", "Directory for each case's LoadGen logs (one sub-directory per case).",
                "mlperf-results/logs", metavar="DIR"),
     OptionSpec("accuracy-target", "Minimum top-1 accuracy for accuracy cases, as a fraction (0.97) or "
-               "percent (97).", kind="float", metavar="X", default_help="the case's marker"),
+               "percent (97).", kind="float", metavar="X", default_help="the case's marker", bound=Bound(0, 100)),
     OptionSpec("latency-bound-ms", "Latency bound at the scenario's percentile (SingleStream p90, "
-               "MultiStream and Server p99), in ms.", kind="float", metavar="MS", default_help="the case's marker"),
+               "MultiStream and Server p99), in ms.", kind="float", metavar="MS", default_help="the case's marker",
+               bound=Bound(0, MAX_LATENCY_MS, "ms", low_open=True), why="an hour at most"),
     OptionSpec("min-qps", "Throughput floor in samples/s for Offline, Server and SingleStream.", kind="float",
-               metavar="QPS", default_help="the case's marker"),
+               metavar="QPS", default_help="the case's marker", bound=Bound(0, math.inf, "QPS"),
+               why="a pass/fail limit: it never reaches LoadGen, so only finiteness matters"),
     OptionSpec("backend-option", "An engine-specific setting for the backend, as KEY=VALUE (e.g. outputs=ArgMax:0 "
                "for onnxruntime); repeatable, the last value of a key wins (ini: one per line).", kind="list",
                metavar="KEY=VALUE", default_help="none"),
@@ -134,26 +178,32 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("providers", "ONNX Runtime execution providers in priority order, comma-separated, e.g. "
                "CUDAExecutionProvider,CPUExecutionProvider.", "CPUExecutionProvider", metavar="LIST"),
     OptionSpec("threads", "Intra-op threads per inference session; 0 means one per usable core.", 0, kind="int",
-               metavar="N"),
-    OptionSpec("batch-size", "Largest batch for Offline and Server.", 32, kind="int", metavar="N"),
+               metavar="N", bound=Bound(0, MAX_THREADS),
+               why="more threads than cores only oversubscribe them, and engines fail to start tens of thousands"),
+    OptionSpec("batch-size", "Largest batch for Offline and Server.", 32, kind="int", metavar="N",
+               bound=Bound(1, MAX_BATCH_SIZE),
+               why="a batch is one tensor in memory; larger ones exhaust it, and no MLPerf submission uses them"),
     OptionSpec("server-batch", "Server batch cap: auto (the largest batch whose measured samples/s pays for its "
                "latency, never above --mlperf-batch-size) or a number that forces it.", "auto",
                metavar="auto|N"),
     OptionSpec("server-max-wait-us", "How long the Server batcher may hold a query to fill a batch, in "
-               "microseconds; 0 batches only what is already queued.", 0, kind="int", metavar="US"),
+               "microseconds; 0 batches only what is already queued.", 0, kind="int", metavar="US",
+               bound=Bound(0, 60_000_000, "us"), why="a minute; every Server latency bound is far shorter"),
     OptionSpec("cache-dir", "Where models, datasets and built artefacts are cached.", metavar="DIR",
                default_help=f"${ENV_CACHE}, else the user cache dir (~/.cache/pytest-mlperf)"),
-    OptionSpec("workers", "Inference threads for Offline and Server.", 1, kind="int", metavar="N"),
+    OptionSpec("workers", "Inference threads for Offline and Server.", 1, kind="int", metavar="N",
+               bound=Bound(1, MAX_WORKERS), why="each worker holds its own copy of the model"),
     OptionSpec("stall-timeout-s", "Fail a run when its engine has answered no query for this many seconds while "
                "queries wait (a call that never returns), and end the session: LoadGen cannot run again while one "
-               "of its runs hangs.", 600, kind="int", metavar="S"),
+               "of its runs hangs.", 600, kind="int", metavar="S",
+               bound=Bound(1, 604_800, "seconds"), why="a week; no engine call legitimately takes longer"),
     OptionSpec("baseline", "A results JSON to gate against: each case is compared with its runs there, and a "
                "significant regression beyond the floor fails it.", metavar="PATH", default_help="no comparison"),
     OptionSpec("repeat", "How many times each performance case runs (repeats 0..N-1), pooled for the gate; "
                f"auto runs {AUTO_ROUNDS[0]} to {AUTO_ROUNDS[1]}, stopping once the comparison with "
                f"--mlperf-baseline is decided ({AUTO_ROUNDS[0]} without a baseline).", "1", metavar="N|auto"),
     OptionSpec("alpha", "Significance level of the baseline comparison, between 0 and 1.", DEFAULT_ALPHA,
-               kind="float", metavar="X"),
+               kind="float", metavar="X", bound=Bound(0, 1, low_open=True, high_open=True)),
     OptionSpec("floor", "Smallest relative change the gate acts on, as a fraction (0.05) or percent (5%).",
                DEFAULT_FLOOR, metavar="X"),
     OptionSpec("reuse-load", "A results JSON whose Server target QPS and Offline expected QPS each case reuses "
@@ -177,12 +227,28 @@ OPTIONS: tuple[OptionSpec, ...] = (
                metavar="PATH", default_help="none"),
     OptionSpec("strict-assets", "Fail, instead of skip, the cases whose model or dataset cannot be had here "
                "(for CI that must not skip silently).", False, kind="bool"),
-    OptionSpec("download-timeout", "The most seconds one URL's download may take, all its attempts together; "
-               f"above 0, at most {MAX_DOWNLOAD_TIMEOUT_S:.0f}.", DEFAULT_DOWNLOAD_TIMEOUT_S, kind="float",
-               metavar="S"),
-    OptionSpec("download-min-rate", "The slowest download kept going, in bytes/s averaged over 30 s; 0 to "
-               f"{MAX_DOWNLOAD_MIN_RATE:.0e} (0 turns the check off).", DEFAULT_DOWNLOAD_MIN_RATE, kind="float",
-               metavar="BYTES_PER_S"),
+    OptionSpec("download-timeout", "The most seconds one URL's download may take, all its attempts together.",
+               DEFAULT_DOWNLOAD_TIMEOUT_S, kind="float", metavar="S",
+               bound=Bound(0, MAX_DOWNLOAD_TIMEOUT_S, "seconds", low_open=True), why="a week at most"),
+    OptionSpec("download-min-rate", "The slowest download kept going, in bytes/s averaged over 30 s (0 turns the "
+               "check off).", DEFAULT_DOWNLOAD_MIN_RATE, kind="float", metavar="BYTES_PER_S",
+               bound=Bound(0, MAX_DOWNLOAD_MIN_RATE, "bytes/s"), why="1 TB/s at most"),
+    OptionSpec("progress", "How often a running LoadGen test reports elapsed time, samples completed and the "
+               "current samples/s: auto (every 10 s on a terminal, every minute in a CI log), off, or seconds "
+               "(0.1 to 3600).", "auto", metavar="auto|off|S"),
+    OptionSpec("sweep", "Run every case once per configuration of a design-space sweep, as KEY=V1,V2 (KEY: threads, "
+               "batch_size, workers, server_max_wait_us, or a backend option); repeatable, the product of all keys "
+               f"(at most {MAX_CONFIGURATIONS} configurations; ini: one per line); a Pareto report ends the session.",
+               kind="list", metavar="KEY=V1,V2", default_help="no sweep"),
+    OptionSpec("find-peak", "Search each Server case's highest target QPS that LoadGen reports VALID under its "
+               "latency bound, and each Offline case's highest VALID samples/s, recording every point tried.",
+               False, kind="bool"),
+    OptionSpec("find-peak-resolution", "How close find-peak brackets the Server peak: it stops once the lowest "
+               f"INVALID load is within this fraction of the highest VALID one, as 0.05 or 5% ({MIN_PEAK_RESOLUTION:g} "
+               f"to {MAX_PEAK_RESOLUTION:g}).", "0.05", metavar="X"),
+    OptionSpec("find-peak-confirm", "Extra runs at the peak that must all be VALID before find-peak accepts it; "
+               "a failed one lowers the peak and the search goes on.", 1, kind="int", metavar="N",
+               bound=Bound(0, MAX_PEAK_CONFIRM, "runs")),
     OptionSpec("compliance", "After each performance case, run the MLPerf compliance tests its benchmark requires "
                "(TEST01 and TEST04; a model of your own gets both), each in its own log folder with its audit.config, "
                "verified as the official scripts do; a failed test fails the case.", False, kind="bool"),
@@ -289,6 +355,13 @@ class RunConfig:
     download_timeout_s: float = _default("download-timeout")
     download_min_rate: float = _default("download-min-rate")
     verify_cache: bool = _default("verify-cache")
+    #: ``--mlperf-progress``: seconds between progress lines; 0.0 (auto) lets the terminal decide, None is off.
+    progress_s: float | None = 0.0
+    #: ``--mlperf-sweep``: (key, values) axes, in the order given; every case runs once per configuration.
+    sweep: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    find_peak: bool = _default("find-peak")
+    find_peak_resolution: float = field(default_factory=lambda: parse_fraction(_default("find-peak-resolution")))
+    find_peak_confirm: int = _default("find-peak-confirm")
     compliance: bool = _default("compliance")
     #: The manifest catalog, loaded and checked at configure time when extra manifests or overrides are given.
     catalog: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -330,19 +403,33 @@ def parse_accuracy(value: float, source: str) -> float:
     return value / 100.0 if value > 1 else value
 
 
-def _positive(value: float | None, source: str, allow_zero: bool = False) -> None:
-    if value is None:
+def check_providers(providers: Sequence[str]) -> None:
+    """``--mlperf-providers``: every name an execution provider of the installed onnxruntime build.
+
+    The default (the CPU provider, in every build) is not checked, so a run that keeps it never imports
+    onnxruntime at configure time.
+    """
+    if not providers:
+        raise UsageProblem("--mlperf-providers: no provider given; e.g. --mlperf-providers CPUExecutionProvider")
+    if tuple(providers) == tuple(_split_list(_default("providers"))):
         return
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        need = "zero or more" if allow_zero else "greater than zero"
-        raise UsageProblem(f"{source}: {value} is not valid; it must be {need}")
-
-
-def _in_range(value: float, source: str, low: float, high: float, unit: str, low_open: bool = False) -> None:
-    above = value > low if low_open else value >= low
-    if not (math.isfinite(value) and above and value <= high):
-        side = "above" if low_open else "from"
-        raise UsageProblem(f"{source}: {value:g} is not valid; it must be {side} {low:g} to {high:g} {unit}")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return  # the backend names the package to install when a case needs it
+    known, available = ort.get_all_providers(), ort.get_available_providers()
+    build = f"onnxruntime {ort.__version__}"
+    for name in providers:
+        if name not in known:
+            raise UsageProblem(
+                f"--mlperf-providers: unknown execution provider {name!r}; {build} here has "
+                f"{', '.join(available)} (names are case-sensitive, e.g. CUDAExecutionProvider)"
+            )
+        if name not in available:
+            raise UsageProblem(
+                f"--mlperf-providers: {name} is not in this {build} build (it has {', '.join(available)}); install "
+                "the matching package (onnxruntime-gpu, onnxruntime-openvino) or drop it from --mlperf-providers"
+            )
 
 
 def parse_repeat(raw: Any) -> tuple[bool, int]:
@@ -357,8 +444,11 @@ def parse_repeat(raw: Any) -> tuple[bool, int]:
             f"--mlperf-repeat: {raw!r} is not a whole number or auto; write e.g. --mlperf-repeat 3 or "
             "--mlperf-repeat auto"
         ) from None
-    if repeat < 1:
-        raise UsageProblem(f"--mlperf-repeat: {repeat} is not valid; it must be 1 or more (runs per performance case)")
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise UsageProblem(
+            f"--mlperf-repeat: {repeat} is not valid; it must be from 1 to {MAX_REPEAT} (runs per performance case), "
+            "or auto"
+        )
     return False, repeat
 
 
@@ -370,8 +460,9 @@ def build_run_config(
     Relative paths from the ini file are taken from *rootdir*, those from flags from the cwd."""
 
     def val(name: str) -> Any:
-        value = get(_SPECS[name])
-        return _SPECS[name].default if value is None or value == "" else value
+        spec = _SPECS[name]
+        value = get(spec)
+        return spec.check(spec.default if value is None or value == "" else value)
 
     scenarios = parse_scenarios(val("scenarios"))
     modes = parse_mode(val("mode"))
@@ -384,26 +475,18 @@ def build_run_config(
         target_qps=val("target-qps"),
         target_latency_ms=val("target-latency-ms"),
     )
-    _positive(overrides.min_duration_ms, "--mlperf-min-duration-ms", allow_zero=True)
-    _positive(overrides.min_query_count, "--mlperf-min-query-count")
-    _positive(overrides.target_qps, "--mlperf-target-qps")
-    _positive(overrides.target_latency_ms, "--mlperf-target-latency-ms")
     user_conf = Path(val("user-conf")) if val("user-conf") else None
     if user_conf is not None:
-        if not user_conf.is_file():
-            raise UsageProblem(f"--mlperf-user-conf: file not found: {user_conf}")
         try:
-            parse_user_conf(user_conf.read_text(encoding="utf-8"), str(user_conf))
+            check_user_conf(user_conf)
         except ConfigError as exc:
-            raise UsageProblem(str(exc)) from exc
+            raise UsageProblem(str(exc)) from None
     accuracy = val("accuracy-target")
     thresholds = Thresholds(
         accuracy=parse_accuracy(accuracy, "--mlperf-accuracy-target") if accuracy is not None else None,
         latency_ms=val("latency-bound-ms"),
         min_qps=val("min-qps"),
     )
-    _positive(thresholds.latency_ms, "--mlperf-latency-bound-ms")
-    _positive(thresholds.min_qps, "--mlperf-min-qps", allow_zero=True)
     if backend_names is None:  # outside pytest (benchmarks, tests of this function): the built-in engines
         from pytest_mlperf.backends import BACKENDS
 
@@ -418,12 +501,9 @@ def build_run_config(
     backend_options = parse_backend_options(val("backend-option"))
     backends = parse_backends(val("backends"), known) if val("backends") else None
     providers = tuple(_split_list(val("providers")))
+    if backend == "onnxruntime" or "onnxruntime" in (backends or ()):
+        check_providers(providers)
     threads, batch_size, wait, workers = val("threads"), val("batch-size"), val("server-max-wait-us"), val("workers")
-    _positive(threads, "--mlperf-threads", allow_zero=True)
-    _positive(batch_size, "--mlperf-batch-size")
-    _positive(wait, "--mlperf-server-max-wait-us", allow_zero=True)
-    _positive(workers, "--mlperf-workers")
-    _positive(val("stall-timeout-s"), "--mlperf-stall-timeout-s")
     server_batch = parse_server_batch(val("server-batch"), int(batch_size))
     if modes == ("accuracy",) and (overrides.min_duration_ms is not None or overrides.min_query_count is not None):
         raise UsageProblem(
@@ -449,9 +529,22 @@ def build_run_config(
     provisioning = provisioning_options(val("mirror"), val("asset"), val("manifest"), rootdir or Path.cwd())
     download_timeout = float(val("download-timeout"))
     download_min_rate = float(val("download-min-rate"))
-    _in_range(download_timeout, "--mlperf-download-timeout", 0.0, MAX_DOWNLOAD_TIMEOUT_S, "seconds", low_open=True)
-    _in_range(download_min_rate, "--mlperf-download-min-rate", 0.0, MAX_DOWNLOAD_MIN_RATE, "bytes/s")
-    return RunConfig(
+    resolution = parse_fraction(val("find-peak-resolution"), "--mlperf-find-peak-resolution")
+    if not Bound(MIN_PEAK_RESOLUTION, MAX_PEAK_RESOLUTION).contains(resolution):
+        raise UsageProblem(
+            f"--mlperf-find-peak-resolution: {fmt_number(resolution)} is not valid; it must be "
+            f"{Bound(MIN_PEAK_RESOLUTION, MAX_PEAK_RESOLUTION).text()} (a fraction)"
+        )
+    confirm = int(val("find-peak-confirm"))
+    from pytest_mlperf.progress import parse_progress
+    from pytest_mlperf.sweep import apply, configurations, parse_sweep
+
+    run_config = RunConfig(
+        sweep=parse_sweep(val("sweep")),
+        progress_s=parse_progress(val("progress")),
+        find_peak=bool(val("find-peak")),
+        find_peak_resolution=resolution,
+        find_peak_confirm=confirm,
         download_timeout_s=download_timeout,
         download_min_rate=download_min_rate,
         verify_cache=bool(val("verify-cache")),
@@ -496,6 +589,49 @@ def build_run_config(
         stall_timeout_s=int(val("stall-timeout-s")),
         cache_dir=Path(val("cache-dir")).expanduser() if val("cache-dir") else default_cache_dir(),
     )
+    for configuration in configurations(run_config.sweep):
+        apply(run_config, configuration)  # refuses a configuration the session could not run, before it starts
+    return run_config
+
+
+def writable_problem(path: Path, directory: bool) -> str | None:
+    """Why nothing can be written at *path* (a file, or a *directory* to fill), or None: probed, not guessed.
+
+    Creates nothing that stays: a probe file in the nearest existing ancestor is made and removed, so a read-only
+    mount, a missing permission (also for root on such a mount) or a file in the way is found before any case runs.
+    """
+    import os
+    import tempfile
+
+    if path.is_dir() and not directory:
+        return f"{path} is a directory; give a file path inside it, e.g. {path / 'results.json'}"
+    if path.exists() and not directory and not path.is_file():
+        return f"{path} is not a regular file"
+    ancestor = path if directory else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, so nothing can be created under it"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mlperf-write-check-", dir=ancestor)
+    except OSError as exc:
+        return f"{ancestor} is not writable ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def check_outputs(cfg: RunConfig, rootdir: Path, results: bool = True, log_dir: bool = True) -> None:
+    """--mlperf-results and --mlperf-log-dir (those asked for) can be written: UsageProblem naming the fix if not."""
+    checks = []
+    if results:
+        checks.append(("--mlperf-results", cfg.results_path, False, "a file path in a writable directory"))
+    if log_dir:
+        checks.append(("--mlperf-log-dir", cfg.log_dir, True, "a directory you can write, e.g. --mlperf-log-dir logs"))
+    for option, path, directory, fix in checks:
+        problem = writable_problem(path if path.is_absolute() else rootdir / path, directory)
+        if problem is not None:
+            raise UsageProblem(f"{option}: cannot write {path}: {problem}; give {fix}")
 
 
 def parse_backends(raw: str, known: Sequence[str]) -> tuple[str, ...]:
@@ -555,16 +691,26 @@ def parse_server_batch(raw: Any, batch_size: int, source: str = "--mlperf-server
     return value
 
 
-def parse_backend_options(raw: ListValue | None) -> tuple[tuple[str, str], ...]:
-    """``KEY=VALUE`` items of --mlperf-backend-option (ini lines first, then flags)."""
+def parse_backend_options(
+    raw: ListValue | None, cli_flag: str = "--mlperf-backend-option"
+) -> tuple[tuple[str, str], ...]:
+    """``KEY=VALUE`` items of --mlperf-backend-option (ini lines first, then flags; *cli_flag* names the flag)."""
     pairs: list[tuple[str, str]] = []
     for source, item, _ in _list_items(raw, Path.cwd()):
-        flag = "--mlperf-backend-option" if source == "cli" else "ini mlperf_backend_option"
+        flag = cli_flag if source == "cli" else "ini mlperf_backend_option"
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z_][\w.-]*", key.strip()):
             raise UsageProblem(
                 f"{flag}: {item!r} is not KEY=VALUE; e.g. --mlperf-backend-option outputs=ArgMax:0 (KEY is a "
                 "setting of the chosen backend; ENGINE.KEY=VALUE, e.g. openvino.device=CPU, reaches one engine only)"
+            )
+        name = key.strip().rpartition(".")[2]
+        if name in ("threads", "inter_op_threads") and not (
+            re.fullmatch(r"[0-9]+", value.strip()) and int(value) <= MAX_THREADS
+        ):
+            raise UsageProblem(
+                f"{flag}: {key.strip()}={value.strip()} is not valid; a thread count must be a whole number from 0 "
+                f"to {MAX_THREADS} ({_SPECS['threads'].why})"
             )
         pairs.append((key.strip(), value.strip()))
     return tuple(pairs)
@@ -654,16 +800,41 @@ def parse_alpha(raw: Any, source: str | None = None) -> float:
 
 
 def load_baseline(path: Path, option: str = "--mlperf-baseline", role: str = "a baseline") -> Mapping[str, Any]:
-    """Read and check a results JSON given to *option*; UsageProblem naming the file when it cannot serve."""
-    from pytest_mlperf.gate.compare import ComparisonInputError, check_document
+    """Read and check a results JSON given to *option*; UsageProblem naming the file when it cannot serve.
+
+    The gate's reader and input check name a bad field here, not in every case; the load targets must be ones
+    LoadGen can run. Whatever else they raise on a hostile document still becomes a usage error naming the file.
+    """
+    from pytest_mlperf.gate.compare import check_document
     from pytest_mlperf.results import read_document
 
+    fix = "pass the results JSON of an earlier run (--mlperf-results), unedited"
+    if not path.exists():
+        raise UsageProblem(f"{option}: file not found: {path}; {fix}")
+    if path.is_dir():
+        raise UsageProblem(f"{option}: {path} is a directory; {fix} (e.g. {path / 'results.json'})")
     if not path.is_file():
-        raise UsageProblem(f"{option}: file not found: {path}; pass a results JSON of an earlier run")
+        raise UsageProblem(f"{option}: {path} is not a regular file (a device or pipe); {fix}")
     try:
-        return check_document(str(path), read_document(path))
-    except (ValueError, ComparisonInputError) as exc:
-        raise UsageProblem(f"{option}: {path} cannot be used as {role}: {exc}") from None
+        document = check_document(str(path), read_document(path))
+    except RecursionError:
+        raise UsageProblem(f"{option}: {path} cannot be used as {role}: its JSON is nested too deeply; {fix}") from None
+    except Exception as exc:  # the reader's own errors, and any a hostile document provokes past its checks
+        if isinstance(exc, ValueError) or type(exc).__module__.startswith("pytest_mlperf"):
+            raise UsageProblem(f"{option}: {path} cannot be used as {role}: {exc}") from None  # names the fix
+        raise UsageProblem(
+            f"{option}: {path} cannot be used as {role}: a field has the wrong type ({type(exc).__name__}: {exc}); "
+            f"{fix}"
+        ) from None
+    for index, run in enumerate(document["runs"]):
+        target = (run.get("settings") or {}).get("target_qps") if run.get("mode") == "performance" else None
+        if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)
+                                   or not Bound(MIN_QPS, MAX_QPS).contains(float(target))):
+            raise UsageProblem(
+                f"{option}: {path}: runs[{index}] ({run['id']}): settings.target_qps = {target!r} is not a load "
+                f"LoadGen can run (it must be {Bound(MIN_QPS, MAX_QPS, 'QPS').text()}); {fix}"
+            )
+    return document
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -707,7 +878,8 @@ def convert_ini(spec: OptionSpec, raw: Any) -> Any:
                 return text.lower() in _TRUE
             raise ValueError(text)
     except ValueError:
-        raise UsageProblem(f"ini option {spec.ini} = {raw!r} is not a valid {spec.kind}") from None
+        accepted = f" ({spec.bound.text()})" if spec.bound is not None else ""
+        raise UsageProblem(f"ini option {spec.ini} = {raw!r} is not a valid {spec.kind}{accepted}") from None
     return text
 
 
@@ -736,9 +908,19 @@ def thresholds_from_marker(kwargs: Mapping[str, Any], scenario: str | None, wher
             raise UsageProblem(f"{where}: mlperf marker {key}={value!r} must be a number")
         return float(value)
 
+    name = kwargs.get("model_name")
+    if name is not None and not (isinstance(name, str) and re.fullmatch(r"[\w.-]+", name)):
+        # LoadGen matches mlperf.conf and user.conf keys token by token: such a name would match no line.
+        raise UsageProblem(
+            f"{where}: mlperf marker model_name={name!r} is not a model name LoadGen can match; use letters, "
+            "digits, '_', '-' and '.', e.g. model_name='resnet50'"
+        )
     accuracy = pick("accuracy")
+    # The same ranges as the options that override them (--mlperf-latency-bound-ms, --mlperf-min-qps).
+    latency_ms = _SPECS["latency-bound-ms"].check(pick("latency_ms"), f"{where}: mlperf marker latency_ms")
+    min_qps = _SPECS["min-qps"].check(pick("min_qps"), f"{where}: mlperf marker min_qps")
     return Thresholds(
         accuracy=parse_accuracy(accuracy, f"{where}: mlperf marker accuracy") if accuracy is not None else None,
-        latency_ms=pick("latency_ms"),
-        min_qps=pick("min_qps"),
+        latency_ms=latency_ms,
+        min_qps=min_qps,
     )

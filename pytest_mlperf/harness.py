@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import numbers
 import shutil
 import time
 import warnings
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pytest_mlperf import calibrate
+from pytest_mlperf import calibrate, progress
 from pytest_mlperf.backends import URL_ENGINES, create_backend, engine_for
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import RunConfig, Thresholds, options_for
@@ -20,7 +22,7 @@ from pytest_mlperf.errors import InferenceError, LoadGenError, MLPerfError, MLPe
 from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.loadgen import logs, trace
 from pytest_mlperf.loadgen import run as loadgen
-from pytest_mlperf.loadgen.userconf import applied_user_conf, parse_user_conf
+from pytest_mlperf.loadgen.userconf import applied_user_conf, check_user_conf
 from pytest_mlperf.provenance import usable_cpus
 from pytest_mlperf.results import FAILED_REASON, Metrics, RunResult, case_dirname
 from pytest_mlperf.rules import LATENCY_PERCENTILE
@@ -69,6 +71,10 @@ class Case:
     task: Task | None = None
     #: The engine; None: --mlperf-backend.
     backend: str | None = None
+    #: The Server target QPS / Offline expected QPS this run must use (a find-peak probe); None: as configured.
+    load: float | None = None
+    #: A find-peak probe's number: each probe keeps its own log directory.
+    probe: int | None = None
 
     def resolved_task(self) -> Task:
         task: Task | None = self.task or getattr(self.dataset, "task", None)
@@ -82,8 +88,19 @@ BackendFactory = Callable[[str, "Path | str", BackendOptions], Backend]
 class Harness:
     """Per-session engine: caches backends and model digests so each case pays only for its own run."""
 
-    def __init__(self, config: RunConfig, rootdir: Path, make_backend: BackendFactory = create_backend) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        rootdir: Path,
+        make_backend: BackendFactory = create_backend,
+        sweep: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
+        #: The --mlperf-sweep configuration this harness runs (its settings are already in ``config``).
+        self.sweep = dict(sweep) if sweep else None
+        #: Where progress lines of long runs go (the session sets it), and whether that is a terminal.
+        self.progress_write: Callable[[str], None] | None = None
+        self.progress_tty = False
         self.rootdir = rootdir
         self._make_backend = make_backend
         self._backends: dict[tuple[str, str], list[Backend]] = {}
@@ -155,8 +172,8 @@ class Harness:
         # A test may call mlperf.run in several scenarios or modes; unless its id names them, each run gets its own
         # folder, or the next run would delete the logs that the previous run's record points at.
         named = case.scenario in case.id and case.mode in case.id
-        key = case.id if named else f"{case.id}[{case.scenario}-{case.mode}]"
-        return self.log_root / case_dirname(key, case.repeat)
+        name = case_dirname(case.id if named else f"{case.id}[{case.scenario}-{case.mode}]", case.repeat)
+        return self.log_root / (name if case.probe is None else f"{name}-peak{case.probe:02d}")
 
     def settings_for(self, case: Case, backend: Backend) -> tuple[loadgen.SettingsSpec, dict[str, Any]]:
         cfg = self.config
@@ -168,7 +185,9 @@ class Harness:
             values = calibrate.official_values(case.scenario, case.mode, cfg.overrides)
         target_key = LOAD_TARGETS.get(case.scenario)
         reused: float | None = None
-        if target_key is not None and case.mode == "performance" and cfg.overrides.target_qps is None:
+        if target_key is not None and case.load is not None:
+            values[target_key] = case.load
+        elif target_key is not None and case.mode == "performance" and cfg.overrides.target_qps is None:
             reused = self._targets.get((case.id, case.scenario)) or self.baseline_target(case)
             if reused is not None:
                 values[target_key] = reused
@@ -236,6 +255,19 @@ class Harness:
                     self._targets[(case.id, case.scenario)] = float(value)
                     return float(value)
         return None
+
+    def progress_meter(self, case: Case) -> progress.Meter | None:
+        """A meter reporting *case*'s run as it goes (--mlperf-progress), or None when off or nowhere to write."""
+        interval = self.config.progress_s
+        if interval is None or self.progress_write is None:
+            return None
+        if interval == 0.0:
+            interval = progress.TTY_INTERVAL_S if self.progress_tty else progress.LOG_INTERVAL_S
+        name = case.id.split("::")[-1]
+        label = (name if case.mode in name else f"{name} {case.mode}") + (
+            f" (peak probe {case.probe})" if case.probe is not None else ""
+        )
+        return progress.Meter(label, interval, self.progress_write)
 
     def traced(self, case: Case) -> bool:
         """Whether this run writes LoadGen's trace: only when per-query latencies were asked for (it is not free)."""
@@ -310,7 +342,7 @@ class Harness:
         if path is None:
             return
         if path not in self._user_conf:
-            self._user_conf[path] = parse_user_conf(path.read_text(encoding="utf-8"), str(path))
+            self._user_conf[path] = check_user_conf(path)
         entries = self._user_conf[path]
         model = case.model_name or "*"
         if not entries or any(m in (model, "*") and s in (case.scenario, "*") for m, s, _, _ in entries):
@@ -457,6 +489,12 @@ class Harness:
         """Run *case*; *record* receives the result before any failure is raised, so nothing is lost."""
         cfg = self.config
         started = time.perf_counter()
+        counts = (case.dataset.total_count, case.dataset.performance_count)
+        if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in counts):
+            raise ValueError(
+                f"dataset {case.dataset.name!r}: total_count {counts[0]!r} and performance_count {counts[1]!r} must "
+                "both be whole numbers of 1 or more; LoadGen cannot run on an empty dataset"
+            )
         task = case.resolved_task()
         workers = cfg.workers if case.scenario in ("Server", "Offline") else 1
         backends = self.backends_for(case.model, workers, case.backend)
@@ -489,16 +527,19 @@ class Harness:
             check_finite=case.mode == "accuracy",
         )
         suts: list[BaseSUT] = []
+        meter = self.progress_meter(case)
 
         def make(complete: Complete) -> BaseSUT:
-            suts.append(make_sut(case.scenario, backends, case.dataset, task, complete, options))
+            counted = meter.wrap(complete) if meter else complete
+            suts.append(make_sut(case.scenario, backends, case.dataset, task, counted, options))
             return suts[-1]
 
         try:
-            outcome = loadgen.run_test(
-                make, case.dataset, spec, log_dir, enable_trace=self.traced(case),
-                stall_timeout_s=cfg.stall_timeout_s,
-            )
+            with meter or contextlib.nullcontext():
+                outcome = loadgen.run_test(
+                    make, case.dataset, spec, log_dir, enable_trace=self.traced(case),
+                    stall_timeout_s=cfg.stall_timeout_s,
+                )
             try:
                 detail = logs.read_detail(log_dir / "mlperf_log_detail.txt")
             except OSError as exc:
@@ -577,6 +618,7 @@ class Harness:
             },
             latency_samples_ns=self.latency_samples(case, log_dir) if not failed else None,
             sut=server.to_dict() if server else None,
+            sweep=self.sweep,
             valid=(False if failed else detail.valid) if case.mode == "performance" else None,
             validity_reasons=(
                 ["the SUT failed: LoadGen's own verdict does not count for a run whose inference raised"]
@@ -590,7 +632,7 @@ class Harness:
             duration_s=round(time.perf_counter() - started, 3),
             error=f"{type(outcome.error).__name__}: {outcome.error}" if outcome.error is not None else None,
         )
-        if cfg.compliance and measured:
+        if cfg.compliance and measured and case.probe is None:  # a find-peak probe is a search step, not a result
             self.run_compliance(case, spec, make, log_dir, detail, result)
         record(result)
         if outcome.error is not None:

@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_mlperf.config import OPTIONS, ListValue, OptionSpec, UsageProblem, build_run_config, convert_ini
+from pytest_mlperf.config import (
+    OPTIONS,
+    ListValue,
+    OptionSpec,
+    UsageProblem,
+    build_run_config,
+    check_outputs,
+    convert_ini,
+    thresholds_from_marker,
+)
+from pytest_mlperf.rules import SCENARIOS
 from pytest_mlperf.session import (
     COMPARISON_PROPERTY,
     RUN_PROPERTY,
@@ -74,6 +84,11 @@ def _option_getter(config: pytest.Config) -> Any:
     return get
 
 
+def _given(config: pytest.Config, name: str) -> bool:
+    spec = next(spec for spec in OPTIONS if spec.name == name)
+    return config.getoption(spec.dest) is not None or bool(config.getini(spec.ini))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -86,11 +101,17 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.is_registered(backends):
         config.pluginmanager.register(backends, "mlperf-backends")
     names = [name for names in config.hook.pytest_mlperf_backend_names(config=config) for name in names]
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     try:
         run_config = build_run_config(_option_getter(config), Path(str(config.rootpath)), backend_names=names)
+        if not (config.option.help or config.option.version):
+            # Paths given on purpose are checked now; the defaults once a benchmark is collected (below), so a
+            # project without benchmarks never probes them.
+            given = {name for name in ("results", "log-dir") if _given(config, name)}
+            check_outputs(run_config, Path(str(config.rootpath)), workerinput is None and "results" in given,
+                          "log-dir" in given)
     except UsageProblem as exc:
         raise pytest.UsageError(str(exc)) from None
-    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     numprocesses = getattr(config.option, "numprocesses", None)
     if "performance" in run_config.modes and workerinput is None and isinstance(numprocesses, int) and numprocesses > 1:
         from pytest_mlperf.provenance import usable_cpus
@@ -116,6 +137,30 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_mlperf import signals
 
         config.stash[SIGTERM_KEY] = signals.install_sigterm()
+
+
+def _marker_kwargs(item: pytest.Item) -> dict[str, Any]:
+    """Suite-level defaults (a module's or class's ``pytestmark``) merged with the test's own marker, key by key,
+    the closest marker winning."""
+    merged: dict[str, Any] = {}
+    for marker in reversed(list(item.iter_markers("mlperf"))):
+        merged.update(marker.kwargs)
+    return merged
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    benchmarks = [item for item in session.items if "mlperf" in getattr(item, "fixturenames", ())]
+    try:
+        # Marker thresholds are checked for every scenario now, so a bad one stops the session before any case.
+        for item in benchmarks:
+            for scenario in SCENARIOS:
+                thresholds_from_marker(_marker_kwargs(item), scenario, item.nodeid)
+        if benchmarks and not config.option.collectonly:
+            check_outputs(config.stash[SESSION_KEY].config, Path(str(config.rootpath)),
+                          getattr(config, "workerinput", None) is None)
+    except UsageProblem as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl(tryfirst=True)  # release GPU memory before other plugins' teardown runs
@@ -159,6 +204,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("mlperf_scenario", run_config.scenarios, ids=list(run_config.scenarios))
     if "mlperf_mode" in metafunc.fixturenames and not _parametrized_by_test(metafunc, "mlperf_mode"):
         metafunc.parametrize("mlperf_mode", run_config.modes, ids=list(run_config.modes))
+    # Last, so that ids read engine-scenario-mode-configuration.
+    if run_config.sweep and "mlperf_sweep" in metafunc.fixturenames:
+        from pytest_mlperf.sweep import configurations, label
+
+        swept = configurations(run_config.sweep)
+        metafunc.parametrize("mlperf_sweep", swept, ids=[label(c) for c in swept])
 
 
 @pytest.fixture(scope="session")
@@ -181,17 +232,21 @@ def mlperf_backend(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture
-def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> Iterator[CaseRunner]:
+def mlperf_sweep() -> tuple[tuple[str, str], ...]:
+    """This case's ``--mlperf-sweep`` configuration, ((key, value), ...); empty without a sweep."""
+    return ()
+
+
+@pytest.fixture
+def mlperf(
+    request: pytest.FixtureRequest, mlperf_backend: str, mlperf_sweep: tuple[tuple[str, str], ...]
+) -> Iterator[CaseRunner]:
     """Runs LoadGen benchmarks for this test: ``mlperf.run(model=..., dataset=...)`` returns a RunResult."""
     from pytest_mlperf.runner import CaseRunner
 
     session = request.config.stash[SESSION_KEY]
     item = request.node
-    # Suite-level defaults (a module's or class's ``pytestmark``) merge with the test's own marker, key by key,
-    # the closest marker winning.
-    marker_kwargs: dict[str, Any] = {}
-    for marker in reversed(list(item.iter_markers("mlperf"))):
-        marker_kwargs.update(marker.kwargs)
+    marker_kwargs = _marker_kwargs(item)
     params = getattr(getattr(item, "callspec", None), "params", {})
 
     def record(run: dict[str, Any]) -> None:
@@ -203,7 +258,7 @@ def mlperf(request: pytest.FixtureRequest, mlperf_backend: str) -> Iterator[Case
         return gate_reasons(comparison)
 
     yield CaseRunner(
-        harness=session.harness,
+        harness=session.harness_for(mlperf_sweep),
         nodeid=item.nodeid,
         marker_kwargs=marker_kwargs,
         cli_thresholds=session.config.thresholds,

@@ -65,6 +65,11 @@ class RunResult:
     #: Why the run did not do all of its work (``"RuntimeError: ..."``: its inference, warm-up or sample loading
     #: raised); None for a run that did. Such a run has no figures and is never compared or exported.
     error: str | None = None
+    #: ``--mlperf-find-peak``: the peak found, the latency bound it held to and every point tried
+    #: (:mod:`pytest_mlperf.findpeak`); None otherwise.
+    find_peak: dict[str, Any] | None = None
+    #: ``--mlperf-sweep``: the configuration this run used, key -> value as given; None without a sweep.
+    sweep: dict[str, str] | None = None
     #: What configured LoadGen: ``{"mlperf_conf": {source, loadgen, model_name}, "user_conf": {path, sha256, text}
     #: or None, "applied_user_conf": text}`` (the user.conf reproducing every setting applied after mlperf.conf).
     conf: dict[str, Any] | None = None

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from pytest_mlperf import findpeak
 from pytest_mlperf.config import Thresholds, UsageProblem, thresholds_from_marker
 from pytest_mlperf.datasets.base import Dataset
 from pytest_mlperf.errors import LoadGenStalled
@@ -136,6 +137,10 @@ class CaseRunner:
                 if mode == "performance":
                     self._before_performance_run()
                 try:
+                    if mode == "performance" and self.config.find_peak and scenario in findpeak.SEARCHED:
+                        # The search makes its own runs; the one that stands for the case carries them all.
+                        results.append(findpeak.search(self._harness, case, collect))
+                        break
                     results.append(self._harness.run(case, collect))
                 except LoadGenStalled as exc:
                     # LoadGen is still running that run: no other can start in this process (the run is recorded).

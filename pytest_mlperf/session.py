@@ -101,6 +101,8 @@ class MLPerfSession:
         self.pytestconfig = pytestconfig
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._harness: Harness | None = None
+        #: One harness per --mlperf-sweep configuration: backends and calibrations differ with the settings.
+        self._swept: dict[tuple[tuple[str, str], ...], Harness] = {}
         self._envelope: dict[str, Any] | None = None
         self._runs: list[dict[str, Any]] = []
         self._added: dict[int, dict[str, Any]] = {}
@@ -113,6 +115,8 @@ class MLPerfSession:
         self.skips: dict[tuple[str, str], int] = {}
         #: Makes backends; the plugin sets it to the pytest_mlperf_make_backend hook.
         self.make_backend: Callable[[str, Any, Any], Any] | None = None
+        #: Output files that could not be written, path -> why: the summary says so and the session fails.
+        self.write_failures: dict[Path, str] = {}
 
     @property
     def harness(self) -> Harness:
@@ -123,7 +127,39 @@ class MLPerfSession:
                 self._harness = Harness(self.config, self.rootdir, self.make_backend)
             else:
                 self._harness = Harness(self.config, self.rootdir)
+            self._attach_progress(self._harness)
         return self._harness
+
+    def _attach_progress(self, harness: Harness) -> None:
+        """Progress lines go past pytest's capture onto the terminal (the main process's only: xdist workers
+        have none that anyone sees)."""
+        if self.pytestconfig is None or self.worker is not None or self.config.progress_s is None:
+            return
+        from pytest_mlperf.provisioning.assets import TerminalStream
+
+        stream = TerminalStream(self.pytestconfig)
+
+        def write(line: str) -> None:
+            stream.write(line + "\n")
+
+        harness.progress_write = write
+        harness.progress_tty = stream.isatty()
+
+    def harness_for(self, configuration: tuple[tuple[str, str], ...]) -> Harness:
+        """The harness of a --mlperf-sweep configuration (the session's own for none)."""
+        if not configuration:
+            return self.harness
+        if configuration not in self._swept:
+            from pytest_mlperf.harness import Harness
+            from pytest_mlperf.sweep import apply
+
+            config = apply(self.config, configuration)
+            if self.make_backend is not None:
+                self._swept[configuration] = Harness(config, self.rootdir, self.make_backend, dict(configuration))
+            else:
+                self._swept[configuration] = Harness(config, self.rootdir, sweep=dict(configuration))
+            self._attach_progress(self._swept[configuration])
+        return self._swept[configuration]
 
     def environment(self) -> dict[str, Any]:
         """This session's envelope (versions, machine, commit), read on first use: the head side's fingerprint."""
@@ -221,34 +257,32 @@ class MLPerfSession:
             self._results_file = JournaledDocument(self.results_path, runs_journal(self.results_path))
         self._append(self._results_file, run, self.environment(), "results")
 
-    @staticmethod
-    def _append(file: JournaledDocument, item: dict[str, Any], envelope: dict[str, Any] | None, what: str) -> None:
-        """Best effort: a failed write warns and the session goes on (the runs stay in memory for the end)."""
+    def _failed(self, path: Path, message: str) -> None:
+        self.write_failures.setdefault(path, message)
+        warnings.warn(MLPerfWarning(message), stacklevel=2)
+
+    def _append(
+        self, file: JournaledDocument, item: dict[str, Any], envelope: dict[str, Any] | None, what: str
+    ) -> None:
+        """A failed write warns and the session goes on (the runs stay in memory for the end), but it will fail."""
         try:
             if not file.started:
                 file.start(envelope)
             file.append(item)
         except OSError as exc:
-            warnings.warn(
-                MLPerfWarning(f"could not write {what} to {file.path}: {exc}; check --mlperf-results"), stacklevel=1
-            )
+            self._failed(file.path, f"could not write {what} to {file.path}: {exc}; check --mlperf-results")
 
-    @staticmethod
-    def _finish(file: JournaledDocument, document: dict[str, Any], what: str) -> None:
-        """Best effort too: on failure the partial file and its journal stay, and readers still get every run."""
+    def _finish(self, file: JournaledDocument, document: dict[str, Any], what: str) -> None:
+        """On failure the partial file and its journal stay (readers still get every run), and the session fails."""
         try:
             file.finish(document)
         except OSError as exc:
-            warnings.warn(
-                MLPerfWarning(f"could not write {what} to {file.path}: {exc}; check --mlperf-results"), stacklevel=1
-            )
+            self._failed(file.path, f"could not write {what} to {file.path}: {exc}; check --mlperf-results")
         except (TypeError, ValueError) as exc:  # serialised before writing, so nothing was written
-            warnings.warn(
-                MLPerfWarning(
-                    f"could not write {what} to {file.path}: {exc}; a pytest_mlperf_update_results_json hook "
-                    "added a value JSON cannot hold. The partial file and its runs file keep every run"
-                ),
-                stacklevel=1,
+            self._failed(
+                file.path,
+                f"could not write {what} to {file.path}: {exc}; a pytest_mlperf_update_results_json hook "
+                "added a value JSON cannot hold. The partial file and its runs file keep every run",
             )
 
     def replace_stale(self) -> None:
@@ -321,6 +355,9 @@ class MLPerfSession:
         """Release the session's backends (GPU memory, server connections)."""
         if self._harness is not None:
             self._harness.close()
+        swept, self._swept = self._swept, {}
+        for harness in swept.values():
+            harness.close()
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.replace_stale()
@@ -331,6 +368,9 @@ class MLPerfSession:
 
         signals.record_exit_status(exitstatus)
         self.finish("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "complete")
+        if self.write_failures and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            # Not 1, the gate's "regression": the measurements may be fine, their record is what is missing.
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.skips:
@@ -344,7 +384,21 @@ class MLPerfSession:
         terminalreporter.write_sep("-", "mlperf results")
         for line in runs_table(self.runs):
             terminalreporter.write_line(line)
-        terminalreporter.write_line(f"results JSON: {self.results_path}")
+        from pytest_mlperf.findpeak import summary_lines
+
+        peaks = summary_lines(self.runs)
+        if peaks:
+            terminalreporter.write_sep("-", "mlperf find-peak")
+            for line in peaks:
+                terminalreporter.write_line(line)
+        from pytest_mlperf.sweep import report
+
+        pareto = report(self.runs)
+        if pareto:
+            terminalreporter.write_sep("-", "mlperf sweep: Pareto report")
+            for line in pareto:
+                terminalreporter.write_line(line)
+        self._write_outputs(terminalreporter, "results JSON", self.results_path)
         terminalreporter.write_line(f"LoadGen logs: {self.harness.log_root}")
         if self.gating:
             from pytest_mlperf.gate.render import render_text
@@ -355,7 +409,16 @@ class MLPerfSession:
                 return
             for line in render_text(self.comparison()).splitlines():
                 terminalreporter.write_line(line)
-            terminalreporter.write_line(f"comparison JSON: {self.comparison_path}")
+            self._write_outputs(terminalreporter, "comparison JSON", self.comparison_path)
+
+    def _write_outputs(self, terminalreporter: Any, what: str, path: Path) -> None:
+        """Name an output file only if it was written; otherwise say why not, in red."""
+        failure = self.write_failures.get(path)
+        if failure is None and path.is_file():
+            terminalreporter.write_line(f"{what}: {path}")
+            return
+        reason = failure or "it does not exist after the session"
+        terminalreporter.write_line(f"{what}: NOT written: {reason}; the session fails", red=True)
 
 
 def invocation(config: pytest.Config) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ def count_option(engine: str, options: BackendOptions, key: str, default: int) -
     raw = options.option(key)
     if raw is None:
         return default
-    value = int(raw) if raw.strip().isdigit() else -1
+    value = int(raw) if re.fullmatch(r"[0-9]+", raw.strip()) else -1  # not isdigit(): int("²") raises
     if value < 0:
         raise option_error(
             engine, key, raw, f"the {engine} backend needs a whole number >= 0 (0 = one per usable core)"

@@ -147,18 +147,33 @@ class ArrayDataset(PreloadedSamples):
         arrays = dict(inputs) if isinstance(inputs, Mapping) else {"": inputs}
         if not arrays:
             raise ValueError(f"dataset {name!r}: no input tensors given")
-        counts = {key: len(value) for key, value in arrays.items()}
-        if len(set(counts.values())) != 1:
-            raise ValueError(f"dataset {name!r}: input tensors differ in sample count: {counts}")
         for key, value in arrays.items():
+            label = f" {key!r}" if key else ""
+            if not isinstance(value, np.ndarray):
+                raise TypeError(
+                    f"dataset {name!r}: input{label} is a {type(value).__name__}, not a numpy array; pass "
+                    "np.asarray(...) with a numeric dtype"
+                )
+            # Engines take numbers: an object or string array fails deep inside one, far from its cause.
+            if value.dtype.kind not in "biufc":
+                raise ValueError(
+                    f"dataset {name!r}: input{label} has dtype {value.dtype}, not numbers; convert it, e.g. "
+                    "np.asarray(x, dtype=np.float32)"
+                )
             if value.ndim < 2:
-                label = f" {key!r}" if key else ""
                 raise ValueError(
                     f"dataset {name!r}: input{label} needs a sample axis and a feature axis, got {value.shape}"
                 )
+        counts = {key: len(value) for key, value in arrays.items()}
+        if len(set(counts.values())) != 1:
+            raise ValueError(f"dataset {name!r}: input tensors differ in sample count: {counts}")
         total = next(iter(counts.values()))
+        if total == 0:
+            raise ValueError(f"dataset {name!r}: no samples (its inputs have 0 rows); LoadGen needs at least one")
         if labels is not None and len(labels) != total:
             raise ValueError(f"dataset {name!r}: {total} inputs but {len(labels)} labels")
+        if performance_count is not None and (isinstance(performance_count, bool) or performance_count < 1):
+            raise ValueError(f"dataset {name!r}: performance_count {performance_count!r} must be 1 or more")
         self.name = name
         self.inputs = inputs
         self.labels = labels

@@ -15,6 +15,7 @@ import numpy as np
 from pytest_mlperf import signals
 from pytest_mlperf.datasets.base import Dataset
 from pytest_mlperf.errors import InferenceError, LoadGenError, LoadGenStalled
+from pytest_mlperf.loadgen.limits import SETTINGS_BOUNDS, settings_problems
 from pytest_mlperf.sut import BaseSUT, Complete
 
 if TYPE_CHECKING:
@@ -72,7 +73,17 @@ def build_settings(spec: SettingsSpec) -> Any:
     for key, value in spec.values.items():
         if not hasattr(settings, key):
             raise LoadGenError(f"LoadGen TestSettings has no field {key!r}")
+        bound = SETTINGS_BOUNDS.get(key)
+        if bound is not None and not bound.contains(float(value)):
+            raise LoadGenError(f"{spec.scenario} {spec.mode}: {key} = {value} is outside {bound.text()}; not started")
         setattr(settings, key, value)
+    # The files and the values together decide what LoadGen builds: check the whole before it allocates a query.
+    problems = settings_problems(spec.scenario, spec.mode, {key: getattr(settings, key) for key in SETTINGS_BOUNDS})
+    if problems:
+        raise LoadGenError(
+            f"{spec.scenario} {spec.mode}: LoadGen was not started: {'; '.join(problems)} (from mlperf.conf"
+            f"{', ' + str(spec.user_conf) if spec.user_conf else ''} and the plugin's options)"
+        )
     return settings
 
 
