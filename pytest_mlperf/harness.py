@@ -107,6 +107,7 @@ class Harness:
         self._digests: dict[str, str] = {}
         # Load targets of each (case id, scenario) already run this session: repeats run under the same load.
         self._targets: dict[tuple[str, str], float] = {}
+        self._finite_checked: set[tuple[str, str, str, int]] = set()
         self._calibrations: dict[tuple[str, str, str, int], calibrate.Calibration] = {}
         self._user_conf: dict[Path, list[tuple[str, str, str, str]]] = {}
         #: This session's accuracy logs per (engine, model, dataset, scenario): TEST01's baseline when present.
@@ -219,13 +220,18 @@ class Harness:
         fresh = cal is None
         cal = cal or calibrate.Calibration()
         self._calibrations[key] = cal
-        if not fresh and not calibrate.missing(cal, kinds):
+        # Performance runs check the model's warm-up outputs once (accuracy runs check every batch instead, and
+        # an extra inference must not touch a backend before an accuracy run sees its samples).
+        check = case.mode == "performance" and key not in self._finite_checked
+        if not fresh and not check and not calibrate.missing(cal, kinds):
             return cal
         warm = list(range(min(case.dataset.performance_count, max(self.config.batch_size, 8))))
         case.dataset.load(warm)
         try:
             if fresh:
                 backend.warmup(case.dataset.one(0))
+            if check:
+                self._finite_checked.add(key)
                 check_finite_outputs(case, backend, warm)
             return calibrate.measure(
                 backend, case.dataset, case.resolved_task(), self.batch_size(backend), kinds, cal
