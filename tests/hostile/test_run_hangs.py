@@ -95,14 +95,15 @@ def test_server(mlperf, tiny_model, tiny_dataset):
     )
     project.runpytest(*FAST).assert_outcomes(passed=1)
     document = read_document(project.path / "mlperf-results" / "results.json")
-    document["runs"][0]["settings"]["target_qps"] = 1e-6
+    # In the range LoadGen accepts (configure refuses less than 0.001 QPS), yet 500 smoke queries would take 14 h.
+    document["runs"][0]["settings"]["target_qps"] = 0.01
     damaged = project.path / "damaged.json"
     damaged.write_text(json.dumps(document))
-    # A subprocess with a time limit: before the fix, LoadGen waited ~11 days for the first query's time.
+    # A subprocess with a time limit: before the fix, LoadGen waited hours for the queries' scheduled times.
     result = project.runpytest_subprocess(*FAST, f"--mlperf-reuse-load={damaged}", timeout=600)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "*the Server target of 1e-06 QPS reused from --mlperf-reuse-load (or --mlperf-baseline) would make "
+        "*the Server target of 0.01 QPS reused from --mlperf-reuse-load (or --mlperf-baseline) would make "
         "LoadGen spread its * queries over *",
     ])
     run = read_document(project.path / "mlperf-results" / "results.json")["runs"][0]
