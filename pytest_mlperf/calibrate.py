@@ -30,11 +30,18 @@ SMOKE_SERVER_TARGET_LATENCY_NS = 100_000_000
 
 @dataclass
 class Calibration:
-    """Medians of short timed runs (seconds per call, samples per second); None where not measured yet."""
+    """Medians of short timed runs (seconds per call, samples per second); None where not measured yet.
+
+    The ``fastest`` figures are the quickest call of the same runs: load only ever slows a call down, so they are
+    what LoadGen must be prepared for (queries to pre-generate), while the medians size loads (Server's target).
+    """
 
     single_s: float | None = None
     multi_s: float | None = None
     batch_qps: float | None = None
+    single_fastest_s: float | None = None
+    multi_fastest_s: float | None = None
+    batch_fastest_qps: float | None = None
 
 
 #: What each scenario's settings are derived from. Accuracy runs need a rate only for Server, whose schedule
@@ -73,14 +80,15 @@ def needs(scenario: str, mode: str) -> tuple[str, ...]:
     return _NEEDS[scenario]
 
 
-def _median_time(fn: Callable[[], object], budget_s: float, max_runs: int = 200) -> float:
+def _times(fn: Callable[[], object], budget_s: float, max_runs: int = 200) -> tuple[float, float]:
+    """The median and the fastest of at least 3 timed calls of *fn* within about *budget_s*."""
     times: list[float] = []
     deadline = time.perf_counter() + budget_s
     while len(times) < 3 or (time.perf_counter() < deadline and len(times) < max_runs):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def measure(
@@ -96,14 +104,15 @@ def measure(
     loaded = min(dataset.performance_count, max(batch_size, 8))
     if "single" in kinds and into.single_s is None:
         one = dataset.one(0)
-        into.single_s = _median_time(lambda: task.postprocess(backend.run(one)), budget_s)
+        into.single_s, into.single_fastest_s = _times(lambda: task.postprocess(backend.run(one)), budget_s)
     if "multi" in kinds and into.multi_s is None:
         eight = dataset.batch([i % loaded for i in range(8)])
-        into.multi_s = _median_time(lambda: task.postprocess(backend.run(eight)), budget_s)
+        into.multi_s, into.multi_fastest_s = _times(lambda: task.postprocess(backend.run(eight)), budget_s)
     if "batch" in kinds and into.batch_qps is None:
         full = dataset.batch([i % loaded for i in range(batch_size)])
-        seconds = _median_time(lambda: task.postprocess(backend.run(full)), budget_s)
+        seconds, fastest = _times(lambda: task.postprocess(backend.run(full)), budget_s)
         into.batch_qps = batch_size / max(seconds, 1e-9)
+        into.batch_fastest_qps = batch_size / max(fastest, 1e-9)
     return into
 
 
@@ -169,12 +178,17 @@ def smoke_values(scenario: str, mode: str, cal: Calibration, overrides: Override
         values["min_query_count"] = (
             overrides.min_query_count if overrides.min_query_count is not None else SMOKE_MIN_QUERIES[scenario]
         )
-    if scenario == "SingleStream" and cal.single_s is not None:
-        values["single_stream_expected_latency_ns"] = max(1_000, int(cal.single_s * LATENCY_HEADROOM * 1e9))
-    elif scenario == "MultiStream" and cal.multi_s is not None:
-        values["multi_stream_expected_latency_ns"] = max(1_000, int(cal.multi_s * LATENCY_HEADROOM * 1e9))
+    # Pre-generation (SingleStream, MultiStream, Offline) follows the fastest call, so that a warm-up slowed by a
+    # busy machine never leaves LoadGen short of queries when the run then goes faster (INVALID: min duration).
+    single = cal.single_fastest_s or cal.single_s
+    multi = cal.multi_fastest_s or cal.multi_s
+    if scenario == "SingleStream" and single is not None:
+        values["single_stream_expected_latency_ns"] = max(1_000, int(single * LATENCY_HEADROOM * 1e9))
+    elif scenario == "MultiStream" and multi is not None:
+        values["multi_stream_expected_latency_ns"] = max(1_000, int(multi * LATENCY_HEADROOM * 1e9))
     elif scenario == "Offline" and (overrides.target_qps or cal.batch_qps):
-        values["offline_expected_qps"] = overrides.target_qps or (cal.batch_qps or 0.0) * OFFLINE_HEADROOM
+        peak = cal.batch_fastest_qps or cal.batch_qps or 0.0
+        values["offline_expected_qps"] = overrides.target_qps or peak * OFFLINE_HEADROOM
     elif scenario == "Server" and (overrides.target_qps or (cal.batch_qps and cal.single_s)):
         capacity = min(cal.batch_qps or 0.0, 1.0 / max(cal.single_s or 0.0, 1e-9))
         values["server_target_qps"] = overrides.target_qps or capacity * SERVER_LOAD
