@@ -241,3 +241,46 @@ def official_hint(
         "@pytest.mark.mlperf(model_name=...) the name of the MLPerf benchmark it is (e.g. resnet50); "
         "--mlperf-profile smoke measures and sets these itself"
     )
+
+
+#: The pre-generation setting of each scenario the smoke profile sizes from calibration, and which way to move it
+#: when LoadGen ran out of queries: a latency goes down, a rate goes up.
+_PRE_GENERATION = {
+    "SingleStream": ("single_stream_expected_latency_ns", -1),
+    "MultiStream": ("multi_stream_expected_latency_ns", -1),
+    "Offline": ("offline_expected_qps", 1),
+}
+#: At most this much more pre-generation per rerun: beyond it the calibration was not the problem.
+MAX_RERUN_FACTOR = 50.0
+#: Reruns of one run at most; each is a whole LoadGen run of min_duration.
+MAX_SHORT_RERUNS = 2
+
+
+def short_run_retry(
+    scenario: str, values: dict[str, Any], invalid: tuple[str, ...], ran_s: float | None, min_duration_ms: int | None
+) -> tuple[dict[str, Any], str] | None:
+    """Smoke profile: the settings of a rerun when LoadGen ran out of pre-generated queries, and why.
+
+    The warm-up that sized pre-generation can run on a busier machine than the run itself (a CI neighbour stops):
+    the run then finishes its queries before min_duration and LoadGen calls it INVALID for being short, which says
+    nothing about the SUT. The rerun scales the setting by how short the run fell, with 2.5x headroom. None when the
+    run failed for anything else, or the setting was not the calibration's (a user's value is never overridden).
+    """
+    entry = _PRE_GENERATION.get(scenario)
+    if entry is None or not invalid or not all(reason.startswith(_TOO_SHORT) for reason in invalid):
+        return None
+    key, direction = entry
+    current = values.get(key)
+    if not isinstance(current, (int, float)) or current <= 0:
+        return None
+    if ran_s and min_duration_ms and ran_s * 1000 < min_duration_ms:
+        # 2.5x: a short run's fixed costs (threads, the first batches) make it look slower than a longer one goes.
+        factor = min(MAX_RERUN_FACTOR, 2.5 * min_duration_ms / (ran_s * 1000))
+    else:
+        factor = 2.0  # short on queries, not time: the count LoadGen needs is not in the log
+    scaled = current * factor if direction > 0 else max(1_000, int(current / factor))
+    if scaled == current:
+        return None
+    note = (f"a run ran out of pre-generated queries ({'; '.join(invalid)}); rerun with {key} "
+            f"{current:.6g} -> {scaled:.6g}")
+    return {**values, key: scaled}, note

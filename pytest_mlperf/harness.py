@@ -262,6 +262,28 @@ class Harness:
                     return float(value)
         return None
 
+    def short_run_retry(
+        self, case: Case, values: dict[str, Any], detail: logs.DetailLog, error: BaseException | None
+    ) -> tuple[dict[str, Any], str] | None:
+        """The smoke profile's rerun of a performance run that LoadGen found too short (calibrate's
+        short_run_retry), unless the pre-generation setting is not the calibration's to change: the user's
+        target, a find-peak probe's load, or a load reused from a baseline so that base and head match."""
+        cfg = self.config
+        if cfg.profile != "smoke" or case.mode != "performance" or error is not None or detail.valid is not False:
+            return None
+        if case.scenario == "Offline" and (
+            cfg.overrides.target_qps is not None or case.load is not None or self.baseline_target(case) is not None
+        ):
+            return None
+        minimum = detail.settings.get("min_duration_ms")
+        retry = calibrate.short_run_retry(
+            case.scenario, values, detail.invalid_reasons, detail.measured_s,
+            int(minimum) if isinstance(minimum, (int, float)) else None,
+        )
+        if retry is not None and case.scenario == "Offline":
+            self._targets[(case.id, case.scenario)] = retry[0]["offline_expected_qps"]  # later repeats follow
+        return retry
+
     def progress_meter(self, case: Case) -> progress.Meter | None:
         """A meter reporting *case*'s run as it goes (--mlperf-progress), or None when off or nowhere to write."""
         interval = self.config.progress_s
@@ -533,33 +555,47 @@ class Harness:
             check_finite=case.mode == "accuracy",
         )
         suts: list[BaseSUT] = []
-        meter = self.progress_meter(case)
+        rerun_notes: list[str] = []
+        while True:
+            meter = self.progress_meter(case)
 
-        def make(complete: Complete) -> BaseSUT:
-            counted = meter.wrap(complete) if meter else complete
-            suts.append(make_sut(case.scenario, backends, case.dataset, task, counted, options))
-            return suts[-1]
+            def make(complete: Complete, meter: progress.Meter | None = meter) -> BaseSUT:
+                counted = meter.wrap(complete) if meter else complete
+                suts.append(make_sut(case.scenario, backends, case.dataset, task, counted, options))
+                return suts[-1]
 
-        try:
-            with meter or contextlib.nullcontext():
-                outcome = loadgen.run_test(
-                    make, case.dataset, spec, log_dir, enable_trace=self.traced(case),
-                    stall_timeout_s=cfg.stall_timeout_s,
-                )
             try:
-                detail = logs.read_detail(log_dir / "mlperf_log_detail.txt")
-            except OSError as exc:
-                raise LoadGenError(
-                    f"{case.id}: LoadGen's detail log in {log_dir} cannot be read ({exc.strerror or exc}); the run "
-                    "has no verdict. Check that the log folder (--mlperf-log-dir) is writable and has free space"
-                ) from exc
-        except MLPerfError as exc:  # LoadGen failed, or its logs cannot be read: the run is still recorded
-            record(self.failed_record(case, backend, task, exc, log_dir, started, in_loadgen=True))
-            raise
-        if outcome.error is None and suts and suts[0].nonfinite_samples:
+                with meter or contextlib.nullcontext():
+                    outcome = loadgen.run_test(
+                        make, case.dataset, spec, log_dir, enable_trace=self.traced(case),
+                        stall_timeout_s=cfg.stall_timeout_s,
+                    )
+                try:
+                    detail = logs.read_detail(log_dir / "mlperf_log_detail.txt")
+                except OSError as exc:
+                    raise LoadGenError(
+                        f"{case.id}: LoadGen's detail log in {log_dir} cannot be read ({exc.strerror or exc}); the "
+                        "run has no verdict. Check that the log folder (--mlperf-log-dir) is writable and has free "
+                        "space"
+                    ) from exc
+            except MLPerfError as exc:  # LoadGen failed, or its logs cannot be read: the run is still recorded
+                record(self.failed_record(case, backend, task, exc, log_dir, started, in_loadgen=True))
+                raise
+            retry = (self.short_run_retry(case, values, detail, outcome.error)
+                     if len(rerun_notes) < calibrate.MAX_SHORT_RERUNS else None)
+            if retry is None:
+                break
+            values, note = retry
+            rerun_notes.append(note)
+            spec = replace(spec, values=values)
+            suts.clear()
+            shutil.rmtree(log_dir)  # the short run's logs must not be read as the rerun's
+        if rerun_notes:
+            values = {**values, "pre_generation_rerun": "; then ".join(rerun_notes)}
+        if outcome.error is None and suts and suts[-1].nonfinite_samples:
             outcome.error = InferenceError(
-                f"{model_stem(case.model)} gave non-finite outputs (NaN or inf) for {suts[0].nonfinite_samples} of "
-                f"{suts[0].completed_samples} samples; its accuracy would be scored on garbage"
+                f"{model_stem(case.model)} gave non-finite outputs (NaN or inf) for {suts[-1].nonfinite_samples} of "
+                f"{suts[-1].completed_samples} samples; its accuracy would be scored on garbage"
             )
         accuracy: dict[str, float] | None = None
         scoring_error: str | None = None

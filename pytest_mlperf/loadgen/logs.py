@@ -104,6 +104,8 @@ class DetailLog:
     errors: tuple[str, ...]
     warnings: tuple[str, ...]
     raw: Mapping[str, list[Any]]
+    #: The run length LoadGen compared with min_duration, in seconds (None when the log does not say).
+    measured_s: float | None = None
 
 
 class _Entries:
@@ -266,6 +268,7 @@ def parse_detail(text: str, source: str = "<string>") -> DetailLog:
         errors=tuple(entries.errors),
         warnings=tuple(entries.warnings),
         raw=MappingProxyType(entries.values),
+        measured_s=_measured_duration_s(entries, scenario, duration_s),
     )
 
 
