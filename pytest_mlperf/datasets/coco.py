@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,8 +33,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pytest_mlperf.datasets import imagecache
 from pytest_mlperf.datasets.base import ArrayDataset, PreloadedSamples
-from pytest_mlperf.datasets.imagenet import _identity, _save_atomic, decode_rgb
+from pytest_mlperf.datasets.imagenet import decode_rgb
 from pytest_mlperf.errors import ProvisioningError
 from pytest_mlperf.tasks.detection import RETINANET, SSD_MOBILENET, SSD_RESNET34, CocoGroundTruth, Detection
 
@@ -51,7 +51,6 @@ __all__ = [
 
 #: Bump whenever the code changes the tensors it produces: it is part of the cache key.
 PREPROCESS_VERSION = 1
-_LISTED = 50
 
 
 class CocoError(ProvisioningError):
@@ -209,72 +208,32 @@ class CocoDataset(PreloadedSamples):
 
     @cached_property
     def digest(self) -> str:
-        """sha256 of the preprocessing, the annotation file and each image file's size (as ImageNet's: reading
-        every image each session would cost more than the run)."""
-        h = hashlib.sha256(f"{self.params.key()}\0".encode())
-        h.update(hashlib.sha256(self.annotation_file.read_bytes()).digest())
-        for rel in self.files:
-            try:
-                size = (self.images / rel).stat().st_size
-            except OSError:
-                size = -1  # prepare() reports it; the digest still differs from a complete copy's
-            h.update(f"{rel}\0{size}\n".encode())
-        return "sha256:" + h.hexdigest()
+        """sha256 of the preprocessing, the annotation file and each image file's size."""
+        prefix = f"{self.params.key()}\0{hashlib.sha256(self.annotation_file.read_bytes()).hexdigest()}"
+        return imagecache.files_digest(prefix, self.images, ((rel, "") for rel in self.files))
 
     def prepare(self) -> None:
         """Make sure every image has a cached tensor; one CocoError lists every missing or unreadable image."""
         if self._tensors is not None:
             return
-        missing: list[str] = []
-        tensors: list[Path] = []
-        for rel in self.files:
-            path = self.images / rel
-            try:
-                ident = _identity(path)
-            except OSError as exc:
-                missing.append(f"{path} ({exc.strerror or exc})")
-                tensors.append(Path())
-                continue
-            tensors.append(self.cache_root / ident[:2] / f"{ident}.npy")
+        tensors, missing = imagecache.tensor_paths(self.images, self.files, self.cache_root)
         todo = [i for i, t in enumerate(tensors) if t != Path() and not t.is_file()]
-        unreadable = self._fill(todo, tensors) if todo else []
+        unreadable: list[str] = []
+        if todo:
+            unreadable, done = imagecache.fill(
+                todo, tensors, [self.images / rel for rel in self.files],
+                lambda path: preprocess_image(path, self.params), cache_root=self.cache_root,
+                workers=self.workers, what=f"{self.name} preprocessing",
+            )
+            self.preprocessed += done
         if missing or unreadable:
-            lines = [
+            raise CocoError(imagecache.unusable(
                 f"{self.name} ({self.annotation_file}): {len(missing) + len(unreadable)} of {self.total_count} "
                 "listed images cannot be used, and the dataset is never shrunk silently. Restore them, or remove "
-                "them from the annotation file's 'images' to benchmark a declared subset."
-            ]
-            for title, items in (("missing", missing), ("unreadable", unreadable)):
-                if items:
-                    lines.append(f"{len(items)} {title}:")
-                    lines.extend(f"  {item}" for item in items[:_LISTED])
-                    if len(items) > _LISTED:
-                        lines.append(f"  ... and {len(items) - _LISTED} more")
-            raise CocoError("\n".join(lines))
+                "them from the annotation file's 'images' to benchmark a declared subset.",
+                missing, unreadable,
+            ))
         self._tensors = tensors
-
-    def _fill(self, todo: list[int], tensors: list[Path]) -> list[str]:
-        import filelock
-
-        from pytest_mlperf.provisioning.cache import cache_subdir
-
-        cache_subdir(self.cache_root.parents[1], *self.cache_root.parts[-2:])
-        with filelock.FileLock(str(self.cache_root / ".lock")):
-            todo = [i for i in todo if not tensors[i].is_file()]  # another worker may have done them meanwhile
-
-            def one(index: int) -> str | None:
-                path = self.images / self.files[index]
-                try:
-                    pixels = preprocess_image(path, self.params)
-                except Exception as exc:  # Pillow raises OSError, ValueError, DecompressionBombError, ...
-                    return f"{path} ({type(exc).__name__}: {exc})"
-                _save_atomic(tensors[index], pixels)
-                return None
-
-            with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                problems = [p for p in pool.map(one, todo) if p is not None]
-            self.preprocessed += len(todo) - len(problems)
-        return problems
 
     def load(self, indices: Sequence[int]) -> None:
         self.prepare()

@@ -36,7 +36,6 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -45,9 +44,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from pytest_mlperf.datasets import imagecache
 from pytest_mlperf.datasets.base import ArrayDataset, Classification, PreloadedSamples
 from pytest_mlperf.errors import ProvisioningError
-from pytest_mlperf.fileio import atomic_write
 
 __all__ = [
     "FULL_COUNT",
@@ -77,12 +76,8 @@ IMAGENET_LABELS = "imagenet-caffe-labels"
 #: Images in the full ImageNet 2012 validation set; accuracy targets for the full set apply only at this count.
 FULL_COUNT = 50_000
 NUM_LABELS = 1000
-#: How long a process waits for another one preprocessing the same images into the cache (50,000 of them).
-PREPROCESS_LOCK_TIMEOUT_S = 3600.0
 #: Bump whenever the code changes the pixels it produces: it is part of the cache key.
 PREPROCESS_VERSION = 1
-#: Images listed per kind in an ImageNetError; the count always covers them all.
-_LISTED = 50
 
 
 class ImageNetError(ProvisioningError):
@@ -403,15 +398,6 @@ def find_imagenet(assets: AssetSource) -> ImageList:
 ImageNetClassification = Classification
 
 
-def _identity(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha256(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:32]
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
-
-
 class ImageNetDataset(PreloadedSamples):
     """A LoadGen QSL over ImageNet images: preprocessed once into the cache, loaded as float32 NCHW blocks."""
 
@@ -447,16 +433,9 @@ class ImageNetDataset(PreloadedSamples):
 
     @cached_property
     def digest(self) -> str:
-        """sha256 of the preprocessing, the sample list, the labels and each image file's size: reading 6 GB of
-        JPEGs each session would cost more than the run, and provisioning already checked the archive's digest."""
-        h = hashlib.sha256(f"{self.params.key()}\0".encode())
-        for rel, label in zip(self.images.files, self.images.labels, strict=True):
-            try:
-                size = (self.images.root / rel).stat().st_size
-            except OSError:
-                size = -1  # prepare() reports it; the digest still differs from a complete copy's
-            h.update(f"{rel}\0{label}\0{size}\n".encode())
-        return "sha256:" + h.hexdigest()
+        """sha256 of the preprocessing, the sample list, the labels and each image file's size."""
+        rows = zip(self.images.files, (str(label) for label in self.images.labels), strict=True)
+        return imagecache.files_digest(self.params.key(), self.images.root, rows)
 
     # -- preparation ------------------------------------------------------------------------------------------
 
@@ -464,64 +443,32 @@ class ImageNetDataset(PreloadedSamples):
         """Make sure every image has a cached tensor; one ImageNetError lists every missing or unreadable image."""
         if self._tensors is not None:
             return
-        missing: list[str] = []
-        tensors: list[Path] = []
-        for rel in self.images.files:
-            path = self.images.root / rel
-            try:
-                ident = _identity(path)
-            except OSError as exc:
-                missing.append(f"{path} ({exc.strerror or exc})")
-                tensors.append(Path())
-                continue
-            tensors.append(self.cache_root / ident[:2] / f"{ident}.npy")
+        tensors, missing = imagecache.tensor_paths(self.images.root, self.images.files, self.cache_root)
         todo = [i for i, t in enumerate(tensors) if t != Path() and not t.is_file()]
         unreadable: list[str] = []
         if todo:
-            unreadable = self._fill(todo, tensors)
-        if missing or unreadable:
-            raise ImageNetError(self._problem(missing, unreadable))
-        self._tensors = tensors
-
-    def _fill(self, todo: list[int], tensors: list[Path]) -> list[str]:
-        from pytest_mlperf.fileio import bounded_lock
-        from pytest_mlperf.provisioning.cache import cache_subdir
-
-        cache_subdir(self.cache_root.parents[1], *self.cache_root.parts[-2:])  # the root gets its CACHEDIR.TAG
-        what = f"ImageNet {self.name!r} preprocessing"
-        with bounded_lock(self.cache_root / ".lock", PREPROCESS_LOCK_TIMEOUT_S, what):
-            todo = [i for i in todo if not tensors[i].is_file()]  # another worker may have done them meanwhile
             params_file = self.cache_root / "params.json"
-            if not params_file.exists():
-                params_file.write_text(json.dumps({**asdict(self.params), "version": PREPROCESS_VERSION}, indent=1))
 
-            def one(index: int) -> str | None:
-                path = self.images.root / self.images.files[index]
-                try:
-                    pixels = self._preprocess(path, self.params)
-                except Exception as exc:  # Pillow raises OSError, ValueError, DecompressionBombError, ...
-                    return f"{path} ({type(exc).__name__}: {exc})"
-                _save_atomic(tensors[index], pixels)
-                return None
+            def describe() -> None:
+                if not params_file.exists():
+                    params_file.write_text(
+                        json.dumps({**asdict(self.params), "version": PREPROCESS_VERSION}, indent=1)
+                    )
 
-            with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                problems = [p for p in pool.map(one, todo) if p is not None]
-            self.preprocessed += len(todo) - len(problems)
-        return problems
-
-    def _problem(self, missing: list[str], unreadable: list[str]) -> str:
-        lines = [
-            f"ImageNet {self.name!r} ({self.images.source}): {len(missing) + len(unreadable)} of {self.total_count} "
-            "listed images cannot be used, and the dataset is never shrunk silently. Restore them, or remove "
-            "their lines from the label file to benchmark a declared subset."
-        ]
-        for title, items in (("missing", missing), ("unreadable", unreadable)):
-            if items:
-                lines.append(f"{len(items)} {title}:")
-                lines.extend(f"  {item}" for item in items[:_LISTED])
-                if len(items) > _LISTED:
-                    lines.append(f"  ... and {len(items) - _LISTED} more")
-        return "\n".join(lines)
+            unreadable, done = imagecache.fill(
+                todo, tensors, [self.images.root / rel for rel in self.images.files],
+                lambda path: self._preprocess(path, self.params), cache_root=self.cache_root,
+                workers=self.workers, what=f"ImageNet {self.name!r} preprocessing", before=describe,
+            )
+            self.preprocessed += done
+        if missing or unreadable:
+            raise ImageNetError(imagecache.unusable(
+                f"ImageNet {self.name!r} ({self.images.source}): {len(missing) + len(unreadable)} of "
+                f"{self.total_count} listed images cannot be used, and the dataset is never shrunk silently. "
+                "Restore them, or remove their lines from the label file to benchmark a declared subset.",
+                missing, unreadable,
+            ))
+        self._tensors = tensors
 
     # -- the QSL ----------------------------------------------------------------------------------------------
 
