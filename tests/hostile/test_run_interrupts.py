@@ -44,8 +44,7 @@ def test_c_never_reached(mlperf, tiny_model, tiny_dataset):
 #: What a crashed interpreter or an aborted C++ runtime prints.
 CRASH_MARKS = ("Segmentation fault", "core dumped", "Aborted", "Fatal Python error", "terminate called",
                "INTERNALERROR")
-#: Bounds on waits that only a broken fix reaches; a healthy run is far inside them.
-STARTUP_LIMIT_S = 600.0
+#: A bound on the wait for exit that only a broken fix reaches (a process left hanging); a healthy one is far inside.
 EXIT_LIMIT_S = 300.0
 
 
@@ -81,13 +80,12 @@ def interrupt_mid_case(project: Path, signum: int, scenario: str) -> tuple[int, 
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--mlperf-min-duration-ms=60000"]
     proc = subprocess.Popen(argv, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + STARTUP_LIMIT_S
+        # No clock: pytest either reaches the long case or ends (its cases are bounded by their min duration).
         while not _mid_case(project):
             if proc.poll() is not None:
                 out, err = proc.communicate()
                 pytest.fail(f"pytest ended (rc {proc.returncode}) before the long case ran:\n{out.decode()}\n"
                             f"{err.decode()}")
-            assert time.monotonic() < deadline, "the long case never started"
             time.sleep(0.05)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=EXIT_LIMIT_S)
