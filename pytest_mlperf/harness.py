@@ -468,6 +468,7 @@ class Harness:
                                        stall_timeout_s=self.config.stall_timeout_s)
             texts: dict[str, str] = {}
             reasons: list[str] = []
+            verdict: dict[str, Any] = {"log_dir": test}
             if outcome.error is not None:
                 reasons.append(f"{test}: inference raised: {type(outcome.error).__name__}: {outcome.error}")
             else:
@@ -476,17 +477,19 @@ class Harness:
                     test, case.scenario, reference, candidate)
                 reasons += found
                 if test == "TEST01":
-                    reasons += self._verify_test01_accuracy(case, spec, make, log_dir, folder, texts)
+                    reasons += self._verify_test01_accuracy(case, spec, make, log_dir, folder, texts, verdict)
             for name, text in texts.items():
                 atomic_write(folder / name, text.encode("utf-8"))
-            verdicts[test] = {"passed": not reasons, "reasons": reasons, "log_dir": test}
+            verdicts[test] = {"passed": not reasons, "reasons": reasons, **verdict}
             result.reasons.extend(reasons)
         result.compliance = verdicts
         result.passed = not result.reasons
 
     def _verify_test01_accuracy(self, case: Case, spec: loadgen.SettingsSpec, make: Callable[[Any], Any],
-                                log_dir: Path, folder: Path, texts: dict[str, str]) -> list[str]:
-        """TEST01's sampled responses against an accuracy-mode run of the same SUT (``log_dir/TEST01-baseline``)."""
+                                log_dir: Path, folder: Path, texts: dict[str, str],
+                                verdict: dict[str, Any]) -> list[str]:
+        """TEST01's sampled responses against an accuracy-mode run of the same SUT (``log_dir/TEST01-baseline``):
+        identical, or rescored by the task within the checker's tolerance (*verdict* gets ``accuracy``)."""
         from pytest_mlperf import compliance
 
         sampled_log = folder / "accuracy" / "mlperf_log_accuracy.json"
@@ -507,8 +510,14 @@ class Harness:
         except logs.LogParseError as exc:
             texts["verify_accuracy.txt"] = f"Verifying accuracy.\nTEST FAIL: {exc}\n"
             return [f"TEST01 accuracy: {exc}"]
-        _, texts["verify_accuracy.txt"], reasons = compliance.verify_accuracy(baseline, sampled)
-        return reasons
+        identical, texts["verify_accuracy.txt"], reasons = compliance.verify_accuracy(baseline, sampled)
+        if not any(idx in baseline for idx in sampled):
+            return reasons  # nothing to rescore: no sampled response has a baseline
+        rescored = compliance.rescore_test01(case.resolved_task(), case.dataset, case.model_name, baseline, sampled,
+                                             identical)
+        texts.update(rescored.files)
+        verdict["accuracy"] = rescored.record
+        return rescored.reasons
 
     def _sut_key(self, case: Case) -> tuple[str, str, str, str]:
         return (case.backend or self.config.backend, str(case.model), case.dataset.name, case.scenario)

@@ -180,13 +180,15 @@ VIEWABLE_BYTES = 4096
 
 def truncate_accuracy_logs(plan: Plan) -> None:
     """What the mandatory ``truncate_accuracy_log.py`` does, done here: each accuracy folder's
-    ``mlperf_log_accuracy.json`` keeps its first and last 4 KiB, and its ``accuracy.txt`` gains ``hash=<sha256>``
-    of the whole log. The whole logs stay in the session's log folder, which each README names."""
+    ``mlperf_log_accuracy.json`` (the scenario's, and TEST01's sampled one) keeps its first and last 4 KiB, and its
+    ``accuracy.txt`` gains ``hash=<sha256>`` of the whole log. The whole logs stay in the session's log folder,
+    which each README names."""
     import hashlib
 
     for rel in sorted(plan.files):
-        # The scenario's own accuracy log only: the official tool leaves a compliance test's sampled log alone.
-        if not rel.endswith("/accuracy/mlperf_log_accuracy.json") or rel.split("/")[-3].startswith("TEST"):
+        # The tool walks the scenario's accuracy folder and TEST01's; other compliance tests keep no accuracy log.
+        owner = rel.split("/")[-3]
+        if not rel.endswith("/accuracy/mlperf_log_accuracy.json") or (owner.startswith("TEST") and owner != "TEST01"):
             continue
         source = plan.files[rel]
         data = source.read_bytes() if isinstance(source, Path) else source.encode("utf-8")

@@ -59,6 +59,10 @@ class Task(Protocol):
         """The ``accuracy.txt`` line, as the MLCommons accuracy script of this task prints it."""
         ...
 
+    # Optional, and so not a member of the protocol: ``score_subset(responses, dataset)`` scores responses that
+    # cover only some samples, as the MLCommons script scores a partial log. TEST01 uses it to rescore the sampled
+    # responses against the accuracy run's when the two differ; a task without it fails that comparison instead.
+
 
 def describe(task: Task) -> dict[str, Any]:
     """The task as a run records it: its name, primary metric and direction."""
@@ -77,6 +81,17 @@ def check_coverage(responses: Mapping[int, bytes], count: int) -> None:
     extra = sorted(set(responses) - expected)
     if extra:
         raise AccuracyCoverageError(f"accuracy log has responses for unknown qsl indices {extra[:10]}")
+
+
+def check_subset(responses: Mapping[int, bytes], count: int) -> list[int]:
+    """The sorted qsl indices of a partial log, refusing an empty one or one that names unknown samples."""
+    if not responses:
+        raise AccuracyCoverageError("the accuracy log has no responses to score")
+    indices = sorted(responses)
+    unknown = [i for i in indices if not 0 <= i < count]
+    if unknown:
+        raise AccuracyCoverageError(f"accuracy log has responses for unknown qsl indices {unknown[:10]}")
+    return indices
 
 
 def labels_of(dataset: Dataset, task: str) -> Any:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pytest_mlperf.tasks.base import AccuracyCoverageError, check_coverage, labels_of
+from pytest_mlperf.tasks.base import AccuracyCoverageError, check_coverage, check_subset, labels_of
 
 if TYPE_CHECKING:
     from pytest_mlperf.datasets.base import Dataset
@@ -78,11 +78,16 @@ class Classification:
         order = np.argsort(logits[rows, part], axis=1)[:, ::-1]
         return part[rows, order]
 
-    def classes(self, responses: Mapping[int, bytes], count: int) -> list[np.ndarray]:
-        """Each sample's ranked dataset labels, checked for coverage."""
-        check_coverage(responses, count)
+    def classes(self, responses: Mapping[int, bytes], count: int, subset: bool = False) -> list[np.ndarray]:
+        """Each sample's ranked dataset labels, in qsl order: every sample's (checked for coverage), or with
+        *subset* those the responses hold."""
+        if subset:
+            indices: Sequence[int] = check_subset(responses, count)
+        else:
+            check_coverage(responses, count)
+            indices = range(count)
         out = []
-        for idx in range(count):
+        for idx in indices:
             if len(responses[idx]) % 4:
                 raise AccuracyCoverageError(
                     f"response for qsl index {idx} has {len(responses[idx])} bytes, not float32 labels"
@@ -94,14 +99,22 @@ class Classification:
         return out
 
     def score(self, responses: Mapping[int, bytes], dataset: Dataset) -> dict[str, float]:
+        return self._score(responses, dataset, subset=False)
+
+    def score_subset(self, responses: Mapping[int, bytes], dataset: Dataset) -> dict[str, float]:
+        """Top-1 over the samples the responses hold, as ``accuracy-imagenet.py`` scores a partial log."""
+        return self._score(responses, dataset, subset=True)
+
+    def _score(self, responses: Mapping[int, bytes], dataset: Dataset, subset: bool) -> dict[str, float]:
         labels = labels_of(dataset, self.name)
-        ranked = self.classes(responses, len(labels))
-        top1 = sum(int(r[0] == int(label)) for r, label in zip(ranked, labels, strict=True))
-        n = len(labels)
+        ranked = self.classes(responses, len(labels), subset)
+        chosen = [int(labels[i]) for i in (sorted(responses) if subset else range(len(labels)))]
+        top1 = sum(int(r[0] == label) for r, label in zip(ranked, chosen, strict=True))
+        n = len(chosen)
         metrics = {"top1": top1 / n, "count": float(n)}
         # Top-5 only when every response carries five classes (an ArgMax output gives one).
         if self.topk >= 5 and all(len(r) >= 5 for r in ranked):
-            metrics["top5"] = sum(int(int(label) in r[:5]) for r, label in zip(ranked, labels, strict=True)) / n
+            metrics["top5"] = sum(int(label in r[:5]) for r, label in zip(ranked, chosen, strict=True)) / n
         return metrics
 
     def accuracy_line(self, metrics: Mapping[str, float]) -> str:

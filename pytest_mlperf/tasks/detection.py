@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
-from pytest_mlperf.tasks.base import AccuracyCoverageError, check_coverage
+from pytest_mlperf.tasks.base import AccuracyCoverageError, check_coverage, check_subset
 
 if TYPE_CHECKING:
     from pytest_mlperf.datasets.base import Dataset
@@ -215,6 +215,11 @@ class Detection:
         truth = ground_truth_of(dataset)
         check_coverage(responses, len(truth))
         return evaluate(decode_responses(responses), sorted(responses), truth)
+
+    def score_subset(self, responses: Mapping[int, bytes], dataset: Dataset) -> dict[str, float]:
+        """COCO AP over the images the responses hold, as ``accuracy-coco.py`` scores a partial log."""
+        truth = ground_truth_of(dataset)
+        return evaluate(decode_responses(responses), check_subset(responses, len(truth)), truth)
 
     def accuracy_line(self, metrics: Mapping[str, float]) -> str:
         # tools/accuracy-coco.py: print("mAP={:.3f}%".format(100.0 * cocoEval.stats[0]))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_mlperf.tasks.base import AccuracyCoverageError, check_coverage
+from pytest_mlperf.tasks.base import AccuracyCoverageError, check_coverage, check_subset
 
 if TYPE_CHECKING:
     from pytest_mlperf.datasets.base import Dataset
@@ -99,12 +99,17 @@ class QuestionAnswering:
         # One row per sample: the bytes of each row are the reference's [L, 2] response.
         return block.reshape(n, -1)
 
-    def logits(self, responses: Mapping[int, bytes], count: int, length: int) -> np.ndarray:
-        """The responses as float32 [count, length, 2], checked for coverage and size."""
-        check_coverage(responses, count)
+    def logits(self, responses: Mapping[int, bytes], count: int, length: int, subset: bool = False) -> np.ndarray:
+        """The responses as float32 [count, length, 2], checked for size and, unless *subset*, for coverage (rows
+        of samples a partial log lacks are left undefined)."""
+        if subset:
+            indices: Sequence[int] = check_subset(responses, count)
+        else:
+            check_coverage(responses, count)
+            indices = range(count)
         out = np.empty((count, length, 2), np.float32)
         size = length * 2 * 4
-        for idx in range(count):
+        for idx in indices:
             data = responses[idx]
             if len(data) != size:
                 raise AccuracyCoverageError(
@@ -118,6 +123,14 @@ class QuestionAnswering:
         squad = _features_of(dataset)
         logits = self.logits(responses, len(squad), squad.input_ids.shape[1])
         predictions = predict_answers(squad, logits, self.n_best, self.max_answer_length)
+        return evaluate_squad([(q.qas_id, q.answers) for q in squad.questions], predictions)
+
+    def score_subset(self, responses: Mapping[int, bytes], dataset: Dataset) -> dict[str, float]:
+        """The features the responses hold, scored as ``accuracy-squad.py`` scores a partial log: a question whose
+        features are all missing answers ``"empty"``, and every question of the dataset counts."""
+        squad = _features_of(dataset)
+        logits = self.logits(responses, len(squad), squad.input_ids.shape[1], subset=True)
+        predictions = predict_answers(squad, logits, self.n_best, self.max_answer_length, present=set(responses))
         return evaluate_squad([(q.qas_id, q.answers) for q in squad.questions], predictions)
 
     def accuracy_line(self, metrics: Mapping[str, float]) -> str:
@@ -146,9 +159,11 @@ def _best_indexes(logits: np.ndarray, n_best: int) -> np.ndarray:
 
 
 def predict_answers(
-    squad: SquadFeatures, logits: np.ndarray, n_best: int = 20, max_answer_length: int = 30
+    squad: SquadFeatures, logits: np.ndarray, n_best: int = 20, max_answer_length: int = 30,
+    present: set[int] | None = None,
 ) -> dict[str, str]:
-    """Question id -> predicted answer text, from float32 logits [features, L, 2] (``write_predictions``)."""
+    """Question id -> predicted answer text, from float32 logits [features, L, 2] (``write_predictions``); with
+    *present*, only those features are read (the reference skips the features a partial log lacks)."""
     lengths = squad.input_mask.sum(axis=1)
     by_question: dict[int, list[int]] = {}
     for feature, example in enumerate(squad.example_index.tolist()):
@@ -158,6 +173,8 @@ def predict_answers(
         scores: list[np.ndarray] = []
         picks: list[tuple[int, np.ndarray, np.ndarray]] = []
         for feature in by_question.get(example, []):
+            if present is not None and feature not in present:
+                continue
             start_logits = logits[feature, :, 0].astype(np.float64)
             end_logits = logits[feature, :, 1].astype(np.float64)
             starts = _best_indexes(start_logits, n_best)

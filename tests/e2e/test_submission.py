@@ -8,6 +8,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -119,13 +120,14 @@ def test_the_tree_has_the_checkers_layout_and_its_files_are_the_logs(
     code, out, err = build(session, tmp_path, capsys, "--allow-short-runs")
     assert code == 0, err
     root = tmp_path / "open" / "Acme"
-    assert f"wrote {3 + 3 * 17} files to {root}" in out
+    assert f"wrote {3 + 3 * 18} files to {root}" in out
     files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     expected = {"systems/edge-cpu.json", "src/resnet/README.md", "model_mapping.json"}
     for scenario in EDGE:
         base = f"results/edge-cpu/resnet/{scenario}"
         expected |= {f"{base}/{name}" for name in ("TEST01/verify_accuracy.txt", "TEST01/verify_performance.txt",
                                                    "TEST01/accuracy/mlperf_log_accuracy.json",
+                                                   "TEST01/accuracy/accuracy.txt",
                                                    "TEST01/performance/run_1/mlperf_log_detail.txt",
                                                    "TEST01/performance/run_1/mlperf_log_summary.txt",
                                                    "TEST04/verify_performance.txt",
@@ -159,6 +161,12 @@ def test_the_tree_has_the_checkers_layout_and_its_files_are_the_logs(
             for name in ("verify_performance.txt", "performance/run_1/mlperf_log_detail.txt"):
                 assert (base / test / name).read_bytes() == (perf / test / name).read_bytes()
         assert (base / "TEST01" / "verify_accuracy.txt").read_text().splitlines()[-1] == "TEST PASS"
+        # TEST01's sampled log, scored as the MLCommons script scores a partial log, then hashed like the others.
+        sampled = (perf / "TEST01" / "accuracy" / "mlperf_log_accuracy.json").read_bytes()
+        scored = (perf / "TEST01" / "accuracy" / "accuracy.txt").read_text()
+        assert re.fullmatch(r"accuracy=\d+\.\d{3}%, good=\d+, total=\d+\n", scored)
+        assert (base / "TEST01" / "accuracy" / "accuracy.txt").read_text() == (
+            scored + f"\nhash={hashlib.sha256(sampled).hexdigest()}\n")
         measurements = json.loads((base / "measurements.json").read_text())
         assert set(measurements) == set(MEASUREMENT_FIELDS) and measurements["retraining"] == "No"
         readme = (base / "README.md").read_text()

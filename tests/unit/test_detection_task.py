@@ -197,6 +197,13 @@ def test_dataset_scores_its_own_ground_truth_and_caches_the_pixels(tmp_path: Pat
         SSD_MOBILENET.score({0: hit[:8], 1: b"", 2: b""}, dataset)
     with pytest.raises(ValueError, match="synthetic"):
         SSD_MOBILENET.score({}, synthetic_detection("ssd-mobilenet", count=2))
+    # A partial log (TEST01's sampled responses) is scored over its own images, as accuracy-coco.py does: image 0
+    # alone scores its one object; images 1 and 2 alone have no object to find.
+    assert SSD_MOBILENET.score_subset({0: hit}, dataset)["images"] == 1
+    assert SSD_MOBILENET.score_subset({0: hit}, dataset)["mAP"] == pytest.approx(1.0)
+    assert SSD_MOBILENET.score_subset({1: b"", 2: b""}, dataset)["mAP"] == 0.0
+    with pytest.raises(AccuracyCoverageError, match=r"unknown qsl indices \[3\]"):
+        SSD_MOBILENET.score_subset({3: b""}, dataset)
 
 
 def test_missing_and_unreadable_images_are_one_error(tmp_path: Path) -> None:

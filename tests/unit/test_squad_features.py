@@ -254,3 +254,13 @@ def test_features_are_built_once_and_keyed_by_the_vocabulary_and_the_data(tmp_pa
     other_data = SquadDataset(data, vocab_file, tmp_path / "cache", params=SMALL)
     assert len({first.cache_file, other_vocab.cache_file, other_data.cache_file}) == 3
     assert other_data.squad.token_to_orig[0].tolist()[3:8] == [0, 1, 2, 3, -1]
+
+
+def test_a_partial_log_scores_every_question_and_the_missing_ones_answer_empty(small: SquadDataset) -> None:
+    # As accuracy-squad.py scores TEST01's sampled log: features 0 and 1 (q1) and 4 (q3) are logged; q2's features
+    # are not, so q2 answers "empty" and still counts. q1 answers "h" (right), q3 "a" (wrong): 1 of 3.
+    logits = logits_for(small, {1: [(8, 4, 4)]})
+    metrics = QuestionAnswering().score_subset({i: logits[i].tobytes() for i in (0, 1, 4)}, small)
+    assert (metrics["exact_match_count"], metrics["count"]) == (1.0, 3.0)
+    with pytest.raises(AccuracyCoverageError, match=r"unknown qsl indices \[7\]"):
+        QuestionAnswering().score_subset({7: logits[0].tobytes()}, small)
