@@ -110,6 +110,37 @@ class TimedBackend:
 ENGINE = "onnxruntime"
 #: --record-latencies: run the harness with LoadGen's trace on, as the gate's sessions do.
 RECORD_LATENCIES = False
+#: --wait-idle: before each arm, wait (up to WAIT_IDLE_MAX_S) until the CPUs are this idle; None: do not wait.
+WAIT_IDLE: float | None = None
+WAIT_IDLE_MAX_S = 120.0
+#: Arms that started after waiting WAIT_IDLE_MAX_S without seeing the machine idle (reported with the table).
+BUSY_STARTS: list[str] = []
+
+
+def cpu_busy(interval_s: float = 0.5) -> float:
+    """Share of all CPUs' time that was not idle over *interval_s* (Linux /proc/stat): this process is idle meanwhile,
+    so on a shared machine it is what the others use."""
+
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # idle + iowait
+
+    total0, idle0 = read()
+    time.sleep(interval_s)
+    total1, idle1 = read()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_idle(what: str) -> None:
+    """With --wait-idle, hold *what* until other processes leave the CPUs idle enough (or WAIT_IDLE_MAX_S passed)."""
+    if WAIT_IDLE is None:
+        return
+    deadline = time.monotonic() + WAIT_IDLE_MAX_S
+    while cpu_busy() > WAIT_IDLE:
+        if time.monotonic() > deadline:
+            BUSY_STARTS.append(what)
+            return
 
 
 class FixedSettingsHarness(Harness):
@@ -268,6 +299,74 @@ def _drop(result: RunResult) -> None:
     return None
 
 
+class LocalBare:
+    """The bare loop's two measurements for one engine call, on the preloaded *pool*."""
+
+    def __init__(self, infer: Infer, pool: np.ndarray, batch: int) -> None:
+        self.infer, self.pool, self.batch = infer, pool, batch
+        for warm in (pool[:batch], pool[:1]):  # as the harness's warm-up and calibration do
+            infer(warm)
+
+    def offline(self, samples: int) -> float:
+        return bare_offline(self.infer, self.pool, samples, self.batch)
+
+    def single_stream(self, queries: int) -> tuple[float, float]:
+        return bare_single_stream(self.infer, self.pool, queries)
+
+    def close(self) -> None:
+        return None
+
+
+class TorchBareProcess:
+    """The torch bare loop, run in a process of its own (spawned), on the same inputs.
+
+    Why not in this process: torch's CPU kernels run on OpenMP, and libgomp keeps a worker team for each thread that
+    starts torch work. The harness's torch backend keeps one (its engine thread); a bare loop here would start a
+    second, and with more OpenMP threads than cores libgomp stops idle workers from spinning, which slows both (by a
+    third, batch 1 on 2 cores). Alone in its process the bare loop runs as a torch script on its own would.
+    """
+
+    def __init__(self, model: Path, name: str, threads: int, batch: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_torch_bare_child, args=(child, str(model), name, threads, batch), daemon=True
+        )
+        self._process.start()
+        child.close()
+        if self._conn.recv() != "ready":
+            raise RuntimeError("the torch bare-loop process did not start")
+
+    def _ask(self, *command: Any) -> Any:
+        self._conn.send(command)
+        return self._conn.recv()
+
+    def offline(self, samples: int) -> float:
+        result: float = self._ask("offline", samples)
+        return result
+
+    def single_stream(self, queries: int) -> tuple[float, float]:
+        result: tuple[float, float] = self._ask("single_stream", queries)
+        return result
+
+    def close(self) -> None:
+        self._conn.send(("stop",))
+        self._process.join(30)
+
+
+def _torch_bare_child(conn: Any, model: str, name: str, threads: int, batch: int) -> None:
+    inputs, _ = random_inputs(name)
+    bare = LocalBare(torch_bare_infer(Path(model), threads), inputs, batch)
+    conn.send("ready")
+    while True:
+        command, *args = conn.recv()
+        if command == "stop":
+            return
+        conn.send(getattr(bare, command)(*args))
+
+
 def torch_bare_infer(model: Path, threads: int) -> Infer:
     """The TorchScript module called directly under ``inference_mode`` on ``torch.from_numpy`` of the batch, with the
     thread count the torch backend sets (process-wide in torch): what a bare torch loop does, with no wrapper."""
@@ -295,9 +394,9 @@ def prepare_engine(
     threads: int,
     batch: int,
     log: Callable[[str], None],
-) -> Infer:
+) -> LocalBare | TorchBareProcess:
     """Convert or compile *onnx_path* for ENGINE into the cache (timed apart from the measurement), check the engine's
-    logits against onnxruntime's (*reference*) on *sample*, and return the bare loop's call for ENGINE."""
+    logits against onnxruntime's (*reference*) on *sample*, and return the bare loop for ENGINE."""
     started = time.perf_counter()
     path = engine_model(onnx_path, ENGINE)  # a SavedModel, .tflite or TorchScript for engines that do not read ONNX
     # Building the backend compiles what the engine compiles (TVM: the library, cached for the harness to reuse).
@@ -313,11 +412,12 @@ def prepare_engine(
         + ("" if built is None else (" (compiled now)" if built else " (compiled library from the cache)"))
         + f"; logits vs onnxruntime on {len(sample)} samples: max abs diff {diff:.3g} (max |logit| {scale:.3g})"
     )
+    inputs, _ = random_inputs(name)
     if ENGINE == "torch":
-        engine_backend.close()
-        return torch_bare_infer(path, threads)
+        engine_backend.close()  # its engine thread, and the OpenMP team with it, ends here
+        return TorchBareProcess(path, name, threads, batch)
     # The engine's own wrapper called in a loop: its bare speed, without LoadGen or the harness.
-    return engine_backend.run
+    return LocalBare(engine_backend.run, inputs, batch)
 
 
 def prepare_only(name: str, log: Callable[[str], None]) -> None:
@@ -325,7 +425,8 @@ def prepare_only(name: str, log: Callable[[str], None]) -> None:
     path, threads, batch = ensure_model(name), len(usable_cpus()), RunConfig().batch_size
     inputs, _ = random_inputs(name)
     if ENGINE != "onnxruntime":
-        prepare_engine(path, name, inputs[:batch], bare_infer(bare_session(path, threads)), threads, batch, log)
+        bare = prepare_engine(path, name, inputs[:batch], bare_infer(bare_session(path, threads)), threads, batch, log)
+        bare.close()
 
 
 def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None]) -> tuple[list[Row], str]:
@@ -334,12 +435,11 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
     inputs, dataset = random_inputs(name)
     batch = RunConfig().batch_size
     sess = bare_session(path, threads)
-    infer = bare_infer(sess)
-    if ENGINE != "onnxruntime":
-        infer = prepare_engine(path, name, inputs[:batch], infer, threads, batch, log)
+    if ENGINE == "onnxruntime":
+        bare: LocalBare | TorchBareProcess = LocalBare(bare_infer(sess), inputs, batch)
+    else:
+        bare = prepare_engine(path, name, inputs[:batch], bare_infer(sess), threads, batch, log)
         path = engine_model(path, ENGINE)  # cached by prepare_engine
-    for warm in (inputs[:batch], inputs[:1]):  # as the harness's warm-up and calibration do
-        infer(warm)
     overrides = Overrides(min_query_count=HEAVY_MIN_QUERIES) if name == "heavy" else Overrides()
     config = RunConfig(
         profile="smoke", threads=threads, log_dir=root / name, overrides=overrides, record_latencies=RECORD_LATENCIES,
@@ -369,9 +469,9 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
 
     def run_bare(scenario: str, rnd: int) -> None:
         if scenario == "Offline":
-            offline.bare.append(bare_offline(infer, inputs, work["samples"], batch))
+            offline.bare.append(bare.offline(work["samples"]))
         else:
-            qps, p90 = bare_single_stream(infer, inputs, work["queries"])
+            qps, p90 = bare.single_stream(work["queries"])
             ss_qps.bare.append(qps)
             ss_p90.bare.append(p90 * 1e3)
 
@@ -391,6 +491,7 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
         order = arms[rnd % len(arms) :] + arms[: rnd % len(arms)]
         for scenario in ("Offline", "SingleStream"):
             for arm in order:
+                wait_idle(f"{name} {scenario} {arm.__name__} round {rnd + 1}")
                 arm(scenario, rnd)
         floor_note = (
             f"; floor {offline.floor_ratios[-1]:.3f} / {ss_qps.floor_ratios[-1]:.3f} / {ss_p90.floor_ratios[-1]:.3f}"
@@ -402,6 +503,7 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
             f"{ss_qps.ratios[-1]:.3f}, p90 {ss_p90.ratios[-1]:.3f}{floor_note} ({work['samples']} samples, "
             f"{work['queries']} queries)"
         )
+    bare.close()
     note = f"{name}: {work['samples']} Offline samples, ~{work['queries']} SingleStream queries per run" + (
         f" (min_query_count {overrides.min_query_count})" if overrides.min_query_count else " (smoke defaults)"
     )
@@ -560,7 +662,7 @@ def render(
         (
             "bare: InferenceSession.run"
             if ENGINE == "onnxruntime"
-            else "bare: the TorchScript module called under torch.inference_mode"
+            else "bare: the TorchScript module called under torch.inference_mode, in a process of its own"
             if ENGINE == "torch"
             else f"bare: the {ENGINE} backend's run()"
         )
@@ -607,6 +709,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only convert or compile the models for --backend into the cache (TVM's heavy compile takes minutes), "
         "check their logits against onnxruntime, print the times, and exit; a later run reuses the cache",
     )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        metavar="SHARE",
+        help="on a shared machine: before each harness or bare run, wait until the CPUs' busy share (over 0.5 s, "
+        f"from /proc/stat) is at most SHARE, e.g. 0.1; an arm that waited {WAIT_IDLE_MAX_S:.0f} s starts anyway and "
+        "is listed under the table",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw numbers to this file")
     parser.add_argument("--keep-logs", type=Path, help="write LoadGen logs here instead of a temporary directory")
     args = parser.parse_args(argv)
@@ -620,8 +730,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     root = args.keep_logs or Path(tempfile.mkdtemp(prefix="mlperf-overhead-"))
     patches = contextlib.ExitStack()
-    global RECORD_LATENCIES, ENGINE
+    global RECORD_LATENCIES, ENGINE, WAIT_IDLE
     RECORD_LATENCIES = args.record_latencies
+    WAIT_IDLE = args.wait_idle
     ENGINE = args.backend
     if ENGINE not in ("onnxruntime", "openvino", "tvm", "tensorrt", *ENGINE_CONVERTED):
         parser.error(
@@ -646,6 +757,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.keep_logs is None:
             shutil.rmtree(root, ignore_errors=True)
     print(render(rows, notes, server, plan, time.perf_counter() - started, args.record_latencies))
+    if WAIT_IDLE is not None:
+        print(
+            f"--wait-idle {WAIT_IDLE:g}: each run waited for the CPUs to be at most {WAIT_IDLE:.0%} busy; "
+            + (f"{len(BUSY_STARTS)} started busy after {WAIT_IDLE_MAX_S:.0f} s: {', '.join(BUSY_STARTS)}"
+               if BUSY_STARTS else "every run started idle")
+        )
     if args.json:
         raw = {
             "plan": plan.__dict__,

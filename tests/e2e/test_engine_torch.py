@@ -212,3 +212,39 @@ def test_digits_suite_on_onnxruntime_and_torch_agree(pytester: pytest.Pytester, 
             assert run["backend_options"]["threads"] == 1
             assert run["backend_options"]["mode"] == "scripted"
             assert run["backend_options"]["version"] == torch.__version__
+
+
+
+def test_every_torch_call_runs_on_the_one_engine_thread(engine_cache: Path, digits_images: np.ndarray) -> None:
+    # libgomp keeps an OpenMP team per thread that starts torch work: every backend's calls go to one thread, whichever
+    # thread calls run (the harness warms up on the main thread, LoadGen issues from its own).
+    eager = make(engine_cache, ("mode", "eager"), ("model_class", DIGITS_NET))
+    scripted = make(engine_cache)
+    seen: list[threading.Thread] = []
+    eager._module.register_forward_hook(lambda *_: seen.append(threading.current_thread()))  # type: ignore[attr-defined]
+    eager.warmup(digits_images[:1])  # type: ignore[attr-defined]
+    eager.run(digits_images[:4])  # type: ignore[attr-defined]
+    callers = [threading.Thread(target=eager.run, args=(digits_images[:3],)) for _ in range(3)]  # type: ignore[attr-defined]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(seen) == BackendOptions().warmup_runs + 1 + len(callers)
+    (engine,) = set(seen)
+    assert engine.name == "mlperf-torch"
+    assert engine is not threading.main_thread() and engine not in callers
+    assert [t for t in threading.enumerate() if t.name == "mlperf-torch"] == [engine]  # shared by both backends
+    eager.close()  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match=r"the torch backend of .* is closed"):
+        eager.run(digits_images[:1])  # type: ignore[attr-defined]
+    assert engine.is_alive()  # the other backend still runs on it
+    assert scripted.run(digits_images[:2])["output"].shape[0] == 2  # type: ignore[attr-defined]
+
+
+def test_an_error_on_the_engine_thread_reaches_the_caller_and_later_calls_work(
+    engine_cache: Path, digits_images: np.ndarray, reference: dict[str, np.ndarray]
+) -> None:
+    backend = make(engine_cache)
+    with pytest.raises(RuntimeError):  # torch's own shape error, raised in the caller's thread
+        backend.run(np.zeros((2, 3, 5, 5), dtype=np.float32))  # type: ignore[attr-defined]
+    np.testing.assert_allclose(backend.run(digits_images)["output"], reference["ort"], rtol=0, atol=1e-4)  # type: ignore[attr-defined]
