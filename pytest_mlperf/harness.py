@@ -572,9 +572,11 @@ class Harness:
             meter = self.progress_meter(case)
 
             def make(complete: Complete, meter: progress.Meter | None = meter) -> BaseSUT:
-                counted = meter.wrap(complete) if meter else complete
-                suts.append(make_sut(case.scenario, backends, case.dataset, task, counted, options))
-                return suts[-1]
+                sut = make_sut(case.scenario, backends, case.dataset, task, complete, options)
+                if meter is not None:
+                    meter.follow(lambda: sut.answered_samples)
+                suts.append(sut)
+                return sut
 
             try:
                 with meter or contextlib.nullcontext():
