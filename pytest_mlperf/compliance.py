@@ -4,7 +4,7 @@ scripts (compliance/TEST0x/verify_*.py in the MLCommons inference repository) ju
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,7 +113,9 @@ def verify_performance(
     if test == "TEST04" and scenario in ("SingleStream", "MultiStream"):
         # The official TEST04 script compares throughputs: 1e9 / latency for the stream scenarios.
         ref_score, test_score = 1e9 / ref_score, 1e9 / test_score
-    lines += [f"reference score = {ref_score}", f"test score = {test_score}"]
+    # Each script's own spelling: TEST01's verify_performance.py capitalises, TEST04's does not.
+    ref_label, test_label = ("Reference score", "Test score") if test == "TEST01" else ("reference score", "test score")
+    lines += [f"{ref_label} = {ref_score}", f"{test_label} = {test_score}"]
     tolerance = TOLERANCE
     # The scripts' own test, on the score each computed (TEST04's stream scores are throughputs, TEST01's latencies).
     if (scenario == "SingleStream" and ref_score <= 200_000) or (scenario == "MultiStream" and ref_score <= 1_600_000):
@@ -129,29 +131,49 @@ def verify_performance(
     return passed, "\n".join(lines) + "\n", [] if passed else [f"{test} performance: {why}"]
 
 
-def verify_accuracy(baseline: Mapping[int, bytes], sampled: Mapping[int, bytes]) -> tuple[bool, str, list[str]]:
-    """TEST01: every response logged in performance mode equals the accuracy run's for the same sample (the whole
-    response; the official script compares its first element), with the official script's counters."""
-    matched = [idx for idx in sampled if idx in baseline]
-    mismatched = [idx for idx in matched if sampled[idx] != baseline[idx]]
-    missing = len(sampled) - len(matched)
-    passed = not mismatched and bool(matched)
+def verify_accuracy(
+    baseline: Sequence[tuple[int, bytes]], sampled: Sequence[tuple[int, bytes]]
+) -> tuple[bool, str, list[str]]:
+    """TEST01's part II on the two logs' entries (qsl_idx, response), repeats included, counted exactly as the
+    official ``verify_accuracy.py`` counts them: a sample repeated in the performance log is compared with its
+    previous response. Responses are compared whole (the official script compares their first element only, so
+    its verdict can pass where this one fails; a failure here goes on to the rescoring of part III)."""
+    known: dict[int, bytes] = {}
+    duplicate_keys = baseline_mismatch = 0
+    for idx, data in baseline:
+        if idx in known:
+            duplicate_keys += 1
+            baseline_mismatch += known[idx] != data
+        else:
+            known[idx] = data
+    matched = mismatched = missing = 0
+    first_mismatch: int | None = None
+    for idx, data in sampled:
+        if idx in known:
+            matched += 1
+            if known[idx] != data:
+                mismatched += 1
+                first_mismatch = idx if first_mismatch is None else first_mismatch
+        else:
+            missing += 1
+        known[idx] = data
+    passed = not mismatched and matched > 0
     lines = [
         "Verifying accuracy.",
         f"num_acc_log_entries = {len(baseline)}",
-        "num_acc_log_duplicate_keys = 0",
-        "num_acc_log_data_mismatch = 0",
+        f"num_acc_log_duplicate_keys = {duplicate_keys}",
+        f"num_acc_log_data_mismatch = {baseline_mismatch}",
         f"num_perf_log_entries = {len(sampled)}",
-        f"num_perf_log_qsl_idx_match = {len(matched)}",
-        f"num_perf_log_data_mismatch = {len(mismatched)}",
+        f"num_perf_log_qsl_idx_match = {matched}",
+        f"num_perf_log_data_mismatch = {mismatched}",
         f"num_missing_qsl_idxs = {missing}",
         "TEST PASS" if passed else "TEST FAIL",
     ]
     reasons = []
     if mismatched:
-        reasons.append(f"TEST01 accuracy: {len(mismatched)} of {len(matched)} responses logged in performance mode "
-                       f"differ from the accuracy run's for the same samples (first: sample {mismatched[0]}); the "
-                       "SUT answers differently when it is timed")
+        reasons.append(f"TEST01 accuracy: {mismatched} of {matched} responses logged in performance mode differ "
+                       f"from the accuracy run's (or the sample's previous response) for the same samples (first: "
+                       f"sample {first_mismatch}); the SUT answers differently when it is timed")
     elif not matched:
         reasons.append("TEST01 accuracy: no response was logged in performance mode")
     return passed, "\n".join(lines) + "\n", reasons

@@ -505,12 +505,15 @@ class Harness:
                 return [f"TEST01 accuracy baseline: inference raised: {type(outcome.error).__name__}: {outcome.error}"]
             baseline_log = baseline_dir / "mlperf_log_accuracy.json"
         try:
-            baseline = logs.read_accuracy_log(baseline_log)
-            sampled = logs.read_accuracy_log(sampled_log)
+            baseline_entries = logs.read_accuracy_entries(baseline_log)
+            sampled_entries = logs.read_accuracy_entries(sampled_log)
         except logs.LogParseError as exc:
             texts["verify_accuracy.txt"] = f"Verifying accuracy.\nTEST FAIL: {exc}\n"
             return [f"TEST01 accuracy: {exc}"]
-        identical, texts["verify_accuracy.txt"], reasons = compliance.verify_accuracy(baseline, sampled)
+        identical, texts["verify_accuracy.txt"], reasons = compliance.verify_accuracy(baseline_entries,
+                                                                                     sampled_entries)
+        # Part III scores each sample's first response, as the MLCommons accuracy scripts keep it.
+        baseline, sampled = logs.first_responses(baseline_entries), logs.first_responses(sampled_entries)
         if not any(idx in baseline for idx in sampled):
             return reasons  # nothing to rescore: no sampled response has a baseline
         rescored = compliance.rescore_test01(case.resolved_task(), case.dataset, case.model_name, baseline, sampled,
@@ -569,9 +572,11 @@ class Harness:
             meter = self.progress_meter(case)
 
             def make(complete: Complete, meter: progress.Meter | None = meter) -> BaseSUT:
-                counted = meter.wrap(complete) if meter else complete
-                suts.append(make_sut(case.scenario, backends, case.dataset, task, counted, options))
-                return suts[-1]
+                sut = make_sut(case.scenario, backends, case.dataset, task, complete, options)
+                if meter is not None:
+                    meter.follow(lambda: sut.answered_samples)
+                suts.append(sut)
+                return sut
 
             try:
                 with meter or contextlib.nullcontext():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,46 @@ def make_delayed_dataset(delay_s: float) -> ArrayDataset:
     """``make_dataset()``'s samples, each costing *delay_s* extra seconds of post-processing (its task's)."""
     base = make_dataset()
     return ArrayDataset(base.inputs, base.labels, name="tiny", task=DelayedClassification(topk=1, delay_s=delay_s))
+
+
+#: Batch sizes ToyLinear ran on the Server SUT's threads, for tests that check the batcher.
+SERVED: list[int] = []
+
+
+class ToyLinear:
+    """A real engine for plugin tests: the tiny linear model in numpy, its call time set by backend options.
+
+    ``per_sample_ms`` makes a batch cost as much as its samples one by one (batching buys nothing), ``per_call_ms``
+    makes any batch cost one call (batching pays fully), ``main_thread_ms`` slows only the calls on pytest's own
+    thread (warm-up and calibration), as a CI neighbour that stops between the warm-up and the run does.
+    A test's conftest makes it through the backend hooks under the name it chooses.
+    """
+
+    version = "1"
+    thread_safe = True
+
+    def __init__(self, name: str, options: Any) -> None:
+        self.name = self.model_identity = name
+        self.per_sample = float(options.option("per_sample_ms", "0")) / 1e3
+        self.per_call = float(options.option("per_call_ms", "0")) / 1e3
+        self.main_thread = float(options.option("main_thread_ms", "0")) / 1e3
+
+    def run(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        thread = threading.current_thread()
+        if thread.name.startswith("mlperf-server"):
+            SERVED.append(len(inputs))
+        delay = self.per_call + self.per_sample * len(inputs)
+        if thread is threading.main_thread():
+            delay += self.main_thread
+        if delay:
+            time.sleep(delay)
+        return {"logits": inputs @ WEIGHTS + BIAS}
+
+    def warmup(self, sample: np.ndarray) -> None:
+        self.run(sample)
+
+    def describe(self) -> dict[str, Any]:
+        return {"version": self.version}
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -384,14 +384,17 @@ def _min_queries_reason(entries: _Entries) -> str:
     return "min query count not met"
 
 
-def parse_accuracy_log(text: str, source: str = "<string>") -> dict[int, bytes]:
-    """Map each qsl_idx of an ``mlperf_log_accuracy.json`` to its response bytes, one entry per sample.
+def parse_accuracy_entries(text: str, source: str = "<string>") -> list[tuple[int, bytes]]:
+    """Every entry of an ``mlperf_log_accuracy.json`` as (qsl_idx, response bytes), in the log's order, repeats
+    included (the official compliance scripts count them).
 
-    LoadGen logs one entry per completed response, so a sample issued several times (performance runs with
-    accuracy logging, compliance TEST01) appears several times: identical duplicates collapse, differing ones
-    raise :class:`LogParseError`. A trailing comma before the closing ``]`` is accepted; a file with no
-    closing ``]`` (LoadGen stopped mid-run) is an error.
+    A trailing comma before the closing ``]`` is accepted; a file with no closing ``]`` (LoadGen stopped mid-run)
+    is an error.
     """
+    return [(qsl_idx, response) for qsl_idx, response, _ in _accuracy_entries(text, source)]
+
+
+def _accuracy_entries(text: str, source: str) -> list[tuple[int, bytes, Any]]:
     stripped = text.strip()
     if not stripped:
         raise LogParseError(
@@ -416,8 +419,7 @@ def parse_accuracy_log(text: str, source: str = "<string>") -> dict[int, bytes]:
         ) from exc
     if not isinstance(document, list):
         raise LogParseError(source, 1, "expected a JSON array of LoadGen responses; is this mlperf_log_accuracy.json?")
-    responses: dict[int, bytes] = {}
-    first_seq: dict[int, Any] = {}
+    entries: list[tuple[int, bytes, Any]] = []
     for position, entry in enumerate(document):
         where = f"entry {position}" + (
             f" (seq_id {entry['seq_id']})" if isinstance(entry, dict) and "seq_id" in entry else ""
@@ -430,22 +432,48 @@ def parse_accuracy_log(text: str, source: str = "<string>") -> dict[int, bytes]:
                 source, None, f'{where} needs an integer "qsl_idx" and a hex string "data"; rerun LoadGen'
             )
         try:
-            response = bytes.fromhex(data)
+            entries.append((qsl_idx, bytes.fromhex(data), entry.get("seq_id")))
         except ValueError as exc:
             raise LogParseError(source, None, f'{where}: "data" is not hex ({exc}); rerun LoadGen') from exc
+    return entries
+
+
+def first_responses(entries: Sequence[tuple[int, bytes]]) -> dict[int, bytes]:
+    """Each qsl_idx's first response, as the MLCommons accuracy scripts keep it when a sample repeats."""
+    responses: dict[int, bytes] = {}
+    for qsl_idx, response in entries:
+        responses.setdefault(qsl_idx, response)
+    return responses
+
+
+def parse_accuracy_log(text: str, source: str = "<string>") -> dict[int, bytes]:
+    """Map each qsl_idx of an ``mlperf_log_accuracy.json`` to its response bytes, one entry per sample.
+
+    LoadGen logs one entry per completed response, so a sample issued several times (performance runs with
+    accuracy logging, compliance TEST01) appears several times: identical duplicates collapse, differing ones
+    raise :class:`LogParseError`.
+    """
+    responses: dict[int, bytes] = {}
+    first_seq: dict[int, Any] = {}
+    for qsl_idx, response, seq_id in _accuracy_entries(text, source):
         if qsl_idx not in responses:
             responses[qsl_idx] = response
-            first_seq[qsl_idx] = entry.get("seq_id")
+            first_seq[qsl_idx] = seq_id
         elif responses[qsl_idx] != response:
             raise LogParseError(
                 source,
                 None,
                 f"qsl_idx {qsl_idx} has two different responses: seq_id {first_seq[qsl_idx]} gave "
-                f"{_short_hex(responses[qsl_idx])}, seq_id {entry.get('seq_id')} gave {_short_hex(response)}; "
+                f"{_short_hex(responses[qsl_idx])}, seq_id {seq_id} gave {_short_hex(response)}; "
                 "the same sample must always get the same answer: make the SUT deterministic, and keep each "
                 "response buffer alive until QuerySamplesComplete returns",
             )
     return responses
+
+
+def read_accuracy_entries(path: str | os.PathLike[str]) -> list[tuple[int, bytes]]:
+    """Read an ``mlperf_log_accuracy.json`` file's entries, repeats included."""
+    return parse_accuracy_entries(Path(path).read_text(encoding="utf-8", errors="replace"), source=os.fspath(path))
 
 
 def _line_of(text: str, position: int) -> int:

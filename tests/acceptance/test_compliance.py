@@ -234,8 +234,19 @@ def test_an_audit_config_in_the_working_directory_is_refused(project: pytest.Pyt
 
 
 def test_accuracy_verification_counts_like_the_official_script() -> None:
-    passed, text, reasons = verify_accuracy({1: b"a", 2: b"b"}, {1: b"a", 2: b"c", 9: b"z"})
-    assert not passed and "num_perf_log_qsl_idx_match = 2" in text and "num_missing_qsl_idxs = 1" in text
-    assert "1 of 2 responses" in reasons[0]
-    assert verify_accuracy({1: b"a"}, {1: b"a"})[0] is True
-    assert verify_accuracy({1: b"a"}, {})[0] is False  # nothing compared is no pass
+    # Counted by hand as compliance/TEST01/verify_accuracy.py counts: the accuracy log's repeated key 2 is one
+    # duplicate (same data); in the performance log, 2 differs, 9 is missing the first time and then matches its
+    # own previous response, and 1's second entry matches too.
+    baseline = [(1, b"a"), (2, b"b"), (2, b"b")]
+    sampled = [(1, b"a"), (2, b"c"), (9, b"z"), (9, b"z"), (1, b"a")]
+    passed, text, reasons = verify_accuracy(baseline, sampled)
+    assert not passed
+    assert text.splitlines()[1:] == [
+        "num_acc_log_entries = 3", "num_acc_log_duplicate_keys = 1", "num_acc_log_data_mismatch = 0",
+        "num_perf_log_entries = 5", "num_perf_log_qsl_idx_match = 4", "num_perf_log_data_mismatch = 1",
+        "num_missing_qsl_idxs = 1", "TEST FAIL"]
+    assert "1 of 4 responses" in reasons[0] and "first: sample 2" in reasons[0]
+    # A sample answered differently the second time it is issued in the timed run fails too.
+    assert verify_accuracy([(1, b"a")], [(1, b"a"), (1, b"b")])[0] is False
+    assert verify_accuracy([(1, b"a")], [(1, b"a"), (1, b"a")])[0] is True
+    assert verify_accuracy([(1, b"a")], [])[0] is False  # nothing compared is no pass

@@ -16,43 +16,13 @@ from tests.conftest import FAST
 #: makes a batch cost as much as its samples one by one (batching buys nothing), ``per_call_ms`` makes any batch
 #: cost one call (batching pays fully). It notes the batch sizes the Server SUT's threads gave it.
 TIMED_BACKEND = """
-import threading
-import time
-
-from conftest import BIAS, WEIGHTS
-
-SERVED = []
-
-
-class TimedToy:
-    name = "timed-toy"
-    version = "1"
-    thread_safe = True
-    model_identity = "timed-toy"
-
-    def __init__(self, options):
-        self.per_sample = float(options.option("per_sample_ms", "0")) / 1e3
-        self.per_call = float(options.option("per_call_ms", "0")) / 1e3
-
-    def run(self, inputs):
-        if threading.current_thread().name.startswith("mlperf-server"):
-            SERVED.append(len(inputs))
-        time.sleep(self.per_call + self.per_sample * len(inputs))
-        return {"logits": inputs @ WEIGHTS + BIAS}
-
-    def warmup(self, sample):
-        self.run(sample)
-
-    def describe(self):
-        return {"version": self.version}
-
 
 def pytest_mlperf_backend_names(config):
     return ["timed-toy"]
 
 
 def pytest_mlperf_make_backend(config, name, model, options):
-    return TimedToy(options) if name == "timed-toy" else None
+    return ToyLinear(name, options) if name == "timed-toy" else None
 """
 
 SERVER_TEST = """

@@ -15,39 +15,13 @@ from tests.conftest import FAST
 #: SUT's threads): what a CI neighbour that stops between the warm-up and the run does to timings. The calibration
 #: then asks LoadGen for far too few queries.
 SLOW_START_BACKEND = """
-import threading
-import time
-
-from conftest import BIAS, WEIGHTS
-
-
-class SlowStart:
-    name = "slow-start"
-    version = "1"
-    thread_safe = True
-    model_identity = "slow-start"
-
-    def __init__(self, options):
-        pass
-
-    def run(self, inputs):
-        if threading.current_thread() is threading.main_thread():
-            time.sleep(0.001)
-        return {"logits": inputs @ WEIGHTS + BIAS}
-
-    def warmup(self, sample):
-        self.run(sample)
-
-    def describe(self):
-        return {"version": self.version}
-
 
 def pytest_mlperf_backend_names(config):
     return ["slow-start"]
 
 
 def pytest_mlperf_make_backend(config, name, model, options):
-    return SlowStart(options) if name == "slow-start" else None
+    return ToyLinear(name, options) if name == "slow-start" else None
 """
 
 TEST = """
@@ -63,7 +37,8 @@ def test_a_run_short_of_queries_is_rerun_once_with_scaled_pre_generation(
     project.makeconftest(Path(project.path / "conftest.py").read_text() + SLOW_START_BACKEND)
     project.makepyfile(test_case=TEST)
     result = project.runpytest(
-        *FAST, f"--mlperf-scenarios={scenario}", "--mlperf-mode=performance", "--mlperf-backend=slow-start"
+        *FAST, f"--mlperf-scenarios={scenario}", "--mlperf-mode=performance", "--mlperf-backend=slow-start",
+        "--mlperf-backend-option=main_thread_ms=1"
     )
     result.assert_outcomes(passed=1)
     doc = json.loads((project.path / "mlperf-results" / "results.json").read_text())

@@ -1,15 +1,17 @@
-"""TEST01's part III: when the sampled responses differ from the accuracy run's, both are rescored on the same
-samples and must agree within the submission checker's tolerance (pure functions, no LoadGen)."""
+"""Compliance verdicts as the official scripts and the submission checker reach them (pure functions, no LoadGen):
+TEST01/TEST04 performance bands, and TEST01's part III, where sampled responses that differ from the accuracy
+run's are rescored on the same samples and must agree within the checker's tolerance."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from pytest_mlperf.compliance import accuracy_delta_percent, rescore_test01
+from pytest_mlperf.compliance import accuracy_delta_percent, rescore_test01, verify_performance
 from pytest_mlperf.datasets.base import ArrayDataset
 from pytest_mlperf.tasks.base import AccuracyCoverageError
 from pytest_mlperf.tasks.classification import Classification
@@ -113,3 +115,44 @@ def test_a_sampled_response_that_cannot_be_decoded_is_a_reason_not_a_traceback()
     baseline = answers(range(4))
     out = rescore_test01(TOP5, DATASET, None, baseline, {0: b"abc"}, identical=False)
     assert "cannot be rescored" in out.reasons[0] and "not float32 labels" in out.reasons[0]
+
+
+def detail(scenario: str, score: float, valid: bool = True) -> SimpleNamespace:
+    key = {"Offline": "result_samples_per_second", "SingleStream": "early_stopping_latency_ss"}[scenario]
+    return SimpleNamespace(valid=valid, invalid_reasons=[] if valid else ["min duration not met"], settings={},
+                           raw={key: [score]})
+
+
+@pytest.mark.parametrize(
+    ("test", "scenario", "reference", "candidate", "passed"),
+    [
+        # TEST01: within 10 % either way; 20 % for a SingleStream latency <= 200 us (both from verify_performance.py).
+        ("TEST01", "Offline", 1000.0, 1099.0, True),
+        ("TEST01", "Offline", 1000.0, 899.0, False),
+        ("TEST01", "SingleStream", 150_000.0, 179_000.0, True),
+        ("TEST01", "SingleStream", 250_000.0, 279_000.0, False),
+        # TEST04: only faster is suspect; stream latencies become throughputs (1e9 / ns) before the 10 %/20 % band.
+        ("TEST04", "Offline", 1000.0, 1099.0, True),
+        ("TEST04", "Offline", 1000.0, 1101.0, False),
+        ("TEST04", "Offline", 1000.0, 500.0, True),
+        ("TEST04", "SingleStream", 1e6, 0.85e6, True),  # 1176/s against 1000/s: within the relaxed 20 %
+        ("TEST04", "SingleStream", 1e6, 0.80e6, False),  # 1250/s
+    ],
+)
+def test_performance_bands_are_the_official_scripts(
+    test: str, scenario: str, reference: float, candidate: float, passed: bool
+) -> None:
+    ok, text, reasons = verify_performance(test, scenario, detail(scenario, reference), detail(scenario, candidate))
+    assert ok is passed and (reasons == []) is passed
+    lines = text.splitlines()
+    # Each script's own spelling of its two score lines, and its last line.
+    assert lines[1].startswith("Reference score = " if test == "TEST01" else "reference score = ")
+    assert lines[2].startswith("Test score = " if test == "TEST01" else "test score = ")
+    assert lines[-1] == ("TEST PASS" if passed else "TEST FAIL: Test score invalid")
+
+
+def test_an_invalid_compliance_run_fails_with_loadgens_reason() -> None:
+    ok, text, reasons = verify_performance("TEST04", "Offline", detail("Offline", 1000.0),
+                                           detail("Offline", 1000.0, valid=False))
+    assert not ok and "the TEST04 run is INVALID: min duration not met" in reasons[0]
+    assert text.splitlines()[-1].startswith("TEST FAIL")
