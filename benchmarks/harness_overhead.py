@@ -317,73 +317,39 @@ class LocalBare:
         return None
 
 
-class TorchBareProcess:
-    """The torch bare loop, run in a process of its own (spawned), on the same inputs.
+class TorchEngineBare(LocalBare):
+    """The torch bare loop: the harness backend's own TorchScript module called directly under
+    ``torch.inference_mode``, each whole timed loop run as one call on the torch engine thread.
 
-    Why not in this process: torch's CPU kernels run on OpenMP, and libgomp keeps a worker team for each thread that
-    starts torch work. The harness's torch backend keeps one (its engine thread); a bare loop here would start a
-    second, and with more OpenMP threads than cores libgomp stops idle workers from spinning, which slows both (by a
-    third, batch 1 on 2 cores). Alone in its process the bare loop runs as a torch script on its own would.
+    Why there: torch's CPU kernels run on OpenMP, and libgomp keeps a worker team per thread that starts torch work;
+    once two teams exist there are more OpenMP threads than cores and libgomp stops idle workers from spinning, which
+    slows every kernel (the torch backend runs all its calls on one thread for that reason). A loop on any other
+    thread of this process would start a second team; a loop in another process would load its own copy of the
+    module, whose TorchScript plan can differ in speed from one load to the next. On the engine thread the bare loop
+    runs the very module the harness runs, with the same team and thread count, and no hand-off per call.
     """
 
-    def __init__(self, model: Path, name: str, threads: int, batch: int) -> None:
-        import multiprocessing
+    def __init__(self, module: Any, pool: np.ndarray, batch: int) -> None:
+        import torch
 
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=_torch_bare_child, args=(child, str(model), name, threads, batch), daemon=True
-        )
-        self._process.start()
-        child.close()
-        if self._conn.recv() != "ready":
-            raise RuntimeError("the torch bare-loop process did not start")
+        from pytest_mlperf.backends.torch import engine_thread
 
-    def _ask(self, *command: Any) -> Any:
-        self._conn.send(command)
-        return self._conn.recv()
+        self._engine = engine_thread()
+        mode, from_numpy = torch.inference_mode, torch.from_numpy
+
+        def infer(batch_: np.ndarray) -> Any:
+            with mode():
+                return module(from_numpy(batch_))["logits"].numpy()
+
+        self._engine.call(lambda: LocalBare.__init__(self, infer, pool, batch))
 
     def offline(self, samples: int) -> float:
-        result: float = self._ask("offline", samples)
+        result: float = self._engine.call(lambda: LocalBare.offline(self, samples))
         return result
 
     def single_stream(self, queries: int) -> tuple[float, float]:
-        result: tuple[float, float] = self._ask("single_stream", queries)
+        result: tuple[float, float] = self._engine.call(lambda: LocalBare.single_stream(self, queries))
         return result
-
-    def close(self) -> None:
-        self._conn.send(("stop",))
-        self._process.join(30)
-
-
-def _torch_bare_child(conn: Any, model: str, name: str, threads: int, batch: int) -> None:
-    inputs, _ = random_inputs(name)
-    bare = LocalBare(torch_bare_infer(Path(model), threads), inputs, batch)
-    conn.send("ready")
-    while True:
-        command, *args = conn.recv()
-        if command == "stop":
-            return
-        conn.send(getattr(bare, command)(*args))
-
-
-def torch_bare_infer(model: Path, threads: int) -> Infer:
-    """The TorchScript module called directly under ``inference_mode`` on ``torch.from_numpy`` of the batch, with the
-    thread count the torch backend sets (process-wide in torch): what a bare torch loop does, with no wrapper."""
-    import torch
-
-    from pytest_mlperf.backends.torch import quiet_jit
-
-    torch.set_num_threads(threads)
-    with quiet_jit():
-        module = torch.jit.load(str(model)).eval()  # type: ignore[no-untyped-call]
-    mode, from_numpy = torch.inference_mode, torch.from_numpy
-
-    def infer(batch: np.ndarray) -> Any:
-        with mode():
-            return module(from_numpy(batch))["logits"].numpy()
-
-    return infer
 
 
 def prepare_engine(
@@ -394,9 +360,10 @@ def prepare_engine(
     threads: int,
     batch: int,
     log: Callable[[str], None],
-) -> LocalBare | TorchBareProcess:
+) -> LocalBare | None:
     """Convert or compile *onnx_path* for ENGINE into the cache (timed apart from the measurement), check the engine's
-    logits against onnxruntime's (*reference*) on *sample*, and return the bare loop for ENGINE."""
+    logits against onnxruntime's (*reference*) on *sample*, and return the bare loop for ENGINE (None for torch: its
+    bare loop runs the harness backend's module, see TorchEngineBare)."""
     started = time.perf_counter()
     path = engine_model(onnx_path, ENGINE)  # a SavedModel, .tflite or TorchScript for engines that do not read ONNX
     # Building the backend compiles what the engine compiles (TVM: the library, cached for the harness to reuse).
@@ -414,8 +381,8 @@ def prepare_engine(
     )
     inputs, _ = random_inputs(name)
     if ENGINE == "torch":
-        engine_backend.close()  # its engine thread, and the OpenMP team with it, ends here
-        return TorchBareProcess(path, name, threads, batch)
+        engine_backend.close()
+        return None
     # The engine's own wrapper called in a loop: its bare speed, without LoadGen or the harness.
     return LocalBare(engine_backend.run, inputs, batch)
 
@@ -426,7 +393,8 @@ def prepare_only(name: str, log: Callable[[str], None]) -> None:
     inputs, _ = random_inputs(name)
     if ENGINE != "onnxruntime":
         bare = prepare_engine(path, name, inputs[:batch], bare_infer(bare_session(path, threads)), threads, batch, log)
-        bare.close()
+        if bare is not None:
+            bare.close()
 
 
 def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None]) -> tuple[list[Row], str]:
@@ -436,7 +404,7 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
     batch = RunConfig().batch_size
     sess = bare_session(path, threads)
     if ENGINE == "onnxruntime":
-        bare: LocalBare | TorchBareProcess = LocalBare(bare_infer(sess), inputs, batch)
+        bare: LocalBare | None = LocalBare(bare_infer(sess), inputs, batch)
     else:
         bare = prepare_engine(path, name, inputs[:batch], bare_infer(sess), threads, batch, log)
         path = engine_model(path, ENGINE)  # cached by prepare_engine
@@ -448,6 +416,8 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
     harness = FixedSettingsHarness(config, root)
     busy_backend = harness.backend_for(path)
     assert isinstance(busy_backend, TimedBackend)
+    if bare is None:  # torch: the harness backend's module, on its engine thread
+        bare = TorchEngineBare(busy_backend.inner._module, inputs, batch)  # type: ignore[attr-defined]
     offline, ss_qps, ss_p90 = Series(), Series(), Series()
     # What the latest harness run asked of LoadGen; the bare loop and the floor repeat it.
     work: dict[str, Any] = {}
@@ -662,7 +632,8 @@ def render(
         (
             "bare: InferenceSession.run"
             if ENGINE == "onnxruntime"
-            else "bare: the TorchScript module called under torch.inference_mode, in a process of its own"
+            else "bare: the harness backend's TorchScript module called under torch.inference_mode, each loop one call "
+            "on the torch engine thread"
             if ENGINE == "torch"
             else f"bare: the {ENGINE} backend's run()"
         )
