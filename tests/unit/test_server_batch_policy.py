@@ -43,6 +43,21 @@ def test_a_light_model_batches_up_to_where_a_bigger_batch_stops_paying() -> None
     assert "batch 32 gives 0.96x the samples/s of batch 8" in chosen.reason
 
 
+def test_a_call_far_inside_the_bound_is_taken_on_any_gain() -> None:
+    # Recorded on the light benchmark model (quiet 2-core machine): batch 32 gave 1.13x the samples/s of batch 8,
+    # under the margin, but one call of it takes 0.4 ms against a 10 ms bound: the cap goes to 32.
+    cal = Calibration(single_s=3.0e-05, multi_s=8 * 3.0e-05 / 2.15, batch_qps=2.15 * 1.13 / 3.0e-05)
+    chosen = server_batch(cal, 32, 0.010)
+    assert chosen.batch_size == 32
+    assert "batch 32 gives 1.13x the samples/s of batch 8 and one call of it takes 0.395 ms, within 0.1x" in (
+        chosen.reason)
+    # The same timings against a bound where the call is no longer small keep the margin's rule.
+    assert server_batch(cal, 32, 0.002).batch_size == 8
+    # Within the share, a bigger batch that is slower per sample is still refused (LIGHT_CPU: 0.96x of batch 8).
+    refused = server_batch(LIGHT_CPU, 32, 0.1)
+    assert refused.batch_size == 8 and "but it is no faster" in refused.reason
+
+
 def test_a_gpu_like_model_batches_fully_unless_the_bound_is_tight() -> None:
     assert server_batch(GPU_LIKE, 32, 0.015).batch_size == 32
     # 7 ms for batch 32 is over 1.5x a 4 ms bound; batch 8's 2.5 ms is not.
