@@ -1,7 +1,7 @@
 """The highest VALID Server target of the harness against a bare batch-of-one SUT, searched side by side in one run.
 
-    python benchmarks/server_capacity.py            # about 10-15 minutes on 2 cores
-    python benchmarks/server_capacity.py --quick    # about 3-4 minutes: shorter runs, one run per point
+    python benchmarks/server_capacity.py            # about 25 minutes on 2 cores (heavy about 20)
+    python benchmarks/server_capacity.py --quick    # about 10 minutes: shorter runs, one run per point
 
 For each model (heavy: ResNet50-shaped, light: a small CNN where batching pays), three arms are searched, their
 steps interleaved so that drift on a shared machine hits them alike:
@@ -359,7 +359,7 @@ def render(results: list[ModelResult], plan: Plan, elapsed: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="about 3-4 minutes: shorter runs, one run per point")
+    parser.add_argument("--quick", action="store_true", help="about 10 minutes: shorter runs, one run per point")
     parser.add_argument("--models", default="heavy,light", help="comma-separated subset of: heavy, light")
     parser.add_argument("--json", type=Path, help="also write every run's (target, VALID, p90) to this file")
     parser.add_argument("--keep-logs", type=Path, help="write LoadGen logs here instead of a temporary directory")
