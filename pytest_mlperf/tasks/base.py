@@ -94,6 +94,15 @@ def check_subset(responses: Mapping[int, bytes], count: int) -> list[int]:
     return indices
 
 
+def scored_indices(responses: Mapping[int, bytes], count: int, subset: bool) -> list[int]:
+    """The sorted qsl indices to score: all *count* samples (the log must cover each), or with *subset* the ones a
+    partial log holds (it must hold some and name no unknown sample)."""
+    if subset:
+        return check_subset(responses, count)
+    check_coverage(responses, count)
+    return list(range(count))
+
+
 def labels_of(dataset: Dataset, task: str) -> Any:
     """The dataset's ground truth, or a clear refusal when it has none (synthetic or unlabelled inputs)."""
     if getattr(dataset, "synthetic_inputs", False):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pytest_mlperf.tasks.base import AccuracyCoverageError, check_coverage, check_subset, labels_of
+from pytest_mlperf.tasks.base import AccuracyCoverageError, labels_of, scored_indices
 
 if TYPE_CHECKING:
     from pytest_mlperf.datasets.base import Dataset
@@ -81,13 +81,8 @@ class Classification:
     def classes(self, responses: Mapping[int, bytes], count: int, subset: bool = False) -> list[np.ndarray]:
         """Each sample's ranked dataset labels, in qsl order: every sample's (checked for coverage), or with
         *subset* those the responses hold."""
-        if subset:
-            indices: Sequence[int] = check_subset(responses, count)
-        else:
-            check_coverage(responses, count)
-            indices = range(count)
         out = []
-        for idx in indices:
+        for idx in scored_indices(responses, count, subset):
             if len(responses[idx]) % 4:
                 raise AccuracyCoverageError(
                     f"response for qsl index {idx} has {len(responses[idx])} bytes, not float32 labels"
@@ -107,8 +102,9 @@ class Classification:
 
     def _score(self, responses: Mapping[int, bytes], dataset: Dataset, subset: bool) -> dict[str, float]:
         labels = labels_of(dataset, self.name)
+        indices = scored_indices(responses, len(labels), subset)
         ranked = self.classes(responses, len(labels), subset)
-        chosen = [int(labels[i]) for i in (sorted(responses) if subset else range(len(labels)))]
+        chosen = [int(labels[i]) for i in indices]
         top1 = sum(int(r[0] == label) for r, label in zip(ranked, chosen, strict=True))
         n = len(chosen)
         metrics = {"top1": top1 / n, "count": float(n)}

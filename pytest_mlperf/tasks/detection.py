@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
-from pytest_mlperf.tasks.base import AccuracyCoverageError, check_coverage, check_subset
+from pytest_mlperf.tasks.base import AccuracyCoverageError, scored_indices
 
 if TYPE_CHECKING:
     from pytest_mlperf.datasets.base import Dataset
@@ -212,14 +212,15 @@ class Detection:
     # -- responses -> metrics ------------------------------------------------------------------------------------
 
     def score(self, responses: Mapping[int, bytes], dataset: Dataset) -> dict[str, float]:
-        truth = ground_truth_of(dataset)
-        check_coverage(responses, len(truth))
-        return evaluate(decode_responses(responses), sorted(responses), truth)
+        return self._score(responses, dataset, subset=False)
 
     def score_subset(self, responses: Mapping[int, bytes], dataset: Dataset) -> dict[str, float]:
         """COCO AP over the images the responses hold, as ``accuracy-coco.py`` scores a partial log."""
+        return self._score(responses, dataset, subset=True)
+
+    def _score(self, responses: Mapping[int, bytes], dataset: Dataset, subset: bool) -> dict[str, float]:
         truth = ground_truth_of(dataset)
-        return evaluate(decode_responses(responses), check_subset(responses, len(truth)), truth)
+        return evaluate(decode_responses(responses), scored_indices(responses, len(truth), subset), truth)
 
     def accuracy_line(self, metrics: Mapping[str, float]) -> str:
         # tools/accuracy-coco.py: print("mAP={:.3f}%".format(100.0 * cocoEval.stats[0]))

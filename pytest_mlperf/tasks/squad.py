@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_mlperf.tasks.base import AccuracyCoverageError, check_coverage, check_subset
+from pytest_mlperf.tasks.base import AccuracyCoverageError, scored_indices
 
 if TYPE_CHECKING:
     from pytest_mlperf.datasets.base import Dataset
@@ -102,14 +102,9 @@ class QuestionAnswering:
     def logits(self, responses: Mapping[int, bytes], count: int, length: int, subset: bool = False) -> np.ndarray:
         """The responses as float32 [count, length, 2], checked for size and, unless *subset*, for coverage (rows
         of samples a partial log lacks are left undefined)."""
-        if subset:
-            indices: Sequence[int] = check_subset(responses, count)
-        else:
-            check_coverage(responses, count)
-            indices = range(count)
         out = np.empty((count, length, 2), np.float32)
         size = length * 2 * 4
-        for idx in indices:
+        for idx in scored_indices(responses, count, subset):
             data = responses[idx]
             if len(data) != size:
                 raise AccuracyCoverageError(
