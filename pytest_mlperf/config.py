@@ -500,6 +500,12 @@ def build_run_config(
         )
     backend_options = parse_backend_options(val("backend-option"))
     backends = parse_backends(val("backends"), known) if val("backends") else None
+    from pytest_mlperf.backends.options import session_problem
+
+    # Bad engine options are refused now, once, rather than by each case when its engine is made.
+    problem = session_problem(backend_options, backends or (backend,), known, "--mlperf-backend-option")
+    if problem:
+        raise UsageProblem(problem)
     providers = tuple(_split_list(val("providers")))
     if backend == "onnxruntime" or "onnxruntime" in (backends or ()):
         check_providers(providers)
@@ -537,7 +543,7 @@ def build_run_config(
         )
     confirm = int(val("find-peak-confirm"))
     from pytest_mlperf.progress import parse_progress
-    from pytest_mlperf.sweep import apply, configurations, parse_sweep
+    from pytest_mlperf.sweep import RUN_SETTINGS, apply, configurations, parse_sweep
 
     run_config = RunConfig(
         sweep=parse_sweep(val("sweep")),
@@ -591,6 +597,10 @@ def build_run_config(
     )
     for configuration in configurations(run_config.sweep):
         apply(run_config, configuration)  # refuses a configuration the session could not run, before it starts
+    swept = [(key, value) for key, values in run_config.sweep if key not in RUN_SETTINGS for value in values]
+    problem = session_problem(swept, backends or (backend,), known, "--mlperf-sweep")
+    if problem:
+        raise UsageProblem(problem)
     return run_config
 
 

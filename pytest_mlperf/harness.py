@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_mlperf import calibrate, progress
-from pytest_mlperf.backends import URL_ENGINES, create_backend, engine_for
+from pytest_mlperf.backends import BACKENDS, create_backend, engine_for
 from pytest_mlperf.backends.base import Backend, BackendOptions
 from pytest_mlperf.config import RunConfig, Thresholds, options_for
 from pytest_mlperf.datasets.base import Dataset, dataset_digest
@@ -115,7 +115,9 @@ class Harness:
 
     def backend_options(self, engine: str | None = None) -> BackendOptions:
         cfg = self.config
-        engines = (*(cfg.backends or (cfg.backend,)), *URL_ENGINES)
+        # Every built-in engine's prefix routes, running or not: an ini file may hold options for engines that one
+        # invocation leaves out.
+        engines = (*BACKENDS, *(cfg.backends or (cfg.backend,)))
         return BackendOptions(
             providers=cfg.providers,
             intra_op_threads=cfg.threads,

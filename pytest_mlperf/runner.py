@@ -11,7 +11,7 @@ import pytest
 from pytest_mlperf import findpeak
 from pytest_mlperf.config import Thresholds, UsageProblem, thresholds_from_marker
 from pytest_mlperf.datasets.base import Dataset
-from pytest_mlperf.errors import LoadGenStalled
+from pytest_mlperf.errors import ConfigError, LoadGenStalled, ModelError, ProvisioningError
 from pytest_mlperf.harness import Case, Harness
 from pytest_mlperf.results import RunResult
 from pytest_mlperf.rules import MODES, SCENARIOS
@@ -136,15 +136,22 @@ class CaseRunner:
                 )
                 if mode == "performance":
                     self._before_performance_run()
+                bad_input: str | None = None
                 try:
                     if mode == "performance" and self.config.find_peak and scenario in findpeak.SEARCHED:
                         # The search makes its own runs; the one that stands for the case carries them all.
                         results.append(findpeak.search(self._harness, case, collect))
                         break
                     results.append(self._harness.run(case, collect))
+                except (ModelError, ConfigError, ProvisioningError) as exc:
+                    bad_input = f"{scenario} {mode}: {exc}"
                 except LoadGenStalled as exc:
                     # LoadGen is still running that run: no other can start in this process (the run is recorded).
                     pytest.exit(f"{self.nodeid}: {exc}", returncode=pytest.ExitCode.INTERRUPTED)
+                if bad_input is not None:
+                    # Bad input (a model, an option, an asset): the message names it and the fix; a traceback
+                    # through our own frames would only bury it. Raised outside the handler, so nothing chains.
+                    pytest.fail(bad_input, pytrace=False)
                 if mode == "performance" and self._decided is not None and self._decided(self.nodeid, records):
                     break
             finished = True

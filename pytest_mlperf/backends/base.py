@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +34,6 @@ class BackendOptions:
         """The last ``--mlperf-backend-option`` value given for *key*."""
         return dict(self.extra).get(key, default)
 
-    def refuse_unknown(self, engine: str, keys: Sequence[str], usage: str) -> None:
-        """Raise ModelError for a ``--mlperf-backend-option`` key the *engine* does not read, listing the *keys* it
-        does and their *usage*."""
-        refuse_unknown_options(engine, self, keys, f"{', '.join(keys)} ({usage})")
-
     def describe(self) -> dict[str, Any]:
         """These options as a run records them (and the gate fingerprints them)."""
         out: dict[str, Any] = {
@@ -67,16 +61,6 @@ def as_feeds(inputs: Inputs, input_names: Sequence[str], model: object) -> Mappi
     return {input_names[0]: inputs}
 
 
-def refuse_unknown_options(engine: str, options: BackendOptions, keys: Sequence[str], reads: str) -> None:
-    """Raise ModelError for a ``--mlperf-backend-option`` key *engine* does not read; *reads* lists what it does."""
-    unknown = sorted({key for key, _ in options.extra} - set(keys))
-    if unknown:
-        raise ModelError(
-            f"--mlperf-backend-option {unknown[0]}=...: the {engine} backend has no option {unknown[0]!r}; "
-            f"it reads: {reads}"
-        )
-
-
 def warm_up(run: Callable[[Inputs], object], sample: Inputs, options: BackendOptions) -> None:
     """Call *run* on *sample* ``options.warmup_runs`` times (at least once): what every engine's ``warmup`` does."""
     for _ in range(max(1, options.warmup_runs)):
@@ -88,17 +72,10 @@ def option_error(engine: str, key: str, value: str, fix: str) -> ModelError:
     return ModelError(f"--mlperf-backend-option {engine}.{key}={value}: {fix}")
 
 
-def count_option(engine: str, options: BackendOptions, key: str, default: int) -> int:
-    """The whole number >= 0 given as ``KEY=N`` (a thread count: 0 means one per usable core), else *default*."""
+def whole_option(options: BackendOptions, key: str, default: int) -> int:
+    """The whole number given as ``KEY=N`` (already checked by ``options.check_options``), else *default*."""
     raw = options.option(key)
-    if raw is None:
-        return default
-    value = int(raw) if re.fullmatch(r"[0-9]+", raw.strip()) else -1  # not isdigit(): int("²") raises
-    if value < 0:
-        raise option_error(
-            engine, key, raw, f"the {engine} backend needs a whole number >= 0 (0 = one per usable core)"
-        )
-    return value
+    return default if raw is None else int(raw)
 
 
 def require_model_file(model: Path) -> None:

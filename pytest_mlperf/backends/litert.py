@@ -13,26 +13,20 @@ from ai_edge_litert import interpreter as lite
 from pytest_mlperf.backends.base import (
     BackendOptions,
     as_feeds,
-    count_option,
     fit_batch,
     local_model,
     option_error,
-    refuse_unknown_options,
     warm_up,
+    whole_option,
 )
+from pytest_mlperf.backends.options import check_options, usage
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
 
-#: ``--mlperf-backend-option`` keys this backend reads.
-OPTION_KEYS = ("threads", "delegate")
 #: ``delegate=`` values other than a delegate library's path: XNNPACK (LiteRT's default CPU delegate) or none, which
 #: runs every op on the built-in kernels.
 DELEGATES = ("xnnpack", "none")
-_HELP = (
-    "threads=N (interpreter threads; 0 = one per usable core, the default follows --mlperf-threads), "
-    "delegate=xnnpack|none|PATH (XNNPACK, the default; the built-in kernels only; or an external delegate library)"
-)
 
 
 class LiteRtBackend:
@@ -49,9 +43,9 @@ class LiteRtBackend:
     def __init__(self, model: Path | str, options: BackendOptions) -> None:
         self.version: str = ai_edge_litert.__version__
         self.options = options
-        refuse_unknown_options("litert", options, OPTION_KEYS, _HELP)
+        check_options("litert", options)
         model = local_model(model)
-        self.threads = count_option("litert", options, "threads", options.intra_op_threads) or len(usable_cpus())
+        self.threads = whole_option(options, "threads", options.intra_op_threads) or len(usable_cpus())
         self.delegate = options.option("delegate") or "xnnpack"
         delegates: list[Any] = []
         resolver = lite.OpResolverType.AUTO  # the built-in kernels, with XNNPACK applied as the default delegate
@@ -99,7 +93,7 @@ class LiteRtBackend:
                 "delegate",
                 library,
                 f"not {' or '.join(DELEGATES)}, and no delegate library exists at that path; the litert backend "
-                f"reads {_HELP}",
+                f"reads {usage('litert')}",
             )
         try:
             return lite.load_delegate(library)

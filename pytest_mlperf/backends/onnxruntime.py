@@ -13,18 +13,15 @@ from pytest_mlperf.backends.base import (
     as_feeds,
     fit_batch,
     local_model,
-    refuse_unknown_options,
     warm_up,
 )
+from pytest_mlperf.backends.options import check_options
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
 #: ``--mlperf-backend-option`` keys this backend reads.
-OPTION_KEYS = ("outputs",)
-
-
 class OnnxRuntimeBackend:
     """Wraps ``onnxruntime.InferenceSession``; ``run`` releases the GIL inside ORT so threads overlap."""
 
@@ -37,9 +34,7 @@ class OnnxRuntimeBackend:
 
         self.version = ort.__version__
         self.options = options
-        refuse_unknown_options(
-            "onnxruntime", options, OPTION_KEYS, "outputs (outputs=NAME[,NAME...] picks the model outputs to fetch)"
-        )
+        check_options("onnxruntime", options)
         model = local_model(model)
         available = ort.get_available_providers()
         missing = [p for p in options.providers if p not in available]

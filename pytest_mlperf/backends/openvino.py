@@ -17,16 +17,14 @@ import openvino as ov
 
 from pytest_mlperf.backends.base import BackendOptions, local_model
 from pytest_mlperf.backends.batching import batch_length, join_outputs, run_in_fixed_batches, split_batch
+from pytest_mlperf.backends.options import check_options
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
 
 #: ``--mlperf-backend-option`` keys this backend reads.
-OPTION_KEYS = ("device", "precision", "hint")
 #: precision=VALUE -> OpenVINO's INFERENCE_PRECISION_HINT; "default" leaves the device's own (bf16 on CPUs with it).
 PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "default": None}
-#: hint=VALUE: auto compiles both and sends single samples to LATENCY, batches to THROUGHPUT.
-HINTS = ("auto", "LATENCY", "THROUGHPUT")
 #: Device names that stand for a choice among devices rather than one device.
 _VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 
@@ -143,11 +141,7 @@ class OpenVinoBackend:
         model = local_model(model)
         self.version = ov.__version__
         self.options = options
-        options.refuse_unknown(
-            "openvino",
-            OPTION_KEYS,
-            f"device=CPU|GPU|AUTO..., precision={'|'.join(PRECISIONS)}, hint={'|'.join(HINTS)}",
-        )
+        check_options("openvino", options)
         core = ov.Core()
         self.device = options.option("device", "CPU") or "CPU"
         available = list(core.available_devices)
@@ -158,19 +152,8 @@ class OpenVinoBackend:
                 f"available: {', '.join(available)} (or AUTO, MULTI:..., HETERO:...)"
             )
         precision = options.option("precision", "f32") or "f32"
-        if precision not in PRECISIONS:
-            raise ModelError(
-                f"--mlperf-backend-option precision={precision}: use one of {', '.join(PRECISIONS)} (f32 for "
-                "accuracy runs; default keeps the device's own, bf16 on CPUs that have it)"
-            )
-        self.hint = options.option("hint", "auto") or "auto"
-        if self.hint.upper() in HINTS:
-            self.hint = "auto" if self.hint.lower() == "auto" else self.hint.upper()
-        if self.hint not in HINTS:
-            raise ModelError(
-                f"--mlperf-backend-option hint={self.hint}: use one of {', '.join(HINTS)} (auto: LATENCY for single "
-                "samples, THROUGHPUT with an async infer queue for batches)"
-            )
+        hint = options.option("hint", "auto") or "auto"
+        self.hint = "auto" if hint.lower() == "auto" else hint.upper()
         try:
             network = core.read_model(str(model))
         except RuntimeError as exc:

@@ -32,10 +32,9 @@ from pytest_mlperf.backends.base import (
     BackendOptions,
     as_feeds,
     fit_batch,
-    option_error,
-    refuse_unknown_options,
     warm_up,
 )
+from pytest_mlperf.backends.options import check_options
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import InferenceError, MLPerfWarning, ModelError
 from pytest_mlperf.redact import redact_url
@@ -45,13 +44,6 @@ if TYPE_CHECKING:
 
 #: The scheme prefix that makes a model reference a server URL (``mlperf.run("kserve-v2+http://...", ...)``).
 SCHEME_PREFIX = "kserve-v2+"
-#: ``--mlperf-backend-option remote.KEY=VALUE`` keys this backend reads.
-OPTION_KEYS = ("url", "token_env", "ca_bundle", "insecure", "timeout_s", "retries", "concurrency", "binary", "digest")
-USAGE = (
-    "url=kserve-v2+http(s)|grpc(s)://HOST:PORT/models/NAME[/versions/V], token_env=ENV_VAR_NAME, ca_bundle=PATH, "
-    "insecure=true (no TLS verification), timeout_s=0.1..600 (default 30), retries=0..10 (default 2), "
-    "concurrency=1..1024 (default 16), binary=auto|true|false, digest=TEXT (the deployed model's digest)"
-)
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_RETRIES = 2
 #: In-flight requests in Server and Offline: enough to hide a loopback or LAN round trip behind the server's own
@@ -152,26 +144,14 @@ def parse_url(text: str, source: str) -> Endpoint:
     return Endpoint(base=base, model=segments[-1], version=version or None)
 
 
-def _number(options: BackendOptions, key: str, default: float, low: float, high: float, whole: bool) -> float:
-    raw = options.option(key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw) if whole else float(raw)
-    except ValueError:
-        value = math.nan
-    if not low <= value <= high:
-        kind = "a whole number" if whole else "a number"
-        raise option_error("remote", key, raw, f"give {kind} from {low:g} to {high:g}")
-    return value
+def _number(options: BackendOptions, key: str, default: float) -> float:
+    raw = options.option(key)  # checked by options.check_options
+    return default if raw is None else float(raw)
 
 
-def _flag(options: BackendOptions, key: str, choices: tuple[str, ...], default: str) -> str:
+def _flag(options: BackendOptions, key: str, default: str) -> str:
     raw = options.option(key)
-    value = default if raw is None else raw.strip().lower()
-    if value not in choices:
-        raise option_error("remote", key, str(raw), f"give one of {', '.join(choices)}")
-    return value
+    return default if raw is None else raw.strip().lower()
 
 
 def _is_loopback(base: str) -> bool:
@@ -195,7 +175,7 @@ class RemoteBackend:
     def __init__(self, model: Path | str, options: BackendOptions) -> None:
         import urllib3
 
-        refuse_unknown_options("remote", options, OPTION_KEYS, USAGE)
+        check_options("remote", options)
         self.options = options
         url_option = options.option("url")
         if is_remote_model(model):
@@ -207,14 +187,14 @@ class RemoteBackend:
                 f"the remote backend needs a model server URL, not {model}: pass mlperf.run("
                 f"'{SCHEME_PREFIX}http://HOST:PORT/models/NAME', ...) or --mlperf-backend-option remote.url=URL"
             )
-        self.timeout_s = _number(options, "timeout_s", DEFAULT_TIMEOUT_S, 0.1, 600, whole=False)
-        self.retries = int(_number(options, "retries", DEFAULT_RETRIES, 0, 10, whole=True))
-        self.concurrency = int(_number(options, "concurrency", DEFAULT_CONCURRENCY, 1, 1024, whole=True))
-        binary = _flag(options, "binary", ("auto", "true", "false"), "auto")
+        self.timeout_s = _number(options, "timeout_s", DEFAULT_TIMEOUT_S)
+        self.retries = int(_number(options, "retries", DEFAULT_RETRIES))
+        self.concurrency = int(_number(options, "concurrency", DEFAULT_CONCURRENCY))
+        binary = _flag(options, "binary", "auto")
         self._binary: bool | None = None if binary == "auto" else binary == "true"
         self._binary_lock = threading.Lock()
         self.digest = options.option("digest")
-        self.tls_verify = _flag(options, "insecure", ("false", "true"), "false") == "false"
+        self.tls_verify = _flag(options, "insecure", "false") == "false"
         headers = {"Accept": "application/json"}
         token_env = options.option("token_env")
         if token_env:

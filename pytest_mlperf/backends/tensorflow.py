@@ -18,27 +18,16 @@ import tensorflow as tf
 from pytest_mlperf.backends.base import (
     BackendOptions,
     as_feeds,
-    count_option,
     fit_batch,
-    option_error,
-    refuse_unknown_options,
     warm_up,
+    whole_option,
 )
+from pytest_mlperf.backends.options import check_options
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.fileio import file_sha256
 from pytest_mlperf.provenance import usable_cpus
 
-#: ``--mlperf-backend-option`` keys this backend reads.
-OPTION_KEYS = ("threads", "inter_op_threads", "signature", "inputs", "outputs", "data_format")
-_DATA_FORMATS = ("NCHW", "NHWC")
-_HELP = (
-    "threads=N (intra-op threads; 0 = one per usable core, the default follows --mlperf-threads), "
-    "inter_op_threads=N, signature=NAME (a SavedModel's signature, default serving_default), "
-    "inputs=TENSOR[,TENSOR...] and outputs=TENSOR[,TENSOR...] (a frozen graph's tensors, e.g. input_tensor:0 and "
-    "ArgMax:0; default: its placeholders, and the tensors no op consumes), data_format=NCHW|NHWC (the layout the "
-    "model's image inputs take; NHWC transposes the datasets' NCHW batches, as the MLPerf ResNet50 .pb needs)"
-)
 _SERVE_TAG = "serve"
 _DEFAULT_SIGNATURE = "serving_default"
 
@@ -65,20 +54,13 @@ class TensorFlowBackend:
     def __init__(self, model: Path | str, options: BackendOptions) -> None:
         self.version: str = tf.__version__
         self.options = options
-        refuse_unknown_options("tensorflow", options, OPTION_KEYS, _HELP)
+        check_options("tensorflow", options)
         model = Path(model)
         self._model = model
         self.data_format = (options.option("data_format") or "NCHW").upper()
-        if self.data_format not in _DATA_FORMATS:
-            raise option_error(
-                self.name,
-                "data_format",
-                str(options.option("data_format")),
-                "use NCHW (feed the dataset's batches as they are) or NHWC (transpose 4-D NCHW batches to NHWC first)",
-            )
         cores = len(usable_cpus())
-        self.threads = count_option(self.name, options, "threads", options.intra_op_threads) or cores
-        self.inter_op_threads = count_option(self.name, options, "inter_op_threads", options.inter_op_threads) or cores
+        self.threads = whole_option(options, "threads", options.intra_op_threads) or cores
+        self.inter_op_threads = whole_option(options, "inter_op_threads", options.inter_op_threads) or cores
         config = tf.compat.v1.ConfigProto(
             intra_op_parallelism_threads=self.threads,
             inter_op_parallelism_threads=self.inter_op_threads,

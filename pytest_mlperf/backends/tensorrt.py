@@ -25,22 +25,14 @@ import numpy as np
 from pytest_mlperf.backends.base import (
     BackendOptions,
     option_error,
-    refuse_unknown_options,
     require_model_file,
     run_in_chunks,
     warm_up,
+    whole_option,
 )
+from pytest_mlperf.backends.options import check_options
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
-
-#: ``--mlperf-backend-option`` keys this backend reads.
-OPTION_KEYS = ("precision", "workspace_mib", "device")
-PRECISIONS = ("fp32", "fp16", "int8")
-_OPTION_HELP = (
-    "precision=fp32|fp16|int8 (int8 needs a Q/DQ-quantised ONNX: no calibration here), workspace_mib=N (the "
-    "builder's scratch memory; default: TensorRT's, the whole GPU), device=N (CUDA device index)"
-)
-
 
 
 @dataclass(frozen=True)
@@ -55,40 +47,14 @@ class BuildOptions:
     @classmethod
     def parse(cls, options: BackendOptions) -> BuildOptions:
         """The build options from ``--mlperf-backend-option tensorrt.KEY=VALUE``, refused with the fix when bad."""
-        refuse_unknown_options("tensorrt", options, OPTION_KEYS, _OPTION_HELP)
-        precision = options.option("precision", "fp32") or "fp32"
-        if precision not in PRECISIONS:
-            raise option_error("tensorrt", "precision", precision, f"use one of {', '.join(PRECISIONS)}")
+        check_options("tensorrt", options)
+        workspace = options.option("workspace_mib")
         return cls(
-            precision=precision,
-            workspace_mib=_positive(options, "workspace_mib", "a whole number of MiB, 1 or more"),
+            precision=options.option("precision", "fp32") or "fp32",
+            workspace_mib=int(workspace) if workspace is not None else None,
             max_batch=max(1, options.batch_size),
-            device=_count(options, "device"),
+            device=whole_option(options, "device", 0),
         )
-
-
-def _positive(options: BackendOptions, key: str, what: str) -> int | None:
-    given = options.option(key)
-    if given is None:
-        return None
-    try:
-        value = int(given)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise option_error("tensorrt", key, given, f"give {what}")
-    return value
-
-
-def _count(options: BackendOptions, key: str) -> int:
-    given = options.option(key, "0") or "0"
-    try:
-        value = int(given)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise option_error("tensorrt", key, given, "give a CUDA device index: 0, 1, ...")
-    return value
 
 
 def engine_cache_key(model_sha256: str, build: BuildOptions, trt_version: str, gpu: str) -> str:

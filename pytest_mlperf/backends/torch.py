@@ -32,10 +32,11 @@ import torch
 from pytest_mlperf.backends.base import (
     BackendOptions,
     option_error,
-    refuse_unknown_options,
     require_model_file,
     warm_up,
+    whole_option,
 )
+from pytest_mlperf.backends.options import check_options
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
@@ -49,13 +50,6 @@ def quiet_jit() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
         yield
 
-#: ``--mlperf-backend-option`` keys this backend reads.
-OPTION_KEYS = ("mode", "threads", "device", "model_class", "outputs")
-MODES = ("eager", "scripted", "compiled")
-_OPTION_HELP = (
-    "mode=eager|scripted|compiled, threads=N, device=cpu|cuda[:N], model_class=package.module:Class (a class or "
-    "factory called without arguments; the model file then holds its weights), outputs=NAME[,NAME...]"
-)
 
 
 
@@ -169,11 +163,9 @@ class TorchBackend:
         model = Path(model)
         self.version = torch.__version__
         self.options = options
-        refuse_unknown_options("torch", options, OPTION_KEYS, _OPTION_HELP)
+        check_options("torch", options)
         self.model_class = options.option("model_class")
         self.mode = options.option("mode") or ("eager" if self.model_class else "scripted")
-        if self.mode not in MODES:
-            raise option_error("torch", "mode", self.mode, f"use one of {', '.join(MODES)}")
         if self.mode != "scripted" and not self.model_class:
             raise option_error("torch",
                 "mode",
@@ -220,16 +212,7 @@ class TorchBackend:
 
     @staticmethod
     def _set_threads(options: BackendOptions) -> int:
-        given = options.option("threads")
-        if given is None:
-            wanted = options.intra_op_threads or len(usable_cpus())
-        else:
-            try:
-                wanted = int(given)
-            except ValueError:
-                wanted = 0
-            if wanted < 1:
-                raise option_error("torch", "threads", given, "give a whole number of intra-op threads, 1 or more")
+        wanted = whole_option(options, "threads", options.intra_op_threads) or len(usable_cpus())
         torch.set_num_threads(wanted)
         threads: int = torch.get_num_threads()
         return threads

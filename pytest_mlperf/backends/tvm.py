@@ -15,14 +15,12 @@ import tvm
 from tvm import relax
 
 from pytest_mlperf.backends.base import BackendOptions, local_model, warm_up
+from pytest_mlperf.backends.options import check_options
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.fileio import ensure_built, file_sha256
 from pytest_mlperf.provisioning.cache import default_cache_dir
 
-#: ``--mlperf-backend-option`` keys this backend reads.
-OPTION_KEYS = ("target", "cache")
-CACHE_MODES = ("on", "off")
 #: Target kinds that run on the host CPU; any other kind names its own device (cuda, rocm, vulkan, ...).
 _CPU_KINDS = ("llvm", "c")
 
@@ -45,7 +43,7 @@ class TvmBackend:
         model = local_model(model)
         self.version = tvm.__version__
         self.options = options
-        options.refuse_unknown("tvm", OPTION_KEYS, 'target=llvm|cuda|{"kind": "llvm", ...}, cache=on|off')
+        check_options("tvm", options)
         requested = options.option("target", "llvm") or "llvm"
         try:
             # TVM 0.2x takes a kind name or a JSON dict ({"kind": "llvm", "mcpu": "..."}), no longer "llvm -mcpu=".
@@ -58,11 +56,6 @@ class TvmBackend:
             ) from exc
         self.target = str(self._target)
         self.cache = (options.option("cache", "on") or "on").lower()
-        if self.cache not in CACHE_MODES:
-            raise ModelError(
-                f"--mlperf-backend-option cache={self.cache}: use on (compile once, reuse the cached library) or off "
-                "(compile in every session)"
-            )
         kind = self._target.kind.name
         try:
             self._device = tvm.cpu(0) if kind in _CPU_KINDS else tvm.device(kind, 0)

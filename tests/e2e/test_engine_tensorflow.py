@@ -111,7 +111,7 @@ def test_options_are_recorded(savedmodel: Path) -> None:
         ({"inter_op_threads": "-2"}, "inter_op_threads=-2: the tensorflow backend needs a whole number >= 0"),
         ({"signature": "predict"}, "has no signature 'predict'; its signatures are serving_default"),
         ({"delegate": "none"}, "the tensorflow backend has no option 'delegate'; it reads: threads=N"),
-        ({"data_format": "CHW"}, "data_format=CHW: use NCHW .* or NHWC"),
+        ({"data_format": "CHW"}, "tensorflow.data_format=CHW: use one of NCHW, NHWC"),
     ],
 )
 def test_a_bad_option_is_a_clear_error(savedmodel: Path, extra: dict[str, str], message: str) -> None:

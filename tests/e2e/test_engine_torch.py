@@ -116,7 +116,7 @@ def test_named_outputs(engine_cache: Path, digits_images: np.ndarray) -> None:
         ((("mode", "compiled"),), r"torch\.mode=compiled: .*torch\.model_class="),
         ((("threads", "0"),), r"torch\.threads=0: give a whole number of intra-op threads"),
         ((("threads", "many"),), r"torch\.threads=many: give a whole number"),
-        ((("device", "tpu"),), r"torch\.device=tpu: not a torch device"),
+        ((("device", "tpu"),), r"torch\.device=tpu: use cpu, cuda or cuda:N"),
         ((("model_class", "nowhere"),), r"torch\.model_class=nowhere: give it as package\.module:Class"),
         ((("model_class", "no_such_pkg:Net"),), r"torch\.model_class=no_such_pkg:Net: cannot import it"),
         ((("model_class", "numpy:pi"),), r"torch\.model_class=numpy:pi: it is not a class or function"),

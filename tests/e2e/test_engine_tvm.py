@@ -97,8 +97,8 @@ def test_options_are_recorded(digits_onnx: Path, cache_dir: Path) -> None:
     ("key", "value", "message"),
     [
         ("target", "nosuchtarget", "target=nosuchtarget: TVM * does not know this target*use llvm*"),
-        ("cache", "sometimes", "cache=sometimes: use on * or off*"),
-        ("device", "CPU", "*has no option 'device'; it reads: target, cache*"),
+        ("cache", "sometimes", "tvm.cache=sometimes: use one of on, off*"),
+        ("device", "CPU", "*has no option 'device'; it reads: target=llvm|cuda|*, cache=on|off"),
     ],
 )
 def test_bad_option_is_a_clear_error(digits_onnx: Path, cache_dir: Path, key: str, value: str, message: str) -> None:

@@ -163,3 +163,51 @@ def test_tiny(mlperf, tiny_model, tiny_dataset):
 def test_a_sweep_is_held_to_the_options_ranges(project: pytest.Pytester, sweep: str, message: str) -> None:
     project.makepyfile(test_user=USER_TEST)
     assert_usage_error(project.runpytest(f"--mlperf-sweep={sweep}", "-p", "no:cacheprovider"), message)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("openvino.precision=f64", "*openvino.precision=f64: use one of f32, bf16, f16, default*"),
+        ("openvino.hint=fastest", "*openvino.hint=fastest: use one of auto, LATENCY, THROUGHPUT*"),
+        ("openvino.devcie=CPU", "*openvino.devcie=...: the openvino backend has no option 'devcie'; it reads: "
+         "device=*"),
+        ("litert.delegate=/nonexistent/libdelegate.so", "*litert.delegate=/nonexistent/libdelegate.so: not xnnpack "
+         "or none, and no delegate library exists at that path*"),
+        ("torch.mode=fast", "*torch.mode=fast: use one of eager, scripted, compiled*"),
+        ("torch.threads=0", "*torch.threads=0: give a whole number of intra-op threads, 1 or more*"),
+        ("torch.device=tpu", "*torch.device=tpu: use cpu, cuda or cuda:N*"),
+        ("torch.model_class=resnet50", "*torch.model_class=resnet50: give it as package.module:Class*"),
+        ("tensorflow.data_format=CHW", "*tensorflow.data_format=CHW: use one of NCHW, NHWC*"),
+        ("tvm.cache=sometimes", "*tvm.cache=sometimes: use one of on, off*"),
+        ("tensorrt.precision=fp8", "*tensorrt.precision=fp8: use one of fp32, fp16, int8*"),
+        ("tensorrt.workspace_mib=0", "*tensorrt.workspace_mib=0: give a whole number of MiB, 1 or more*"),
+        ("remote.timeout_s=nan", "*remote.timeout_s=nan: give a number from 0.1 to 600*"),
+        ("remote.token_env=MY-TOKEN", "*remote.token_env=MY-TOKEN: give the name of the environment variable*"),
+        ("precision=fp16", "*precision=...: the onnxruntime backend has no option 'precision'; it reads: outputs=*"),
+        ("nosuch.x=1", "*nosuch.x=1: no engine is called 'nosuch'; ENGINE.KEY=VALUE reaches one engine (onnxruntime, "
+         "openvino, *"),
+    ],
+)
+def test_engine_options_are_checked_before_any_case_runs(project: pytest.Pytester, value: str, message: str) -> None:
+    """A bad engine option is one usage error at startup, not one failure per case; the engine's package need not
+    be installed for its options to be checked (tensorrt is not, on CI)."""
+    project.makepyfile(test_user=USER_TEST)
+    assert_usage_error(project.runpytest(f"--mlperf-backend-option={value}", "-p", "no:cacheprovider"), message)
+
+
+def test_a_swept_engine_option_is_checked_before_any_case_runs(project: pytest.Pytester) -> None:
+    project.makepyfile(test_user=USER_TEST)
+    assert_usage_error(
+        project.runpytest("--mlperf-sweep=openvino.hint=LATENCY,fastest", "-p", "no:cacheprovider"),
+        "*--mlperf-sweep openvino.hint=fastest: use one of auto, LATENCY, THROUGHPUT*",
+    )
+
+
+def test_options_for_an_engine_that_does_not_run_are_left_to_it(project: pytest.Pytester) -> None:
+    """An ini file may hold options for every engine a team uses; a run on one engine takes its own and leaves the
+    others' (still checked, so a typo there is found too)."""
+    project.makeini("[pytest]\nmlperf_backend_option =\n    openvino.precision=f32\n    torch.mode=scripted\n")
+    project.makepyfile(test_user=USER_TEST)
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

@@ -75,8 +75,8 @@ def test_remote_options_reach_only_the_remote_engine() -> None:
         ("timeout_s", "soon", "give a number from 0.1 to 600"),
         ("retries", "11", "give a whole number from 0 to 10"),
         ("concurrency", "0", "give a whole number from 1 to 1024"),
-        ("binary", "maybe", "give one of auto, true, false"),
-        ("insecure", "yes", "give one of false, true"),
+        ("binary", "maybe", "use one of auto, true, false"),
+        ("insecure", "yes", "use one of false, true"),
     ],
 )
 def test_out_of_range_options_name_the_range(key: str, value: str, fix: str) -> None:
