@@ -78,3 +78,18 @@ def test_a_prefix_that_names_no_engine_is_refused() -> None:
     assert found is not None
     assert found.startswith("--mlperf-backend-option openvnio.device=CPU: no engine is called 'openvnio'")
     assert "myengine" in found and "openvino" in found
+
+
+def test_the_table_lists_exactly_the_keys_each_engine_reads() -> None:
+    """An engine that read a key the table lacks would have it refused at startup; a key in the table that no
+    engine reads would be accepted and then ignored. The engines' sources are read, not imported (most engines are
+    optional)."""
+    import re
+    from pathlib import Path
+
+    import pytest_mlperf.backends as package
+
+    reads = re.compile(r'(?:options\.option|whole_option\(options,|_number\(options,|_flag\(options,)\(?\s*"(\w+)"')
+    for engine, keys in ENGINE_KEYS.items():
+        source = (Path(package.__file__).parent / f"{engine}.py").read_text()
+        assert set(reads.findall(source)) == {key.name for key in keys}, engine
