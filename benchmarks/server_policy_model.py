@@ -83,19 +83,19 @@ def measure(name: str, budget_s: float) -> Costs:
     return Costs({b: statistics.median(t) for b, t in times.items()}, spread)
 
 
-Policy = Callable[[int, float, float], int]  # (queued, now - oldest arrival, bound) -> how many to take
+Policy = Callable[[int], int]  # how many queries are queued -> how many the next call takes
 
 
-def fifo(queued: int, waited: float, bound: float) -> int:
+def fifo(queued: int) -> int:
     return 1
 
 
 def greedy(cap: int) -> Policy:
-    return lambda queued, waited, bound: min(cap, queued)
+    return lambda queued: min(cap, queued)
 
 
 def backlog(threshold: int, cap: int) -> Policy:
-    return lambda queued, waited, bound: min(cap, queued) if queued >= threshold else 1
+    return lambda queued: min(cap, queued) if queued >= threshold else 1
 
 
 def latencies(costs: Costs, policy: Policy | None, rate: float, bound: float, queries: int, seed: int) -> np.ndarray:
@@ -120,7 +120,7 @@ def latencies(costs: Costs, policy: Policy | None, rate: float, bound: float, qu
                 late.append(waiting.popleft())
             taken = [waiting.popleft() if waiting else late.popleft()]
         else:
-            take = max(1, policy(len(waiting), now - arrivals[waiting[0]], bound))
+            take = max(1, policy(len(waiting)))
             taken = [waiting.popleft() for _ in range(take)]
         now += costs.of(len(taken)) * max(0.5, noise[call % queries])
         call += 1

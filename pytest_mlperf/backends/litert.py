@@ -19,14 +19,10 @@ from pytest_mlperf.backends.base import (
     warm_up,
     whole_option,
 )
-from pytest_mlperf.backends.options import check_options, usage
+from pytest_mlperf.backends.options import check_options
 from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
-
-#: ``delegate=`` values other than a delegate library's path: XNNPACK (LiteRT's default CPU delegate) or none, which
-#: runs every op on the built-in kernels.
-DELEGATES = ("xnnpack", "none")
 
 
 class LiteRtBackend:
@@ -87,15 +83,7 @@ class LiteRtBackend:
 
     @staticmethod
     def _load_delegate(library: str) -> Any:
-        if not Path(library).is_file():
-            raise option_error(
-                "litert",
-                "delegate",
-                library,
-                f"not {' or '.join(DELEGATES)}, and no delegate library exists at that path; the litert backend "
-                f"reads {usage('litert')}",
-            )
-        try:
+        try:  # check_options made sure the file exists
             return lite.load_delegate(library)
         except (OSError, ValueError, RuntimeError) as exc:
             raise option_error(

@@ -21,7 +21,8 @@ from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
-#: ``--mlperf-backend-option`` keys this backend reads.
+
+
 class OnnxRuntimeBackend:
     """Wraps ``onnxruntime.InferenceSession``; ``run`` releases the GIL inside ORT so threads overlap."""
 

@@ -22,7 +22,6 @@ from pytest_mlperf.datasets.base import Inputs
 from pytest_mlperf.errors import ModelError
 from pytest_mlperf.provenance import usable_cpus
 
-#: ``--mlperf-backend-option`` keys this backend reads.
 #: precision=VALUE -> OpenVINO's INFERENCE_PRECISION_HINT; "default" leaves the device's own (bf16 on CPUs with it).
 PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "default": None}
 #: Device names that stand for a choice among devices rather than one device.

@@ -84,9 +84,13 @@ def names(value: str) -> str | None:
 
 
 def litert_delegate(value: str) -> str | None:
-    if value in ("xnnpack", "none") or Path(value).expanduser().is_file():
+    """XNNPACK (LiteRT's default CPU delegate), none (the built-in kernels only), or a delegate library's path."""
+    if value in ("xnnpack", "none") or Path(value).is_file():
         return None
-    return "not xnnpack or none, and no delegate library exists at that path"
+    return (
+        "not xnnpack or none, and no delegate library exists at that path; give delegate=xnnpack, delegate=none or "
+        "the path of a TfLiteDelegate shared library"
+    )
 
 
 THREADS_FIX = "needs a whole number >= 0 (0 = one per usable core)"
@@ -215,8 +219,8 @@ def session_problem(
             )
         elif not dot:
             for engine in (e for e in running if e in ENGINE_KEYS):
-                if engine != "remote" and key in remote_keys and problem(engine, key, value) is not None:
-                    continue
+                if key in remote_keys and not any(k.name == key for k in ENGINE_KEYS[engine]):
+                    continue  # remote's alone: left to the cases whose model is a server URL
                 found = problem(engine, key, value)
                 if found:
                     break

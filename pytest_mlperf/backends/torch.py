@@ -192,10 +192,7 @@ class TorchBackend:
 
     @staticmethod
     def _device(spec: str) -> torch.device:
-        try:
-            device = torch.device(spec)
-        except RuntimeError as exc:
-            raise option_error("torch", "device", spec, f"not a torch device ({exc}); use cpu, cuda or cuda:N") from exc
+        device = torch.device(spec)  # check_options let only cpu, cuda and cuda:N through
         if device.type == "cuda":
             if not torch.cuda.is_available():
                 raise option_error("torch",
@@ -206,8 +203,6 @@ class TorchBackend:
                 )
             if device.index is not None and device.index >= torch.cuda.device_count():
                 raise option_error("torch", "device", spec, f"only {torch.cuda.device_count()} CUDA device(s) here")
-        elif device.type != "cpu":
-            raise option_error("torch", "device", spec, "use cpu, cuda or cuda:N")
         return device
 
     @staticmethod

@@ -81,8 +81,12 @@ class Classification:
     def classes(self, responses: Mapping[int, bytes], count: int, subset: bool = False) -> list[np.ndarray]:
         """Each sample's ranked dataset labels, in qsl order: every sample's (checked for coverage), or with
         *subset* those the responses hold."""
+        return self._ranked(responses, scored_indices(responses, count, subset))
+
+    @staticmethod
+    def _ranked(responses: Mapping[int, bytes], indices: list[int]) -> list[np.ndarray]:
         out = []
-        for idx in scored_indices(responses, count, subset):
+        for idx in indices:
             if len(responses[idx]) % 4:
                 raise AccuracyCoverageError(
                     f"response for qsl index {idx} has {len(responses[idx])} bytes, not float32 labels"
@@ -103,7 +107,7 @@ class Classification:
     def _score(self, responses: Mapping[int, bytes], dataset: Dataset, subset: bool) -> dict[str, float]:
         labels = labels_of(dataset, self.name)
         indices = scored_indices(responses, len(labels), subset)
-        ranked = self.classes(responses, len(labels), subset)
+        ranked = self._ranked(responses, indices)
         chosen = [int(labels[i]) for i in indices]
         top1 = sum(int(r[0] == label) for r, label in zip(ranked, chosen, strict=True))
         n = len(chosen)
