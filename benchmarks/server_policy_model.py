@@ -26,17 +26,17 @@ LoadGen costs are not modelled (they are what ``server_capacity.py`` and ``harne
 from __future__ import annotations
 
 import argparse
-import collections
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from models import bare_session, ensure_model, random_inputs
 
 from pytest_mlperf.provenance import usable_cpus
+from pytest_mlperf.queue_model import CallTimes, Policy, capacity, greedy, latencies
 
 #: The heavy model's bound, as in server_capacity.py: this multiple of its median batch-1 time; the light model's
 #: is fixed.
@@ -47,20 +47,10 @@ BATCHES = {"heavy": (1, 2, 3, 4, 8), "light": (1, 2, 4, 8, 16, 32, 64)}
 
 @dataclass(frozen=True)
 class Costs:
-    """Median call time per batch size (ms) and the batch-1 calls' relative spread (stdev / median)."""
+    """Median call time per batch size and the batch-1 calls' relative spread (stdev / median)."""
 
-    ms: dict[int, float]
+    times: CallTimes
     spread: float
-
-    def of(self, batch: int) -> float:
-        if batch in self.ms:
-            return self.ms[batch]
-        sizes = sorted(self.ms)  # between two measured sizes: linear; past the largest: its per-sample cost
-        above = next((s for s in sizes if s > batch), None)
-        if above is None:
-            return self.ms[sizes[-1]] * batch / sizes[-1]
-        below = max(s for s in sizes if s < batch)
-        return self.ms[below] + (self.ms[above] - self.ms[below]) * (batch - below) / (above - below)
 
 
 def measure(name: str, budget_s: float) -> Costs:
@@ -77,71 +67,18 @@ def measure(name: str, budget_s: float) -> Costs:
         for b, feed in feeds.items():
             t0 = time.perf_counter()
             sess.run([out], {inp: feed})
-            times[b].append((time.perf_counter() - t0) * 1e3)
+            times[b].append(time.perf_counter() - t0)
     single = times[1]
     spread = statistics.stdev(single) / statistics.median(single)
-    return Costs({b: statistics.median(t) for b, t in times.items()}, spread)
-
-
-Policy = Callable[[int], int]  # how many queries are queued -> how many the next call takes
+    return Costs(CallTimes({b: statistics.median(t) for b, t in times.items()}), spread)
 
 
 def fifo(queued: int) -> int:
     return 1
 
 
-def greedy(cap: int) -> Policy:
-    return lambda queued: min(cap, queued)
-
-
 def backlog(threshold: int, cap: int) -> Policy:
     return lambda queued: min(cap, queued) if queued >= threshold else 1
-
-
-def latencies(costs: Costs, policy: Policy | None, rate: float, bound: float, queries: int, seed: int) -> np.ndarray:
-    """The latencies (ms) of *queries* Poisson arrivals at *rate*/s on one engine under *policy* (None: the
-    reorder-late reference)."""
-    rng = np.random.default_rng(seed)
-    arrivals = np.cumsum(rng.exponential(1000.0 / rate, queries))
-    noise = 1.0 + costs.spread * rng.standard_normal(queries)
-    latency = np.empty(queries)
-    waiting: collections.deque[int] = collections.deque()
-    late: collections.deque[int] = collections.deque()
-    now, nxt, done, call = 0.0, 0, 0, 0
-    single = costs.of(1)
-    while done < queries:
-        if not waiting and not late:
-            now = max(now, arrivals[nxt])
-        while nxt < queries and arrivals[nxt] <= now:
-            waiting.append(nxt)
-            nxt += 1
-        if policy is None:
-            while waiting and now + single - arrivals[waiting[0]] > bound:
-                late.append(waiting.popleft())
-            taken = [waiting.popleft() if waiting else late.popleft()]
-        else:
-            take = max(1, policy(len(waiting)))
-            taken = [waiting.popleft() for _ in range(take)]
-        now += costs.of(len(taken)) * max(0.5, noise[call % queries])
-        call += 1
-        for q in taken:
-            latency[q] = now - arrivals[q]
-        done += len(taken)
-    return latency
-
-
-def capacity(
-    costs: Costs, policy: Policy | None, bound: float, queries: int, seeds: Sequence[int]
-) -> tuple[float, float]:
-    """The highest rate (queries/s) whose p90, the median over *seeds*, stays within *bound* (geometric bisection
-    between an idle load and the engine's best throughput), and the p99 latency there."""
-    best = max(b / costs.of(b) for b in costs.ms) * 1000.0
-    lo, hi = best * 0.05, best * 1.2
-    for _ in range(18):
-        mid = (lo * hi) ** 0.5
-        p90 = statistics.median(np.percentile(latencies(costs, policy, mid, bound, queries, s), 90) for s in seeds)
-        lo, hi = (mid, hi) if p90 <= bound else (lo, mid)
-    return lo, float(np.percentile(latencies(costs, policy, lo, bound, queries, seeds[0]), 99))
 
 
 def policies(name: str) -> dict[str, Policy | None]:
@@ -149,7 +86,7 @@ def policies(name: str) -> dict[str, Policy | None]:
     out: dict[str, Policy | None] = {"fifo-1": fifo}
     out.update({f"greedy-{c}": greedy(c) for c in caps})
     out.update({f"backlog-{t}-{c}": backlog(t, c) for t in (3, 5) for c in caps})
-    out["reorder-late (not used)"] = None
+    out["reorder-late (not used)"] = None  # queue_model's late_after_s reference
     return out
 
 
@@ -158,15 +95,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer simulated queries and seeds")
     parser.add_argument("--models", default="heavy,light", help="comma-separated subset of: heavy, light")
     args = parser.parse_args(argv)
-    queries, seeds = (20_000, (1,)) if args.quick else (60_000, (1, 2, 3))
+    queries, seeds = (20_000, (1,)) if args.quick else (60_000, (1, 2, 3))  # the harness's own decision: 6,000, one
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         costs = measure(name, budget_s=4.0 if name == "heavy" else 2.0)
-        bound = costs.of(1) * HEAVY_BOUND_MULTIPLE if name == "heavy" else LIGHT_BOUND_MS
-        shown = ", ".join(f"{b}: {ms:.3g} ms" for b, ms in costs.ms.items())
-        print(f"{name}: call time by batch size {shown}; batch-1 spread {costs.spread:.1%}; p90 bound {bound:.3g} ms")
+        bound = costs.times.of(1) * HEAVY_BOUND_MULTIPLE if name == "heavy" else LIGHT_BOUND_MS / 1e3
+        shown = ", ".join(f"{b}: {seconds * 1e3:.3g} ms" for b, seconds in costs.times.seconds.items())
+        print(f"{name}: call time by batch size {shown}; batch-1 spread {costs.spread:.1%}; "
+              f"p90 bound {bound * 1e3:.3g} ms")
         base = None
         for label, policy in policies(name).items():
-            cap, p99 = capacity(costs, policy, bound, queries, seeds)
+            late = bound if policy is None else None
+            rule = policy or fifo
+            cap = capacity(costs.times, rule, 90, bound, queries, seeds, costs.spread, late)
+            p99 = np.percentile(latencies(costs.times, rule, cap, queries, seeds[0], costs.spread, late), 99) * 1e3
             base = base or cap
             print(f"  {label:<24} {cap:10,.1f} queries/s  {cap / base:6.3f}x fifo-1  p99 there {p99:8.3g} ms")
     return 0

@@ -344,8 +344,10 @@ class Harness:
                     if isinstance(size, int) and not isinstance(size, bool) and size > 0:
                         return calibrate.ServerBatch(min(size, ceiling), "reused", f"{source}'s run of this case")
         cal = self.prepare(case, backend, calibrate.SERVER_BATCH_NEEDS)
-        bound_ns = loadgen.build_settings(spec).server_target_latency_ns
-        return calibrate.server_batch(cal, ceiling, bound_ns / 1e9 if bound_ns > 0 else None)
+        settings = loadgen.build_settings(spec)
+        bound_ns = settings.server_target_latency_ns
+        percentile = 100 * settings.server_target_latency_percentile
+        return calibrate.server_batch(cal, ceiling, bound_ns / 1e9 if bound_ns > 0 else None, percentile)
 
     def latency_rule(self, case: Case, settings: Mapping[str, Any]) -> tuple[str | None, float | None]:
         """The percentile and bound (ms) a run's latency is judged at.

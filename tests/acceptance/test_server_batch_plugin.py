@@ -68,8 +68,9 @@ def test_a_server_case_where_batching_buys_nothing_records_a_measured_batch_of_o
     for run in runs:
         sut = run["sut"]
         assert (sut["batch_size"], sut["policy"]) == (1, "measured"), sut
-        assert set(sut["samples_per_s"]) == {"1", "8", "32"}
-        assert "batch 8 gives" in sut["reason"]
+        assert set(sut["samples_per_s"]) == {"1", "2", "4", "8", "32"}
+        assert sut["reason"].startswith("queue model at p99 within 100 ms: batch-of-one ")
+        assert sut["modelled_qps"]["1"] > 0
         # The batch policy is a how, not a what: it stays out of the gate's fingerprint.
         assert "sut" not in json.dumps(run_fingerprint(run))
     assert served["performance"] and set(served["performance"]) == {1}
@@ -81,6 +82,21 @@ def test_a_server_case_where_batching_pays_records_the_full_batch(project: pytes
     for run in runs:
         assert (run["sut"]["batch_size"], run["sut"]["policy"]) == (32, "measured"), run["sut"]
     assert max(served["performance"] + served["accuracy"]) <= 32
+
+
+def test_a_server_case_whose_bound_fits_batch_2_but_not_4_records_batch_2(project: pytest.Pytester) -> None:
+    # Batch n costs 10 + 10n ms: batch 2 serves 1.5x the samples/s of batch 1 in a 30 ms call, batch 4 1.2x more
+    # in 50 ms, which the queue model finds too long for a p99 bound of 50 ms (samples/s alone would take 4).
+    runs, served = run_server(
+        project, "--mlperf-backend-option=per_call_ms=10", "--mlperf-backend-option=per_sample_ms=10",
+        "--mlperf-target-latency-ms=50", "--mlperf-mode=performance", "--mlperf-min-query-count=30",
+        modes=("performance",),
+    )
+    (run,) = runs
+    assert (run["sut"]["batch_size"], run["sut"]["policy"]) == (2, "measured"), run["sut"]
+    assert "queue model at p99 within 50 ms" in run["sut"]["reason"]
+    assert "cap 4" in run["sut"]["reason"] and "x cap 2 (needs 1.05x)" in run["sut"]["reason"]
+    assert max(served["performance"]) <= 2
 
 
 def test_a_forced_server_batch_is_recorded_and_kept(project: pytest.Pytester) -> None:
