@@ -312,6 +312,23 @@ def measure_model(name: str, plan: Plan, root: Path, log: Callable[[str], None])
     return ModelResult(name, bound_ms, single_s * 1e3, auto, searches, manual)
 
 
+def paired_p90(a: Search, b: Search) -> tuple[float, int, int] | None:
+    """a's p90 over b's at the targets both ran (the runs in order, paired): the geometric mean, the number of
+    pairs and how many a had the lower p90 in. The bisection resolves capacity only to a step (about 10 % at the
+    end); at one load the p90s compare more finely, and the pairs ran side by side."""
+    runs_b: dict[float, list[float]] = {}
+    for target, _, p90 in b.tried:
+        runs_b.setdefault(target, []).append(p90)
+    ratios: list[float] = []
+    for target, _, p90 in a.tried:
+        waiting = runs_b.get(target)
+        if waiting and p90 > 0 and waiting[0] > 0:
+            ratios.append(p90 / waiting.pop(0))
+    if not ratios:
+        return None
+    return math.exp(statistics.fmean(math.log(r) for r in ratios)), len(ratios), sum(r < 1 for r in ratios)
+
+
 def render(results: list[ModelResult], plan: Plan, elapsed: float) -> str:
     header = (
         f"{'model':<6} {'bound p90':>10} {'a: harness':>11} {'batch':>5} {'b: bare 1':>10} {'c: manual':>10} "
@@ -338,6 +355,11 @@ def render(results: list[ModelResult], plan: Plan, elapsed: float) -> str:
             f"{r.model}: batch-1 median {r.single_ms:.2f} ms; a's cap: {r.auto.get('reason')}; "
             f"manual batches (highest VALID): {r.auto.get('batch_size')} (= a), {manual}"
         )
+        paired = paired_p90(r.searches["a"], r.searches["b"])
+        if paired is not None:
+            ratio, pairs, lower = paired
+            lines.append(f"{r.model}: at the targets both ran, a's p90 / b's p90 = {ratio:.3f} (geometric mean of "
+                         f"{pairs} pairs; a lower in {lower})")
     lines += [
         f"Highest VALID Server target QPS (LoadGen's verdict at p{PERCENTILE}); a point is VALID when "
         + ", ".join(f"{m} {n // 2 + 1} of up to {n}" for m, n in plan.runs_per_point.items())
