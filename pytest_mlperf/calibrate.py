@@ -206,9 +206,9 @@ def server_batch(cal: Calibration, ceiling: int, bound_s: float | None, percenti
         return _by_samples_per_s(seconds, rates)
     times = queue_model.CallTimes(seconds)
     modelled = {1: queue_model.capacity(times, queue_model.greedy(1), percentile, bound_s)}
-    rule = f"p{percentile:g} within {bound_s * 1e3:.3g} ms"
+    rule = f"p{percentile:g} within {_ms(bound_s)}"
     if modelled[1] <= 0:
-        return ServerBatch(1, "measured", f"one call of batch 1 ({seconds[1] * 1e3:.3g} ms) is already over the "
+        return ServerBatch(1, "measured", f"one call of batch 1 ({_ms(seconds[1])}) is already over the "
                            f"bound ({rule}): batching only makes calls longer", rates, {"1": 0.0})
     cap = 1
     notes = [f"queue model at {rule}: batch-of-one {modelled[1]:.4g} queries/s"]
@@ -225,6 +225,12 @@ def server_batch(cal: Calibration, ceiling: int, bound_s: float | None, percenti
             cap = size
     return ServerBatch(cap, "measured", "; ".join(notes), rates,
                        {str(size): round(qps, 3) for size, qps in sorted(modelled.items())})
+
+
+def _ms(seconds: float) -> str:
+    """Milliseconds as a reason shows them: three significant digits, and whole ones from a second up."""
+    ms = seconds * 1e3
+    return f"{ms:,.0f} ms" if ms >= 1000 else f"{ms:.3g} ms"
 
 
 def _by_samples_per_s(seconds: dict[int, float], rates: dict[str, float]) -> ServerBatch:

@@ -157,3 +157,8 @@ def test_server_batch_option_values(raw: object, expected: int | None) -> None:
 def test_bad_server_batch_names_the_option_and_the_fix(raw: str, message: str) -> None:
     with pytest.raises(UsageProblem, match=message):
         parse_server_batch(raw, 32)
+
+
+def test_the_reason_shows_a_long_bound_in_whole_milliseconds() -> None:
+    # The embedded suites' default bound is one second: "1,000 ms", not "1e+03 ms".
+    assert "queue model at p99 within 1,000 ms: " in server_batch(LIGHT_CPU, 32, 1.0, 99).reason
