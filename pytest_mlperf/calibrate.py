@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -117,14 +118,13 @@ def _rounds(calls: dict[int, Callable[[], object]], budget_s: float, min_rounds:
     """The median seconds of each call, timed in rounds (one call of each per round) so that a machine slowing down
     part-way slows every size alike: at least *min_rounds*, then until about *budget_s*."""
     times: dict[int, list[float]] = {key: [] for key in calls}
-    deadline = time.perf_counter() + budget_s
-    while len(times[next(iter(times))]) < min_rounds or time.perf_counter() < deadline:
+    deadline, rounds = time.perf_counter() + budget_s, 0
+    while rounds < min_rounds or (time.perf_counter() < deadline and rounds < 200):
         for key, call in calls.items():
             t0 = time.perf_counter()
             call()
             times[key].append(time.perf_counter() - t0)
-        if len(times[next(iter(times))]) >= 200:
-            break
+        rounds += 1
     return {key: statistics.median(values) for key, values in times.items()}
 
 
@@ -194,7 +194,7 @@ def server_batch(cal: Calibration, ceiling: int, bound_s: float | None, percenti
         return ServerBatch(ceiling, "ceiling", "not calibrated: the batch ceiling")
     seconds = {1: cal.single_s}
     # The small sizes were timed in rounds with batch 1, so their batch 1 is the one to compare them with.
-    seconds.update({size: t for size, t in (cal.small_s or {}).items() if size == 1 or 1 < size < min(ceiling, 8)})
+    seconds.update({size: t for size, t in (cal.small_s or {}).items() if size < min(ceiling, 8)})
     if 1 < 8 < ceiling and cal.multi_s is not None:
         seconds[8] = cal.multi_s
     if ceiling > 1:
@@ -204,8 +204,8 @@ def server_batch(cal: Calibration, ceiling: int, bound_s: float | None, percenti
         return ServerBatch(1, "measured", "the batch ceiling is 1", rates)
     if bound_s is None:
         return _by_samples_per_s(seconds, rates)
-    times = queue_model.CallTimes(seconds)
-    modelled = {1: queue_model.capacity(times, queue_model.greedy(1), percentile, bound_s)}
+    measured = tuple(sorted(seconds.items()))
+    modelled = {1: _capacity(measured, 1, percentile, bound_s)}
     rule = f"p{percentile:g} within {_ms(bound_s)}"
     if modelled[1] <= 0:
         return ServerBatch(1, "measured", f"one call of batch 1 ({_ms(seconds[1])}) is already over the "
@@ -217,7 +217,7 @@ def server_batch(cal: Calibration, ceiling: int, bound_s: float | None, percenti
             notes.append(f"batch {size} gives {(size / seconds[size]) / (cap / seconds[cap]):.2f}x the samples/s "
                          f"of batch {cap} (no faster)")
             continue
-        modelled[size] = queue_model.capacity(times, queue_model.greedy(size), percentile, bound_s)
+        modelled[size] = _capacity(measured, size, percentile, bound_s)
         gain = modelled[size] / modelled[cap]
         taken = gain >= SERVER_MODEL_MARGIN
         notes.append(f"cap {size} {gain:.2f}x cap {cap}" + ("" if taken else f" (needs {SERVER_MODEL_MARGIN}x)"))
@@ -225,6 +225,13 @@ def server_batch(cal: Calibration, ceiling: int, bound_s: float | None, percenti
             cap = size
     return ServerBatch(cap, "measured", "; ".join(notes), rates,
                        {str(size): round(qps, 3) for size, qps in sorted(modelled.items())})
+
+
+@functools.lru_cache(maxsize=256)
+def _capacity(seconds: tuple[tuple[int, float], ...], cap: int, percentile: float, bound_s: float) -> float:
+    """queue_model.capacity of a greedy batcher at *cap*, kept: every Server run of a model asks again with the
+    same calibration (both modes, each repeat, each find-peak point), and one answer takes about 0.1 s."""
+    return queue_model.capacity(queue_model.CallTimes(dict(seconds)), queue_model.greedy(cap), percentile, bound_s)
 
 
 def _ms(seconds: float) -> str:

@@ -59,10 +59,6 @@ class CallTimes:
         return self.seconds[below] + (self.seconds[above] - self.seconds[below]) * (size - below) / (above - below)
 
 
-def _unit_gaps(queries: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).exponential(1.0, queries)
-
-
 def latencies(
     times: CallTimes,
     policy: Policy,
@@ -78,7 +74,7 @@ def latencies(
     the policy with a reference that no SUT here uses: serve first, one at a time, the oldest query that can still
     finish within it, and the late ones afterwards (it games a percentile by starving the queries already late).
     """
-    arrivals = list(itertools.accumulate((_unit_gaps(queries, seed) / rate).tolist()))
+    arrivals = list(itertools.accumulate((np.random.default_rng(seed).exponential(1.0 / rate, queries)).tolist()))
     noise = (1.0 + spread * np.random.default_rng(seed + 1).standard_normal(queries)).clip(0.5).tolist()
     if late_after_s is not None:
         return _reorder_late(arrivals, noise, times.of(1), late_after_s)
